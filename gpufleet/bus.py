@@ -1,0 +1,123 @@
+"""Kafka helpers that every service uses: producer, consumer, decode-or-dead-letter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from gpufleet.config import BusSettings
+from gpufleet.contracts import TOPIC_BY_NAME, DeadLetter, Message, decoder_for, encode, topic_name
+
+log = logging.getLogger(__name__)
+
+
+def topic(settings: BusSettings, name: str) -> str:
+    return topic_name(name, settings.topic_prefix)
+
+
+def short_name(settings: BusSettings, full: str) -> str:
+    """``gpufleet.gpu.samples`` -> ``gpu.samples``."""
+    prefix = settings.topic_prefix + "." if settings.topic_prefix else ""
+    return full[len(prefix):] if full.startswith(prefix) else full
+
+
+def make_producer(settings: BusSettings, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent producer: acks from all in-sync replicas, lz4-compressed batches."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "client_id": "gpufleet",
+        "enable_idempotence": True,
+        "acks": "all",
+        "compression_type": "lz4",
+        "linger_ms": 5,
+        "max_batch_size": 1 << 20,
+        "max_request_size": 8 << 20,
+    }
+    opts.update(overrides)
+    return AIOKafkaProducer(**opts)
+
+
+def make_consumer(
+    settings: BusSettings, names: Iterable[str], group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer of the named topics with manual commits (commit after the work is done)."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "group_id": group_id,
+        "client_id": f"gpufleet-{group_id or 'reader'}",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_partition_fetch_bytes": 4 << 20,
+    }
+    opts.update(overrides)
+    return AIOKafkaConsumer(*(topic(settings, n) for n in names), **opts)
+
+
+def key_of(msg: Message) -> bytes | None:
+    """The partition key a message is sent with: its node, its job or its alert."""
+    for attr in ("node", "job_id", "alert_id"):
+        value = getattr(msg, attr, None)
+        if isinstance(value, str):
+            return value.encode()
+    job = getattr(msg, "job", None)
+    if job is not None:
+        return str(job.job_id).encode()
+    return None
+
+
+async def publish(
+    producer: AIOKafkaProducer, settings: BusSettings, name: str, msg: Message
+) -> None:
+    """Send one message to a topic and wait until the broker has it."""
+    await producer.send_and_wait(topic(settings, name), encode(msg), key=key_of(msg))
+
+
+class DeadLetters:
+    """Decodes records of known topics; what does not decode goes to the dead-letter topic."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: BusSettings, consumer: str) -> None:
+        self._producer = producer
+        self._settings = settings
+        self._consumer = consumer
+        self.count = 0
+
+    def decode(self, record: ConsumerRecord[bytes, bytes]) -> tuple[Any, str | None]:
+        """``(message, None)``, or ``(None, reason)`` when the record is unusable."""
+        name = short_name(self._settings, record.topic)
+        if name not in TOPIC_BY_NAME:
+            return None, f"no contract for topic {record.topic!r}"
+        if record.value is None:
+            return None, "empty value (tombstone)"
+        try:
+            return decoder_for(name).decode(record.value), None
+        except msgspec.DecodeError as e:
+            return None, f"does not decode as {name}: {e}"
+
+    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """Put a record on the dead-letter topic with its reason, and log it."""
+        self.count += 1
+        log.warning(
+            "dead letter from %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+        )
+        letter = DeadLetter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            reason=reason,
+            consumer=self._consumer,
+        )
+        await self._producer.send_and_wait(topic(self._settings, "dlq"), encode(letter))
+
+    async def decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Any | None:
+        """The decoded message, or ``None`` after sending the record to the dead-letter topic."""
+        msg, reason = self.decode(record)
+        if reason is not None:
+            await self.send(record, reason)
+            return None
+        return msg

@@ -1,0 +1,113 @@
+"""Settings: one frozen object per service, read once at start.
+
+Every field ``x`` of a settings struct is read from the environment variable ``GPUFLEET_X``
+(upper case), or else from the optional TOML file named by ``GPUFLEET_CONFIG`` (flat keys, the
+field names), or else takes its default. A bad value fails at start with a message naming the
+variable.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+
+ENV_PREFIX = "GPUFLEET_"
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the variable."""
+
+
+class BusSettings(Struct, frozen=True, kw_only=True):
+    """What every service needs to reach the bus and the warehouse."""
+
+    kafka_bootstrap: str = "localhost:9092"
+    topic_prefix: str = "gpufleet"
+    cluster: Annotated[str, Meta(min_length=1)] = "local"
+    clickhouse_url: str = "http://default:@localhost:8123/default"
+    log_level: str = "INFO"
+
+
+S = TypeVar("S", bound=Struct)
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _file_values(env: Mapping[str, str]) -> dict[str, Any]:
+    path = env.get(ENV_PREFIX + "CONFIG")
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: cannot read: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG={path}: not valid TOML: {e}") from e
+    return dict(data.get("gpufleet", data))
+
+
+def load(cls: type[S], env: Mapping[str, str] | None = None, **overrides: Any) -> S:
+    """Build ``cls`` from overrides, then ``GPUFLEET_*`` variables, then the TOML file."""
+    env = os.environ if env is None else env
+    from_file = _file_values(env)
+    values: dict[str, Any] = {}
+    for name in cls.__struct_fields__:
+        if overrides.get(name) is not None:
+            values[name] = overrides[name]
+        elif env_name(name) in env:
+            values[name] = env[env_name(name)]
+        elif name in from_file:
+            values[name] = from_file[name]
+    unknown = sorted(set(from_file) - set(cls.__struct_fields__) - _all_known_fields())
+    if unknown:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG: unknown setting(s): {', '.join(unknown)}")
+    try:
+        return msgspec.convert(values, type=cls, strict=False)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_name_the_variable(str(e))) from e
+
+
+def _name_the_variable(error: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.api_port`"; say which variable that is.
+    if "- at `$." in error:
+        what, _, where = error.partition(" - at `$.")
+        field_name = where.rstrip("`").split(".")[0].split("[")[0]
+        return f"{env_name(field_name)}: {what}"
+    return error
+
+
+def _all_known_fields() -> set[str]:
+    """Every field of every settings class, so one TOML file can serve all services."""
+    known: set[str] = set()
+    stack: list[type] = [Struct]
+    while stack:
+        cls = stack.pop()
+        sub: type
+        for sub in cls.__subclasses__():
+            stack.append(sub)
+            if sub.__module__.endswith(("config", "settings")):
+                known.update(getattr(sub, "__struct_fields__", ()))
+    return known
+
+
+def describe(settings: Struct) -> dict[str, Any]:
+    """The effective settings as ``{GPUFLEET_X: value}``, secrets masked."""
+    out: dict[str, Any] = {}
+    for name in settings.__struct_fields__:
+        value = getattr(settings, name)
+        if any(s in name for s in ("password", "token", "secret")) and value:
+            value = "***"
+        elif name.endswith("_url") and isinstance(value, str) and "@" in value:
+            scheme, _, rest = value.partition("://")
+            creds, _, host = rest.rpartition("@")
+            value = f"{scheme}://{creds.split(':')[0]}:***@{host}"
+        out[env_name(name)] = value
+    return out

@@ -1,0 +1,57 @@
+"""Topic creation: one idempotent function, ``gpufleet topics create``."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from gpufleet.config import BusSettings
+from gpufleet.contracts import TOPICS, TopicSpec, topic_name
+
+
+def topic_configs(spec: TopicSpec) -> dict[str, str]:
+    configs: dict[str, str] = {}
+    if spec.compacted:
+        configs["cleanup.policy"] = "compact"
+        configs["min.cleanable.dirty.ratio"] = "0.1"
+    if spec.retention_ms is not None and not spec.compacted:
+        configs["retention.ms"] = str(spec.retention_ms)
+    return configs
+
+
+async def create_topics(
+    settings: BusSettings, replication_factor: int = -1, partitions: int | None = None
+) -> list[str]:
+    """Create every topic that does not exist yet; return the names created.
+
+    ``replication_factor=-1`` takes the broker's default. ``partitions`` overrides each
+    topic's own count (tests use 1 to keep the broker light).
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="gpufleet-admin"
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=topic_name(spec.name, settings.topic_prefix),
+                num_partitions=partitions or spec.partitions,
+                replication_factor=replication_factor,
+                topic_configs=topic_configs(spec),
+            )
+            for spec in TOPICS
+            if topic_name(spec.name, settings.topic_prefix) not in existing
+        ]
+        if not wanted:
+            return []
+        created: list[str] = []
+        for new in wanted:  # one by one, so one that a peer created meanwhile is no failure
+            try:
+                await admin.create_topics([new])
+                created.append(new.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()

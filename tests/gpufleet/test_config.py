@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from msgspec import Struct
+
+from gpufleet.config import BusSettings, ConfigError, describe, load
+
+
+class DemoSettings(BusSettings, frozen=True, kw_only=True):
+    api_port: int = 8080
+    api_token_secret: str = ""
+    tick_s: float = 1.0
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "expected"),
+    [
+        ({}, "api_port", 8080),
+        ({"GPUFLEET_API_PORT": "9000"}, "api_port", 9000),
+        ({"GPUFLEET_TICK_S": "0.1"}, "tick_s", 0.1),
+        ({"GPUFLEET_KAFKA_BOOTSTRAP": "k1:9092,k2:9092"}, "kafka_bootstrap", "k1:9092,k2:9092"),
+        ({"GPUFLEET_TOPIC_PREFIX": "prod"}, "topic_prefix", "prod"),
+    ],
+)
+def test_values_come_from_prefixed_environment_variables(
+    env: dict[str, str], field: str, expected: object
+) -> None:
+    assert getattr(load(DemoSettings, env), field) == expected
+
+
+def test_toml_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "gpufleet.toml"
+    path.write_text('[gpufleet]\napi_port = 7000\ncluster = "east"\n')
+    env = {"GPUFLEET_CONFIG": str(path), "GPUFLEET_CLUSTER": "west"}
+    settings = load(DemoSettings, env)
+    assert (settings.api_port, settings.cluster) == (7000, "west")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GPUFLEET_API_PORT": "eighty"}, "GPUFLEET_API_PORT: Expected `int`"),
+        ({"GPUFLEET_TICK_S": "fast"}, "GPUFLEET_TICK_S: Expected `float`"),
+        ({"GPUFLEET_CLUSTER": ""}, "GPUFLEET_CLUSTER: Expected `str` of length >= 1"),
+        ({"GPUFLEET_CONFIG": "/no.toml"}, "GPUFLEET_CONFIG=/no.toml: cannot read"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(DemoSettings, env)
+
+
+def test_unknown_keys_in_the_file_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gpufleet.toml"
+    path.write_text("api_prot = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown setting.*api_prot"):
+        load(DemoSettings, {"GPUFLEET_CONFIG": str(path)})
+
+
+def test_settings_are_frozen() -> None:
+    settings = load(DemoSettings, {})
+    with pytest.raises(AttributeError):
+        settings.api_port = 1  # type: ignore[misc]
+
+
+def test_describe_masks_secrets() -> None:
+    settings = load(DemoSettings, {
+        "GPUFLEET_API_TOKEN_SECRET": "hunter2",
+        "GPUFLEET_CLICKHOUSE_URL": "http://writer:pw@ch:8123/db",
+    })
+    shown = describe(settings)
+    assert shown["GPUFLEET_API_TOKEN_SECRET"] == "***"
+    assert shown["GPUFLEET_CLICKHOUSE_URL"] == "http://writer:***@ch:8123/db"
+    assert shown["GPUFLEET_API_PORT"] == 8080
+
+
+def test_overrides_beat_everything() -> None:
+    assert load(DemoSettings, {"GPUFLEET_API_PORT": "1"}, api_port=2).api_port == 2
+
+
+def test_plain_struct_is_accepted() -> None:
+    class Tiny(Struct, frozen=True):
+        name: str = "x"
+
+    assert load(Tiny, {"GPUFLEET_NAME": "y"}).name == "y"

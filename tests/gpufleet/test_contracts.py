@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from gpufleet.contracts import (
+    TOPICS,
+    Alert,
+    AlertState,
+    CancelJob,
+    DeadLetter,
+    GpuInfo,
+    GpuSample,
+    GpuUtilWindow,
+    JobEvent,
+    JobSpec,
+    JobState,
+    NodeInventory,
+    NodeSample,
+    Placement,
+    SchedulerState,
+    StopJob,
+    SubmitJob,
+    decoder_for,
+    encode,
+    topic_name,
+)
+
+SAMPLES: list[tuple[str, Any]] = [
+    ("gpu.samples", NodeSample(cluster="c", node="n1", gpus=[
+        GpuSample(index=0, uuid="GPU-0", util_gpu=55.0, mem_used_bytes=1 << 30, power_mw=250_000),
+        GpuSample(index=1, uuid="GPU-1"),
+    ])),
+    ("nodes", NodeInventory(cluster="c", node="n1", gpus=[
+        GpuInfo(index=0, uuid="GPU-0", model="H100", memory_total_bytes=80 << 30)])),
+    ("jobs.requests", SubmitJob(job=JobSpec(job_id="j1", gpus=2, gpu_models=["H100"]))),
+    ("jobs.requests", CancelJob(job_id="j1")),
+    ("jobs.placements", Placement(job=JobSpec(job_id="j1"), node="n1", gpus=[0, 1])),
+    ("jobs.placements", StopJob(job_id="j1", node="n1", reason="preempted")),
+    ("jobs.events", JobEvent(job_id="j1", state=JobState.FAILED, exit_code=3)),
+    ("gpu.util", GpuUtilWindow(cluster="c", node="n1", gpu=0, window_start=60.0, samples=60,
+                               util_mean=50, util_min=0, util_max=100, util_p95=99)),
+    ("alerts", Alert(alert_id="idle:n1:0", kind="idle_gpu", state=AlertState.FIRING)),
+    ("scheduler.state", SchedulerState(cluster="c", nodes=[], queued=[], running=[])),
+    ("dlq", DeadLetter(topic="x", partition=0, offset=1, value=b"\xff\x00", reason="bad")),
+]
+
+
+@pytest.mark.parametrize(("topic", "msg"), SAMPLES, ids=[type(m).__name__ for _, m in SAMPLES])
+def test_every_message_round_trips_through_its_topic_decoder(topic: str, msg: Any) -> None:
+    assert decoder_for(topic).decode(encode(msg)) == msg
+
+
+def test_every_topic_has_a_sample_above() -> None:
+    assert {t.name for t in TOPICS} == {topic for topic, _ in SAMPLES}
+
+
+def test_every_message_has_version_event_id_and_timestamp() -> None:
+    for _, msg in SAMPLES:
+        wire = msgspec.json.decode(encode(msg))
+        assert wire["schema"] == 1
+        assert len(wire["event_id"]) == 32
+        assert wire["ts"] > 1.7e9
+
+
+def test_unsupported_fields_are_absent_not_zero() -> None:
+    wire = msgspec.json.decode(encode(GpuSample(index=1, uuid="GPU-1", util_gpu=0.0)))
+    assert wire == {"index": 1, "uuid": "GPU-1", "util_gpu": 0.0}
+
+
+def test_union_topics_dispatch_on_kind() -> None:
+    dec = decoder_for("jobs.requests")
+    assert isinstance(dec.decode(b'{"kind":"cancel","job_id":"a"}'), CancelJob)
+    submit = dec.decode(b'{"kind":"submit","job":{"job_id":"a","gpus":4}}')
+    assert isinstance(submit, SubmitJob)
+    assert submit.job.gpus == 4
+
+
+@pytest.mark.parametrize(
+    ("topic", "raw", "complaint"),
+    [
+        ("gpu.samples",
+         b'{"cluster":"c","node":"n","gpus":[{"index":0,"uuid":"u","util_gpu":101}]}', "<= 100"),
+        ("gpu.samples", b'{"cluster":"c","node":"n","gpus":[{"index":0,"uuid":"u",'
+         b'"mem_used_bytes":-1}]}', ">= 0"),
+        ("gpu.samples", b'{"cluster":"c","node":"","gpus":[]}', "length >= 1"),
+        ("jobs.requests", b'{"kind":"explode","job_id":"a"}', "Invalid value 'explode'"),
+        ("jobs.events", b'{"job_id":"a","state":"dancing"}', "Invalid enum value 'dancing'"),
+        ("jobs.events", b"not json", "malformed"),
+    ],
+)
+def test_impossible_values_do_not_decode(topic: str, raw: bytes, complaint: str) -> None:
+    with pytest.raises(msgspec.DecodeError, match=complaint):
+        decoder_for(topic).decode(raw)
+
+
+@pytest.mark.parametrize(
+    ("name", "prefix", "full"),
+    [("gpu.samples", "gpufleet", "gpufleet.gpu.samples"), ("dlq", "prod", "prod.dlq"),
+     ("nodes", "", "nodes")],
+)
+def test_topic_names_take_the_prefix(name: str, prefix: str, full: str) -> None:
+    assert topic_name(name, prefix) == full
+
+
+def test_unknown_topic_is_a_clear_error() -> None:
+    with pytest.raises(KeyError, match=r"unknown topic 'gpu\.sample'"):
+        topic_name("gpu.sample")

@@ -1,0 +1,120 @@
+"""The bus helpers against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from gpufleet.bus import DeadLetters, make_consumer, make_producer, publish, topic
+from gpufleet.config import BusSettings
+from gpufleet.contracts import (
+    TOPICS,
+    DeadLetter,
+    GpuSample,
+    JobSpec,
+    NodeSample,
+    SubmitJob,
+    decoder_for,
+)
+from gpufleet.localkafka import LocalKafka
+from gpufleet.topics import create_topics
+
+pytestmark = pytest.mark.integration
+
+
+async def take(consumer: AIOKafkaConsumer, n: int, timeout: float = 20.0) -> list[object]:
+    out: list[object] = []
+    async with asyncio.timeout(timeout):
+        while len(out) < n:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                out.extend(records)
+    return out
+
+
+async def test_a_struct_round_trips_through_a_topic(bus: BusSettings) -> None:
+    sample = NodeSample(cluster="test", node="node-1", gpus=[
+        GpuSample(index=i, uuid=f"GPU-{i}", util_gpu=10.0 * i) for i in range(8)])
+    producer = make_producer(bus)
+    consumer = make_consumer(bus, ["gpu.samples"], group_id="rt")
+    await producer.start()
+    await consumer.start()
+    try:
+        await publish(producer, bus, "gpu.samples", sample)
+        [record] = await take(consumer, 1)
+        assert record.key == b"node-1"  # type: ignore[attr-defined]
+        assert decoder_for("gpu.samples").decode(record.value) == sample  # type: ignore[attr-defined]
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def test_malformed_message_goes_to_dead_letters_and_consumer_goes_on(
+    bus: BusSettings,
+) -> None:
+    good = SubmitJob(job=JobSpec(job_id="ok-1", gpus=1))
+    producer = make_producer(bus)
+    consumer = make_consumer(bus, ["jobs.requests"], group_id="dlq-test")
+    dlq_reader = make_consumer(bus, ["dlq"], group_id=None)
+    await producer.start()
+    await consumer.start()
+    await dlq_reader.start()
+    try:
+        requests = topic(bus, "jobs.requests")
+        await producer.send_and_wait(requests, b"{not json", key=b"x")
+        await producer.send_and_wait(requests, b'{"kind":"submit","job":{"job_id":""}}', key=b"y")
+        await publish(producer, bus, "jobs.requests", good)
+        letters = DeadLetters(producer, bus, consumer="dlq-test")
+        decoded = [await letters.decode_or_dead_letter(r) for r in await take(consumer, 3)]
+        await consumer.commit()
+        assert decoded[:2] == [None, None]
+        assert decoded[2] == good
+        assert letters.count == 2
+
+        dead = [decoder_for("dlq").decode(r.value) for r in await take(dlq_reader, 2)]  # type: ignore[attr-defined]
+        assert all(isinstance(d, DeadLetter) for d in dead)
+        assert [d.value for d in dead] == [b"{not json", b'{"kind":"submit","job":{"job_id":""}}']
+        assert [d.key for d in dead] == [b"x", b"y"]
+        assert {d.topic for d in dead} == {requests}
+        assert [d.offset for d in dead] == [0, 1]
+        assert "malformed" in dead[0].reason.lower()
+        assert "length >= 1" in dead[1].reason
+        assert dead[0].consumer == "dlq-test"
+    finally:
+        await dlq_reader.stop()
+        await consumer.stop()
+        await producer.stop()
+
+
+async def test_topic_creation_is_idempotent(bus: BusSettings) -> None:
+    again = BusSettings(kafka_bootstrap=bus.kafka_bootstrap, topic_prefix=bus.topic_prefix + "x")
+    first = await create_topics(again, replication_factor=1, partitions=1)
+    second = await create_topics(again, replication_factor=1, partitions=1)
+    assert sorted(first) == sorted(f"{again.topic_prefix}.{t.name}" for t in TOPICS)
+    assert second == []
+
+
+async def test_compacted_topics_are_created_compacted(bus: BusSettings) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bus.kafka_bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic(bus, "nodes"))])
+        entries = {e[0]: e[1] for e in response.resources[0][4]}
+        assert entries["cleanup.policy"] == "compact"
+    finally:
+        await admin.close()
+
+
+def test_starting_the_broker_twice_is_harmless(local_broker: LocalKafka | None) -> None:
+    if local_broker is None:
+        pytest.skip("an outside broker was given by GPUFLEET_KAFKA_BOOTSTRAP")
+    twin = LocalKafka(data=local_broker.data, port=local_broker.port,
+                      controller_port=local_broker.controller_port)
+    assert twin.start() is False
+    assert twin.running_pid() == local_broker.running_pid()
