@@ -78,8 +78,8 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
     consumer = await connect(lambda: make_consumer(
         settings, ["jobs.placements"], group_id=f"executor-{settings.cluster}-{settings.node}"),
         stop)
-    ops = (await serve_ops(metrics, settings.ops_host, settings.ops_port)
-           if settings.ops_port else None)
+    ops = (await serve_ops(metrics, settings.ops_host, settings.executor_ops_port)
+           if settings.executor_ops_port else None)
     sender_stop = asyncio.Event()
     sender = asyncio.create_task(outbox.run(sender_stop))
     log.info("executor of %s: %d GPUs, %s mode", settings.node, executor.core.gpus, settings.mode)

@@ -24,4 +24,4 @@ class ExecutorSettings(BusSettings, frozen=True, kw_only=True):
     default_sim_duration_s: Annotated[float, Meta(gt=0)] = 60.0
     send_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
     ops_host: str = "0.0.0.0"
-    ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9402  # 0: no ops endpoint
+    executor_ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9402  # 0: no ops endpoint

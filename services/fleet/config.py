@@ -26,4 +26,4 @@ class FleetSettings(BusSettings, frozen=True, kw_only=True):
     flush_timeout_s: Annotated[float, Meta(ge=0)] = 5.0
     state_dir: str = ""  # default: $GPUFLEET_CACHE/executor (.cache/executor)
     ops_host: str = "0.0.0.0"
-    ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9403  # 0: no ops endpoint
+    fleet_ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9403  # 0: no ops endpoint

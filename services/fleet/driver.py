@@ -33,8 +33,8 @@ async def serve(settings: FleetSettings, stop: asyncio.Event) -> None:
     fleet.recover()
     consumer = await connect(lambda: make_consumer(
         settings, ["jobs.placements"], group_id=f"fleet-sim-{settings.cluster}"), stop)
-    ops = (await serve_ops(metrics, settings.ops_host, settings.ops_port)
-           if settings.ops_port else None)
+    ops = (await serve_ops(metrics, settings.ops_host, settings.fleet_ops_port)
+           if settings.fleet_ops_port else None)
     log.info("fleet of %d nodes x %d GPUs (%s), one sample per node every %.1fs",
              settings.sim_nodes, settings.sim_gpus_per_node, settings.sim_models,
              settings.interval_s)

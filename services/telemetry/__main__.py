@@ -57,8 +57,8 @@ async def serve(settings: TelemetrySettings, source: GpuSource, stop: asyncio.Ev
     async def ready() -> dict[str, bool]:
         return {"kafka": publisher.failures == 0 or publisher.buffered < settings.buffer_samples}
 
-    ops = (await serve_ops(metrics, settings.ops_host, settings.ops_port, ready)
-           if settings.ops_port else None)
+    ops = (await serve_ops(metrics, settings.ops_host, settings.telemetry_ops_port, ready)
+           if settings.telemetry_ops_port else None)
     sender_stop = asyncio.Event()
     sender = asyncio.create_task(_send(settings, publisher, sender_stop))
     try:

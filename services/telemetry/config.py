@@ -28,4 +28,4 @@ class TelemetrySettings(BusSettings, frozen=True, kw_only=True):
     sim_seed: int | None = None
     state_dir: str = ""  # the executor's state folder, read by the simulated source
     ops_host: str = "0.0.0.0"
-    ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9401  # 0: no ops endpoint
+    telemetry_ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9401  # 0: no ops endpoint

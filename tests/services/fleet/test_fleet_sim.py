@@ -31,7 +31,7 @@ def fleet_settings(bus: BusSettings, state_dir: Path) -> FleetSettings:
     return FleetSettings(kafka_bootstrap=bus.kafka_bootstrap, topic_prefix=bus.topic_prefix,
                          cluster=bus.cluster, sim_nodes=2, sim_gpus_per_node=4,
                          sim_models="H100-80GB,A100-80GB", interval_s=0.2, heartbeat_s=0.3,
-                         state_dir=str(state_dir), ops_port=0, send_timeout_s=5)
+                         state_dir=str(state_dir), fleet_ops_port=0, send_timeout_s=5)
 
 
 class Reader:
