@@ -11,12 +11,11 @@ from pathlib import Path
 
 from gpufleet.bus import make_consumer, make_producer
 from gpufleet.config import load
-from gpufleet.contracts import PlacementCommand
 from gpufleet.ops import Metrics, serve_ops
 from gpufleet.runner import run_service
 from services.executor.config import ExecutorSettings
 from services.executor.core import ExecutorCore
-from services.executor.driver import NodeExecutor, Runner, consume_commands
+from services.executor.driver import TOPICS, Command, NodeExecutor, Runner, consume_commands
 from services.executor.runner import ProcessRunner
 from services.executor.simrunner import SimRunner
 from services.executor.state import StateFile, default_state_dir
@@ -76,7 +75,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
     executor = build(settings, outbox)
     executor.recover()
     consumer = await connect(lambda: make_consumer(
-        settings, ["jobs.placements"], group_id=f"executor-{settings.cluster}-{settings.node}"),
+        settings, TOPICS, group_id=f"executor-{settings.cluster}-{settings.node}"),
         stop)
     ops = (await serve_ops(metrics, settings.ops_host, settings.executor_ops_port)
            if settings.executor_ops_port else None)
@@ -84,12 +83,13 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
     sender = asyncio.create_task(outbox.run(sender_stop))
     log.info("executor of %s: %d GPUs, %s mode", settings.node, executor.core.gpus, settings.mode)
 
-    async def dispatch(cmd: PlacementCommand) -> None:
+    async def dispatch(cmd: Command) -> None:
         await executor.handle(cmd)
 
     try:
         if consumer is not None:
-            await consume_commands(consumer, dispatch, stop, on_idle=executor.tick)
+            await consume_commands(consumer, dispatch, stop, settings.topic_prefix,
+                                   on_idle=executor.tick)
     finally:
         await executor.close()
         if consumer is not None:

@@ -11,7 +11,15 @@ from typing import Any, Protocol
 
 import msgspec
 
-from gpufleet.contracts import Message, Placement, PlacementCommand, StopJob, decoder_for
+from gpufleet.contracts import (
+    GpuHealth,
+    Message,
+    NodeInventory,
+    Placement,
+    PlacementCommand,
+    StopJob,
+    decoder_for,
+)
 from services.executor.core import (
     Action,
     Adopt,
@@ -52,13 +60,17 @@ class NodeExecutor:
         self._state = state
         self._clock = clock
 
-    async def handle(self, cmd: PlacementCommand) -> None:
+    async def handle(self, cmd: Command) -> None:
         now = self._clock()
         match cmd:
             case Placement():
                 actions = self.core.on_placement(cmd, now)
             case StopJob():
                 actions = self.core.on_stop(cmd, now)
+            case NodeInventory():
+                if cmd.node == self.core.node:
+                    self.core.unhealthy = unhealthy_gpus(cmd)
+                return
         for launch in self._apply(actions):
             await self._launch(launch)
 
@@ -110,20 +122,29 @@ class NodeExecutor:
         return launches
 
 
-Dispatch = Callable[[PlacementCommand], Awaitable[None]]
+Command = PlacementCommand | NodeInventory
+Dispatch = Callable[[Command], Awaitable[None]]
+TOPICS = ("jobs.placements", "nodes")  # what executors read
+
+
+def unhealthy_gpus(inv: NodeInventory) -> dict[int, str]:
+    """The GPUs that telemetry found lost or degraded, with why: no new jobs go there."""
+    return {g.index: f"{g.health}" + (f" ({g.health_reason})" if g.health_reason else "")
+            for g in inv.gpus if g.health != GpuHealth.OK}
 
 
 async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Event,
-                           on_idle: Callable[[], None] | None = None) -> None:
-    """Feed every command on jobs.placements to ``dispatch``; commit after each batch.
+                           prefix: str, on_idle: Callable[[], None] | None = None) -> None:
+    """Feed every placement, stop and node inventory to ``dispatch``; commit after each batch.
 
     A record that does not decode is logged and skipped: every executor reads every
     placement, so dead-lettering here would file one copy per node (ingest files it once).
     """
-    decoder = decoder_for("jobs.placements")
+    decoders = {f"{prefix}.{name}" if prefix else name: decoder_for(name) for name in TOPICS}
     while not stop.is_set():
         batches = await consumer.getmany(timeout_ms=500, max_records=500)
-        for records in batches.values():
+        for tp, records in batches.items():
+            decoder = decoders[tp.topic]
             for record in records:
                 try:
                     cmd = decoder.decode(record.value)

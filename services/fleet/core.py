@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpufleet.contracts import PlacementCommand
 from services.executor.core import ExecutorCore
-from services.executor.driver import NodeExecutor, Outbox
+from services.executor.driver import Command, NodeExecutor, Outbox
 from services.executor.simrunner import SimRunner
 from services.executor.state import StateFile
 from services.fleet.config import FleetSettings
@@ -62,7 +61,7 @@ class Fleet:
         for n in self.nodes.values():
             n.executor.recover()
 
-    async def dispatch(self, cmd: PlacementCommand) -> None:
+    async def dispatch(self, cmd: Command) -> None:
         node = self.nodes.get(cmd.node)
         if node is not None:
             await node.executor.handle(cmd)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gpufleet.bus import make_consumer, make_producer
 from gpufleet.ops import Metrics, serve_ops
-from services.executor.driver import consume_commands
+from services.executor.driver import TOPICS, consume_commands
 from services.executor.state import default_state_dir
 from services.fleet.config import FleetSettings
 from services.fleet.core import Fleet
@@ -32,7 +32,7 @@ async def serve(settings: FleetSettings, stop: asyncio.Event) -> None:
     fleet = Fleet(settings, publisher, state_dir / settings.cluster)
     fleet.recover()
     consumer = await connect(lambda: make_consumer(
-        settings, ["jobs.placements"], group_id=f"fleet-sim-{settings.cluster}"), stop)
+        settings, TOPICS, group_id=f"fleet-sim-{settings.cluster}"), stop)
     ops = (await serve_ops(metrics, settings.ops_host, settings.fleet_ops_port)
            if settings.fleet_ops_port else None)
     log.info("fleet of %d nodes x %d GPUs (%s), one sample per node every %.1fs",
@@ -44,7 +44,8 @@ async def serve(settings: FleetSettings, stop: asyncio.Event) -> None:
                                            stop, metrics))]
     if consumer is not None:
         tasks.append(asyncio.create_task(
-            consume_commands(consumer, fleet.dispatch, stop, on_idle=fleet.heartbeats)))
+            consume_commands(consumer, fleet.dispatch, stop, settings.topic_prefix,
+                             on_idle=fleet.heartbeats)))
     if settings.sim_duration_s:
         tasks.append(asyncio.create_task(_stop_after(stop, settings.sim_duration_s)))
     try:

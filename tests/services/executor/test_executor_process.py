@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.contracts import JobEvent, JobSpec, JobState, Message, Placement, StopJob
+from gpufleet.contracts import (
+    GpuHealth,
+    GpuInfo,
+    JobEvent,
+    JobSpec,
+    JobState,
+    Message,
+    NodeInventory,
+    Placement,
+    StopJob,
+)
 from services.executor.core import LOST_REASON, ExecutorCore
 from services.executor.driver import NodeExecutor
 from services.executor.runner import ProcessRunner
@@ -93,6 +103,24 @@ async def test_a_gpu_it_does_not_have_is_refused_and_nothing_runs(
     assert failed.state == JobState.FAILED
     assert failed.reason == "GPU 7 is not on node n1 (it has GPUs 0-3)"
     assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(("inventory_node", "refused"), [("n1", True), ("n2", False)])
+async def test_a_gpu_that_telemetry_found_lost_gets_no_new_job(
+    node: tuple[NodeExecutor, ListOutbox], inventory_node: str, refused: bool
+) -> None:
+    ex, out = node
+    gpus = [GpuInfo(index=i, uuid=f"GPU-{i}", model="H100", memory_total_bytes=1) for i in range(4)]
+    gpus[2].health, gpus[2].health_reason = GpuHealth.LOST, "XID 79"
+    await ex.handle(NodeInventory(cluster="c", node=inventory_node, gpus=gpus))
+    await ex.handle(job("j", "true", gpus=(2,)))
+    first = out.events[0]
+    if refused:
+        assert (first.state, first.reason) == (JobState.FAILED,
+                                               "GPU 2 is not usable: lost (XID 79)")
+    else:
+        assert first.state == JobState.STARTED
+        await out.until("j", JobState.SUCCEEDED)
 
 
 @pytest.mark.parametrize(("command", "reason", "state", "signalled"), [
