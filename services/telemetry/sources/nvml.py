@@ -2,14 +2,14 @@
 
 Cadence: the fast fields every tick; processes when ``due.processes``; ECC and row remapping
 when ``due.health``; SM and tensor activity from GPM (Hopper and newer) every tick; XID errors
-from a thread blocked in ``nvmlEventSetWait_v2``. A field the GPU does not support is ``None``.
-``GpuIsLost`` marks the GPU lost; any other NVML error marks it degraded. Neither raises.
+from a thread blocked in ``nvmlEventSetWait_v2`` (``xid.py``). A field the GPU does not
+support is ``None``. ``GpuIsLost`` marks the GPU lost; any other NVML error marks it degraded.
+Neither raises.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -18,12 +18,9 @@ import pynvml
 
 from gpufleet.contracts import GpuHealth, GpuInfo, GpuProcess, GpuSample
 from services.telemetry.sources import Due, HealthEvent, Identity, Reading
+from services.telemetry.sources.xid import XidWatcher
 
 log = logging.getLogger(__name__)
-
-XID_LOST = frozenset({79})  # the GPU has fallen off the bus
-XID_HARDWARE = frozenset({48, 63, 64, 74, 79, 92, 94, 95, 119, 120})
-
 
 class NvmlUnavailable(Exception):
     """NVML could not start (no driver, no GPU): the message says why."""
@@ -57,13 +54,8 @@ class NvmlSource:
         self._gpm: set[int] = set()
         self._gpm_prev: dict[int, Any] = {}
         self._events: deque[HealthEvent] = deque()  # appended by the XID thread too
-        self._xids: dict[int, list[int]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._ident = self._read_identity()
-        self._xid_wait_ms = xid_wait_ms
-        self._thread = threading.Thread(target=self._watch_xids, name="nvml-xid", daemon=True)
-        self._thread.start()
+        self._xid = XidWatcher(self._nv, self._handles, self._events, xid_wait_ms)
 
     # identity, once ---------------------------------------------------------------------
 
@@ -111,10 +103,8 @@ class NvmlSource:
 
     def read(self, now: float, due: Due) -> Reading:
         gpus = [self._read_gpu(i, due) for i in range(len(self._handles))]
-        with self._lock:
-            for i, xids in self._xids.items():
-                gpus[i].xid_errors = xids
-            self._xids = {}
+        for i, xids in self._xid.take().items():
+            gpus[i].xid_errors = xids
         events = []
         while self._events:
             events.append(self._events.popleft())
@@ -226,47 +216,8 @@ class NvmlSource:
         if mg.metrics[1].nvmlReturn == nv.NVML_SUCCESS:
             s.tensor_active = _pct(mg.metrics[1].value)
 
-    # XID errors, from a thread ----------------------------------------------------------
-
-    def _watch_xids(self) -> None:
-        nv = self._nv
-        try:
-            es = nv.nvmlEventSetCreate()
-        except nv.NVMLError as e:
-            log.info("no XID events: %s", e)
-            return
-        registered = 0
-        for h in self._handles:
-            try:
-                nv.nvmlDeviceRegisterEvents(h, nv.nvmlEventTypeXidCriticalError, es)
-                registered += 1
-            except nv.NVMLError:
-                continue
-        while registered and not self._stop.is_set():
-            try:
-                data = nv.nvmlEventSetWait_v2(es, self._xid_wait_ms)
-            except nv.NVMLError_Timeout:
-                continue
-            except nv.NVMLError as e:
-                log.warning("XID wait: %s", e)
-                self._stop.wait(1.0)
-                continue
-            self._on_xid(self._optional(nv.nvmlDeviceGetIndex, data.device), int(data.eventData))
-        self._optional(nv.nvmlEventSetFree, es)
-
-    def _on_xid(self, i: int | None, xid: int) -> None:
-        if i is None or not 0 <= i < len(self._handles):
-            return
-        with self._lock:
-            self._xids.setdefault(i, []).append(xid)
-        health = (GpuHealth.LOST if xid in XID_LOST
-                  else GpuHealth.DEGRADED if xid in XID_HARDWARE else GpuHealth.OK)
-        self._events.append(HealthEvent(i, health, "xid", f"XID {xid}",
-                                        "critical" if xid in XID_HARDWARE else "warning"))
-
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._xid.close()
         for s in self._gpm_prev.values():
             self._optional(self._nv.nvmlGpmSampleFree, s)
         self._gpm_prev.clear()
