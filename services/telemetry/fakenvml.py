@@ -3,6 +3,7 @@
 ``FakeNvml`` stands in for the ``pynvml`` module: its methods have pynvml's names and
 arguments; constants and the ``NVMLError_*`` classes are the real module's. Each GPU is a
 ``FakeGpu`` whose fields a test sets; ``unsupported`` names functions that raise NotSupported,
+``too_new`` names functions the driver's NVML lacks (pynvml's version mismatch error),
 ``errors`` maps a function name to the NVML error code it raises, ``lost`` makes every call
 raise GpuIsLost.
 """
@@ -43,6 +44,7 @@ class FakeGpu:
     sm_active: float = 0.0
     tensor_active: float = 0.0
     unsupported: set[str] = field(default_factory=set)
+    too_new: set[str] = field(default_factory=set)  # pynvml newer than the driver
     errors: dict[str, int] = field(default_factory=dict)
     lost: bool = False
 
@@ -97,6 +99,8 @@ class FakeNvml:
             raise pynvml.NVMLError(gpu.errors[fn])
         if fn in gpu.unsupported:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if fn in gpu.too_new:
+            raise pynvml.NVMLLibraryMismatchError(f"{fn}: the driver's NVML is older")
         return gpu
 
     # library

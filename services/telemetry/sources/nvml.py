@@ -132,8 +132,8 @@ class NvmlSource:
         try:
             return fn(self._handles[i], *args)
         except (nv.NVMLError_NotSupported, nv.NVMLError_FunctionNotFound,
-                nv.NVMLError_NoPermission):
-            return None
+                nv.NVMLError_NoPermission, nv.NVMLLibraryMismatchError):
+            return None  # the driver lacks it: absent
         except nv.NVMLError_GpuIsLost as e:
             self._lost.add(i)
             self._events.append(HealthEvent(i, GpuHealth.LOST, "gpu_lost", f"GPU is lost ({e})",

@@ -77,6 +77,12 @@ def field_unsupported(fn: str) -> Callable[[FakeGpu], None]:
     return apply
 
 
+def older_driver(fn: str) -> Callable[[FakeGpu], None]:
+    def apply(gpu: FakeGpu) -> None:
+        gpu.too_new.add(fn)
+    return apply
+
+
 def older_gpu(gpu: FakeGpu) -> None:
     gpu.arch = pynvml.NVML_DEVICE_ARCH_AMPERE
 
@@ -96,9 +102,10 @@ def no_processes(gpu: FakeGpu) -> None:
     (field_unsupported("nvmlDeviceGetCurrentClocksEventReasons"), ["throttle_reasons"],
      ["sm_clock_mhz"]),
     (field_unsupported("nvmlDeviceGetComputeRunningProcesses"), ["processes"], ["util_gpu"]),
+    (older_driver("nvmlDeviceGetComputeRunningProcesses"), ["processes"], ["util_gpu"]),
     (older_gpu, ["sm_active", "tensor_active"], ["util_gpu"]),
 ], ids=["power", "energy", "memory-v2", "ecc", "row-remap", "clock-reasons", "processes",
-        "no-gpm"])
+        "processes-old-driver", "no-gpm"])
 def test_an_unsupported_field_is_absent_never_zero(
     monkeypatch: pytest.MonkeyPatch, change: Callable[[FakeGpu], None], absent: list[str],
     present: list[str],
