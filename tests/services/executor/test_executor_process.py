@@ -123,21 +123,23 @@ async def test_a_gpu_that_telemetry_found_lost_gets_no_new_job(
         await out.until("j", JobState.SUCCEEDED)
 
 
-@pytest.mark.parametrize(("command", "reason", "state", "signalled"), [
-    (["sleep", "30"], "cancelled", JobState.CANCELLED, -signal.SIGTERM),
-    (["sh", "-c", "trap '' TERM; sleep 30 & wait; sleep 30"], "preempted", JobState.PREEMPTED,
-     -signal.SIGKILL),
+@pytest.mark.parametrize(("script", "reason", "state", "signalled"), [
+    ("touch ready; exec sleep 30", "cancelled", JobState.CANCELLED, -signal.SIGTERM),
+    ("trap '' TERM; touch ready; sleep 30 & wait; sleep 30", "preempted", JobState.PREEMPTED,
+     -signal.SIGKILL),  # ignores SIGTERM: SIGKILL after the grace period
 ])
 async def test_a_stop_ends_the_job_within_its_grace_period(
-    node: tuple[NodeExecutor, ListOutbox], command: list[str], reason: str, state: JobState,
-    signalled: int,
+    node: tuple[NodeExecutor, ListOutbox], tmp_path: Path, script: str, reason: str,
+    state: JobState, signalled: int,
 ) -> None:
     ex, out = node
-    await ex.handle(job("j", *command))
+    await ex.handle(job("j", "sh", "-c", f"cd {tmp_path} && {script}"))
     started = await out.until("j", JobState.STARTED)
     pid = ex.core.jobs[("j", 0)].pid
     assert pid is not None and started.state == JobState.STARTED
-    await asyncio.sleep(0.2)  # let the shell set its trap
+    async with asyncio.timeout(10):
+        while not (tmp_path / "ready").exists():
+            await asyncio.sleep(0.02)
     await ex.handle(StopJob(job_id="j", node="n1", reason=reason, grace_s=0.5))  # type: ignore[arg-type]
     end = await out.until("j", state, timeout=5)
     assert (end.reason, end.exit_code) == (reason, signalled)
