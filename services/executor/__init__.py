@@ -1,0 +1,1 @@
+"""The executor: run the jobs placed on this node and report what happens to them."""

@@ -1,0 +1,108 @@
+"""``gpufleet executor``: run the jobs placed on this node and publish what happens to them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from gpufleet.bus import make_consumer, make_producer
+from gpufleet.config import load
+from gpufleet.ops import Metrics, serve_ops
+from gpufleet.runner import run_service
+from services.executor.config import ExecutorSettings
+from services.executor.core import ExecutorCore
+from services.executor.driver import TOPICS, Command, NodeExecutor, Runner, consume_commands
+from services.executor.runner import ProcessRunner
+from services.executor.simrunner import SimRunner
+from services.executor.state import StateFile, default_state_dir
+from services.telemetry.driver import connect
+from services.telemetry.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", help="this node's name (default: the host name)")
+    p.add_argument("--mode", choices=["process", "sim"], help="run commands or simulate runs")
+    p.add_argument("--gpus", type=int, help="GPUs on this node (default: count them with NVML)")
+
+
+def count_gpus() -> int:
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        log.warning("NVML did not start (%s): this node has no GPUs to run jobs on", e)
+        return 0
+    try:
+        return int(pynvml.nvmlDeviceGetCount())
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def build(settings: ExecutorSettings, outbox: Publisher) -> NodeExecutor:
+    state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
+    runner: Runner
+    if settings.mode == "sim":
+        runner = SimRunner(settings.default_sim_duration_s)
+        gpus = 8 if settings.gpus < 0 else settings.gpus
+    else:
+        runner = ProcessRunner(state_dir / "logs")
+        gpus = count_gpus() if settings.gpus < 0 else settings.gpus
+    core = ExecutorCore(node=settings.node, gpus=gpus, heartbeat_s=settings.heartbeat_s,
+                        max_placement_age_s=settings.max_placement_age_s,
+                        needs_command=runner.needs_command)
+    return NodeExecutor(core, runner, outbox, StateFile(state_dir / f"{settings.node}.json"))
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(ExecutorSettings, node=args.node, mode=args.mode, gpus=args.gpus)
+    return run_service(lambda stop: serve(settings, stop), settings.log_level)
+
+
+async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
+    metrics = Metrics()
+    producer = await connect(lambda: make_producer(
+        settings, request_timeout_ms=int(settings.send_timeout_s * 1000)), stop)
+    if producer is None:
+        return
+    outbox = Publisher(settings, producer, buffer_samples=1, metrics=metrics)
+    executor = build(settings, outbox)
+    executor.recover()
+    consumer = await connect(lambda: make_consumer(
+        settings, TOPICS, group_id=f"executor-{settings.cluster}-{settings.node}"),
+        stop)
+    ops = (await serve_ops(metrics, settings.ops_host, settings.executor_ops_port)
+           if settings.executor_ops_port else None)
+    sender_stop = asyncio.Event()
+    sender = asyncio.create_task(outbox.run(sender_stop))
+    log.info("executor of %s: %d GPUs, %s mode", settings.node, executor.core.gpus, settings.mode)
+
+    async def dispatch(cmd: Command) -> None:
+        await executor.handle(cmd)
+
+    try:
+        if consumer is not None:
+            await consume_commands(consumer, dispatch, stop, settings.topic_prefix,
+                                   on_idle=executor.tick)
+    finally:
+        await executor.close()
+        if consumer is not None:
+            await consumer.stop()
+        sender_stop.set()
+        await sender
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        if ops is not None:
+            await ops.cleanup()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="gpufleet executor")
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

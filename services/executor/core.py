@@ -1,0 +1,220 @@
+"""The executor's job-state machine: placements, stops, exits and time in; actions out.
+
+No I/O here. The driver carries out ``Launch``, ``Terminate`` and ``Adopt`` and publishes
+each ``Emit``. A job on this node is keyed by (job id, gang member).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gpufleet.contracts import JobEvent, JobState, Placement, StopJob
+
+Key = tuple[str, int]  # (job id, member)
+LOST_REASON = "executor restarted; job lost"
+UNKNOWN_EXIT_REASON = "ended while adopted after an executor restart; exit status unknown"
+
+
+@dataclass(frozen=True)
+class Launch:
+    key: Key
+    placement: Placement
+
+
+@dataclass(frozen=True)
+class Terminate:
+    key: Key
+    grace_s: float
+
+
+@dataclass(frozen=True)
+class Adopt:
+    key: Key
+    pid: int
+
+
+@dataclass(frozen=True)
+class Emit:
+    event: JobEvent
+
+
+Action = Launch | Terminate | Adopt | Emit
+
+
+@dataclass
+class RunningJob:
+    placement: Placement
+    since: float
+    pid: int | None = None
+    pid_start: int | None = None  # the process's start time, to tell a reused pid apart
+    stop: StopJob | None = None
+    last_beat: float = 0.0
+    adopted: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the driver found of a job saved before a restart."""
+
+    alive: bool = False
+    exit_code: int | None = None  # known when it ended
+
+
+def event(p: Placement, state: JobState, ts: float, **extra: object) -> JobEvent:
+    return JobEvent(job_id=p.job.job_id, state=state, tenant=p.job.tenant, node=p.node,
+                    gpus=list(p.gpus), gpu_milli=p.gpu_milli, member=p.member,
+                    attempt=p.attempt, source="executor", ts=ts, **extra)  # type: ignore[arg-type]
+
+
+@dataclass
+class ExecutorCore:
+    node: str
+    gpus: int
+    heartbeat_s: float = 10.0
+    max_placement_age_s: float = 600.0
+    needs_command: bool = True
+    unhealthy: dict[int, str] = field(default_factory=dict)  # GPU -> why it is not usable
+    jobs: dict[Key, RunningJob] = field(default_factory=dict)
+    _done: OrderedDict[tuple[Key, int], None] = field(default_factory=OrderedDict)
+
+    # inputs -----------------------------------------------------------------------------
+
+    def on_placement(self, p: Placement, now: float) -> list[Action]:
+        key = (p.job.job_id, p.member)
+        if p.node != self.node or key in self.jobs or (key, p.attempt) in self._done:
+            return []  # not ours, or delivered again
+        if now - p.ts > self.max_placement_age_s:
+            return []
+        reason = self.refusal(p)
+        if reason is not None:
+            self._remember(key, p.attempt)
+            return [Emit(event(p, JobState.FAILED, now, reason=reason))]
+        self.jobs[key] = RunningJob(placement=p, since=now)
+        return [Launch(key, p)]
+
+    def on_started(self, key: Key, pid: int | None, pid_start: int | None,
+                   now: float) -> list[Action]:
+        job = self.jobs.get(key)
+        if job is None:
+            return []
+        job.pid, job.pid_start, job.since, job.last_beat = pid, pid_start, now, now
+        actions: list[Action] = [Emit(event(job.placement, JobState.STARTED, now))]
+        if job.stop is not None:  # a stop came while it was starting
+            actions.append(Terminate(key, job.stop.grace_s))
+        return actions
+
+    def on_launch_failed(self, key: Key, why: str, now: float) -> list[Action]:
+        job = self.jobs.pop(key, None)
+        if job is None:
+            return []
+        self._remember(key, job.placement.attempt)
+        return [Emit(event(job.placement, JobState.FAILED, now, reason=f"did not start: {why}"))]
+
+    def on_stop(self, s: StopJob, now: float) -> list[Action]:
+        if s.node != self.node:
+            return []
+        actions: list[Action] = []
+        for key, job in self.jobs.items():
+            if key[0] == s.job_id and job.stop is None:
+                job.stop = s
+                if job.pid is not None or not self.needs_command:
+                    actions.append(Terminate(key, s.grace_s))
+        return actions
+
+    def on_exit(self, key: Key, exit_code: int | None, now: float,
+                reason: str | None = None) -> list[Action]:
+        job = self.jobs.pop(key, None)
+        if job is None:
+            return []
+        p = job.placement
+        self._remember(key, p.attempt)
+        if job.stop is not None:
+            state = JobState.PREEMPTED if job.stop.reason == "preempted" else JobState.CANCELLED
+            return [Emit(event(p, state, now, exit_code=exit_code, reason=job.stop.reason))]
+        if exit_code == 0:
+            return [Emit(event(p, JobState.SUCCEEDED, now, exit_code=0))]
+        return [Emit(event(p, JobState.FAILED, now, exit_code=exit_code,
+                           reason=reason or _exit_reason(exit_code)))]
+
+    def heartbeats(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for job in self.jobs.values():
+            running = job.pid is not None or not self.needs_command
+            if running and now - job.last_beat >= self.heartbeat_s:
+                job.last_beat = now
+                out.append(Emit(event(job.placement, JobState.HEARTBEAT, now)))
+        return out
+
+    def recover(self, saved: Iterable[RunningJob], outcomes: Mapping[Key, Outcome],
+                now: float) -> list[Action]:
+        """After a restart: adopt the jobs still running, report the others."""
+        actions: list[Action] = []
+        for job in saved:
+            p = job.placement
+            key = (p.job.job_id, p.member)
+            found = outcomes.get(key, Outcome())
+            if found.alive and job.pid is not None:
+                self.jobs[key] = RunningJob(placement=p, since=job.since, pid=job.pid,
+                                            pid_start=job.pid_start, last_beat=now, adopted=True)
+                actions.append(Adopt(key, job.pid))
+                continue
+            self._remember(key, p.attempt)
+            if found.exit_code is not None:
+                self.jobs[key] = job
+                actions.extend(self.on_exit(key, found.exit_code, now))
+            else:
+                actions.append(Emit(event(p, JobState.FAILED, now, reason=LOST_REASON)))
+        return actions
+
+    # questions --------------------------------------------------------------------------
+
+    def refusal(self, p: Placement) -> str | None:
+        """Why this node cannot run the placement, or None."""
+        if not p.gpus:
+            return "the placement names no GPU"
+        if self.needs_command and not p.job.command:
+            return "the job has no command to run"
+        for g in p.gpus:
+            if g >= self.gpus:
+                have = f"GPUs 0-{self.gpus - 1}" if self.gpus else "no GPUs"
+                return f"GPU {g} is not on node {self.node} (it has {have})"
+            if g in self.unhealthy:
+                return f"GPU {g} is not usable: {self.unhealthy[g]}"
+            used = self.milli_used(g)
+            if used + p.gpu_milli > 1000:
+                return f"GPU {g} has {1000 - used}/1000 free, the job needs {p.gpu_milli}"
+        if len(set(p.gpus)) != len(p.gpus):
+            return "the placement names a GPU twice"
+        return None
+
+    def milli_used(self, gpu: int) -> int:
+        return sum(j.placement.gpu_milli for j in self.jobs.values() if gpu in j.placement.gpus)
+
+    def gpu_load(self) -> dict[int, float]:
+        """GPU index -> how busy its jobs keep it (percent), for the simulated GPU source."""
+        return gpu_loads(j.placement for j in self.jobs.values())
+
+    def _remember(self, key: Key, attempt: int, keep: int = 10_000) -> None:
+        self._done[(key, attempt)] = None
+        while len(self._done) > keep:
+            self._done.popitem(last=False)
+
+
+def gpu_loads(placements: Iterable[Placement], default_util: float = 85.0) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for p in placements:
+        util = default_util if p.job.sim_util is None else p.job.sim_util
+        share = util * p.gpu_milli / 1000
+        for g in p.gpus:
+            out[g] = min(100.0, out.get(g, 0.0) + share)
+    return out
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return UNKNOWN_EXIT_REASON
+    if code < 0:
+        return f"killed by signal {-code}"
+    return f"exit code {code}"

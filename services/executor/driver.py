@@ -1,0 +1,159 @@
+"""Executor wiring: carry out the core's actions with a runner, publish its events, keep the
+state file, and feed it the placements of its node from Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import msgspec
+
+from gpufleet.contracts import (
+    GpuHealth,
+    Message,
+    NodeInventory,
+    Placement,
+    PlacementCommand,
+    StopJob,
+    decoder_for,
+)
+from services.executor.core import (
+    Action,
+    Adopt,
+    Emit,
+    ExecutorCore,
+    Key,
+    Launch,
+    Outcome,
+    Terminate,
+)
+from services.executor.runner import LaunchError, OnExit, Started
+from services.executor.state import StateFile, same_process
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    needs_command: bool
+
+    async def launch(self, key: Key, p: Placement, on_exit: OnExit) -> Started: ...
+    def adopt(self, key: Key, pid: int, start: int | None, on_exit: OnExit) -> None: ...
+    def terminate(self, key: Key, grace_s: float) -> None: ...
+    async def close(self) -> None: ...
+
+
+class Outbox(Protocol):
+    def send(self, name: str, msg: Message) -> None: ...
+
+
+class NodeExecutor:
+    """One node's executor: the core, a runner, an outbox for events, a state file."""
+
+    def __init__(self, core: ExecutorCore, runner: Runner, outbox: Outbox,
+                 state: StateFile | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.core = core
+        self.runner = runner
+        self._outbox = outbox
+        self._state = state
+        self._clock = clock
+
+    async def handle(self, cmd: Command) -> None:
+        now = self._clock()
+        match cmd:
+            case Placement():
+                actions = self.core.on_placement(cmd, now)
+            case StopJob():
+                actions = self.core.on_stop(cmd, now)
+            case NodeInventory():
+                if cmd.node == self.core.node:
+                    self.core.unhealthy = unhealthy_gpus(cmd)
+                return
+        for launch in self._apply(actions):
+            await self._launch(launch)
+
+    def tick(self) -> None:
+        self._apply(self.core.heartbeats(self._clock()), save=False)
+
+    def recover(self) -> None:
+        """Report (or adopt) the jobs that an earlier run of this executor left behind."""
+        if self._state is None:
+            return
+        saved = self._state.load()
+        outcomes = {(j.placement.job.job_id, j.placement.member): Outcome(
+            alive=self.runner.needs_command and same_process(j.pid, j.pid_start))
+            for j in saved}
+        self._apply(self.core.recover(saved, outcomes, self._clock()))
+
+    async def close(self) -> None:
+        await self.runner.close()
+
+    async def _launch(self, a: Launch) -> None:
+        try:
+            pid, start = await self.runner.launch(a.key, a.placement, self._exited)
+        except LaunchError as e:
+            self._apply(self.core.on_launch_failed(a.key, str(e), self._clock()))
+            return
+        self._apply(self.core.on_started(a.key, pid, start, self._clock()))
+
+    def _exited(self, key: Key, code: int | None) -> None:
+        self._apply(self.core.on_exit(key, code, self._clock()))
+
+    def _apply(self, actions: list[Action], save: bool = True) -> list[Launch]:
+        """Carry out the actions that need no waiting; return the launches."""
+        launches: list[Launch] = []
+        for a in actions:
+            match a:
+                case Emit(event=ev):
+                    log.info("job %s/%d on %s: %s%s", ev.job_id, ev.member or 0, ev.node,
+                             ev.state, f" ({ev.reason})" if ev.reason else "")
+                    self._outbox.send("jobs.events", ev)
+                case Launch():
+                    launches.append(a)
+                case Terminate(key=key, grace_s=grace):
+                    self.runner.terminate(key, grace)
+                case Adopt(key=key, pid=pid):
+                    job = self.core.jobs[key]
+                    self.runner.adopt(key, pid, job.pid_start, self._exited)
+        if save and actions and self._state is not None:
+            self._state.save(self.core.node, self.core.jobs.values())
+        return launches
+
+
+Command = PlacementCommand | NodeInventory
+Dispatch = Callable[[Command], Awaitable[None]]
+TOPICS = ("jobs.placements", "nodes")  # what executors read
+
+
+def unhealthy_gpus(inv: NodeInventory) -> dict[int, str]:
+    """The GPUs that telemetry found lost or degraded, with why: no new jobs go there."""
+    return {g.index: f"{g.health}" + (f" ({g.health_reason})" if g.health_reason else "")
+            for g in inv.gpus if g.health != GpuHealth.OK}
+
+
+async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Event,
+                           prefix: str, on_idle: Callable[[], None] | None = None) -> None:
+    """Feed every placement, stop and node inventory to ``dispatch``; commit after each batch.
+
+    A record that does not decode is logged and skipped: every executor reads every
+    placement, so dead-lettering here would file one copy per node (ingest files it once).
+    """
+    decoders = {f"{prefix}.{name}" if prefix else name: decoder_for(name) for name in TOPICS}
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        for tp, records in batches.items():
+            decoder = decoders[tp.topic]
+            for record in records:
+                try:
+                    cmd = decoder.decode(record.value)
+                except (msgspec.DecodeError, TypeError) as e:
+                    log.warning("skipped %s[%d]@%d: %s", record.topic, record.partition,
+                                record.offset, e)
+                    continue
+                await dispatch(cmd)
+        if batches:
+            await consumer.commit()
+        if on_idle is not None:
+            on_idle()

@@ -1,0 +1,57 @@
+"""Simulated job runs: a job "runs" for its ``sim_duration_s`` and ends with exit code 0.
+
+``GPUFLEET_SIM_EXIT`` in the job's env makes it end with that code instead. A stop ends it at
+once (as if SIGTERM worked), with exit code -15.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from gpufleet.contracts import Placement
+from services.executor.core import Key
+from services.executor.runner import OnExit, Started
+
+
+class SimRunner:
+    needs_command = False
+
+    def __init__(self, default_duration_s: float = 60.0) -> None:
+        self._default = default_duration_s
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._closing = False
+
+    async def launch(self, key: Key, p: Placement, on_exit: OnExit) -> Started:
+        duration = p.job.sim_duration_s or p.job.est_runtime_s or self._default
+        code = int(p.job.env.get("GPUFLEET_SIM_EXIT", "0"))
+        self._tasks[key] = asyncio.create_task(self._run(key, duration, code, on_exit))
+        return None, None
+
+    async def _run(self, key: Key, duration: float, code: int, on_exit: OnExit) -> None:
+        try:
+            await asyncio.sleep(duration)
+        except asyncio.CancelledError:
+            if self._closing:  # the executor is going away: the job ends unreported
+                raise
+            code = -15
+        self._tasks.pop(key, None)
+        on_exit(key, code)
+
+    def adopt(self, key: Key, pid: int, start: int | None, on_exit: OnExit) -> None:
+        raise NotImplementedError("simulated jobs do not outlive their executor")
+
+    def terminate(self, key: Key, grace_s: float) -> None:
+        task = self._tasks.get(key)
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        self._closing = True
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t

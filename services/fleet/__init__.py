@@ -1,0 +1,1 @@
+"""The fleet simulator: many simulated GPU nodes (telemetry + executor each) in one process."""

@@ -1,0 +1,75 @@
+"""Building the simulated fleet: node names, models, and each node's telemetry + executor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.executor.core import ExecutorCore
+from services.executor.driver import Command, NodeExecutor, Outbox
+from services.executor.simrunner import SimRunner
+from services.executor.state import StateFile
+from services.fleet.config import FleetSettings
+from services.telemetry.node import NodeTelemetry
+from services.telemetry.sources.sim import MODELS, SimSource
+
+
+def node_names(prefix: str, n: int) -> list[str]:
+    width = max(4, len(str(n - 1)))
+    return [f"{prefix}-{i:0{width}d}" for i in range(n)]
+
+
+def models_of(spec: str) -> list[str]:
+    models = [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if not models or unknown:
+        raise ValueError(f"unknown GPU model(s) {unknown or spec!r}; known: {', '.join(MODELS)}")
+    return models
+
+
+@dataclass
+class SimNode:
+    telemetry: NodeTelemetry
+    executor: NodeExecutor
+
+
+class Fleet:
+    """Simulated nodes whose GPU readings follow the jobs their executors run."""
+
+    def __init__(self, settings: FleetSettings, outbox: Outbox, state_dir: Path | None) -> None:
+        models = models_of(settings.sim_models)
+        self.nodes: dict[str, SimNode] = {}
+        for i, name in enumerate(node_names(settings.sim_node_prefix, settings.sim_nodes)):
+            core = ExecutorCore(node=name, gpus=settings.sim_gpus_per_node,
+                                heartbeat_s=settings.heartbeat_s,
+                                max_placement_age_s=settings.max_placement_age_s,
+                                needs_command=False)
+            state = StateFile(state_dir / f"{name}.json") if state_dir is not None else None
+            executor = NodeExecutor(core, SimRunner(settings.default_sim_duration_s), outbox,
+                                    state)
+            source = SimSource(name, settings.sim_gpus_per_node, models[i % len(models)],
+                               load=core.gpu_load, seed=i)
+            telemetry = NodeTelemetry(settings.cluster, name, source,
+                                      settings.processes_every_s, settings.health_every_s)
+            self.nodes[name] = SimNode(telemetry, executor)
+
+    @property
+    def telemetry(self) -> list[NodeTelemetry]:
+        return [n.telemetry for n in self.nodes.values()]
+
+    def recover(self) -> None:
+        for n in self.nodes.values():
+            n.executor.recover()
+
+    async def dispatch(self, cmd: Command) -> None:
+        node = self.nodes.get(cmd.node)
+        if node is not None:
+            await node.executor.handle(cmd)
+
+    def heartbeats(self) -> None:
+        for n in self.nodes.values():
+            n.executor.tick()
+
+    async def close(self) -> None:
+        for n in self.nodes.values():
+            await n.executor.close()

@@ -1,0 +1,90 @@
+"""``gpufleet telemetry --source nvml|sim``: publish this node's GPU samples and inventory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+
+from gpufleet.bus import make_producer
+from gpufleet.config import load
+from gpufleet.ops import Metrics, serve_ops
+from gpufleet.runner import run_service
+from services.telemetry.config import TelemetrySettings
+from services.telemetry.driver import connect, tick_loop
+from services.telemetry.node import NodeTelemetry
+from services.telemetry.publisher import Publisher
+from services.telemetry.sources import GpuSource
+from services.telemetry.sources.nvml import NvmlSource, NvmlUnavailable
+from services.telemetry.sources.sim import SimSource
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", choices=["nvml", "sim"], help="GPU source (default: nvml)")
+    p.add_argument("--node", help="this node's name (default: the host name)")
+    p.add_argument("--interval", type=float, dest="interval_s", help="seconds between samples")
+
+
+def make_source(settings: TelemetrySettings) -> GpuSource:
+    if settings.source == "nvml":
+        return NvmlSource()
+    from services.executor.state import default_state_dir, file_load
+
+    state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
+    return SimSource(settings.node, settings.sim_gpus, settings.sim_model,
+                     load=file_load(state_dir / f"{settings.node}.json"), seed=settings.sim_seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(TelemetrySettings, source=args.source, node=args.node,
+                    interval_s=args.interval_s)
+    try:
+        source = make_source(settings)
+    except (NvmlUnavailable, ValueError) as e:
+        print(f"gpufleet telemetry: {e} (use --source sim without a GPU)", file=sys.stderr)
+        return 1
+    return run_service(lambda stop: serve(settings, source, stop), settings.log_level)
+
+
+async def serve(settings: TelemetrySettings, source: GpuSource, stop: asyncio.Event) -> None:
+    metrics = Metrics()
+    node = NodeTelemetry(settings.cluster, settings.node, source,
+                         settings.processes_every_s, settings.health_every_s)
+    publisher = Publisher(settings, None, buffer_samples=settings.buffer_samples, metrics=metrics)
+
+    async def ready() -> dict[str, bool]:
+        return {"kafka": publisher.failures == 0 or publisher.buffered < settings.buffer_samples}
+
+    ops = (await serve_ops(metrics, settings.ops_host, settings.telemetry_ops_port, ready)
+           if settings.telemetry_ops_port else None)
+    sender_stop = asyncio.Event()
+    sender = asyncio.create_task(_send(settings, publisher, sender_stop))
+    try:
+        await tick_loop([node], publisher, settings.interval_s, stop, metrics)
+    finally:
+        sender_stop.set()
+        await sender
+        source.close()
+        if ops is not None:
+            await ops.cleanup()
+
+
+async def _send(settings: TelemetrySettings, publisher: Publisher, stop: asyncio.Event) -> None:
+    producer = await connect(lambda: make_producer(
+        settings, request_timeout_ms=int(settings.send_timeout_s * 1000)), stop)
+    if producer is None:
+        return
+    publisher.producer = producer
+    try:
+        await publisher.run(stop, settings.flush_timeout_s)
+    finally:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="gpufleet telemetry")
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))
