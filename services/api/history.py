@@ -1,0 +1,148 @@
+"""Utilization history from the warehouse (table ``gpu_util_1m``), over ClickHouse HTTP.
+
+The SQL is fixed text with server-side parameters (``{name:Type}``); what the caller chooses
+(``group_by``) picks one of a few fixed expressions, never text from the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from msgspec import Struct
+
+from services.api.schemas import HistoryPoint
+
+GroupBy = Literal["gpu", "node", "model", "job", "tenant", "cluster"]
+MAX_POINTS = 20_000
+
+# The key of each grouping. "model" is grouped by GPU in SQL and folded by model here, with the
+# models the api knows from the node inventory (the rollup table has no model column).
+KEY_SQL: dict[str, str] = {
+    "gpu": "concat(node, '/', toString(gpu))",
+    "model": "concat(node, '/', toString(gpu))",
+    "node": "node",
+    "job": "ifNull(job_id, '')",
+    "tenant": "ifNull(tenant, '')",
+    "cluster": "cluster",
+}
+
+QUERY = """
+SELECT
+    toUnixTimestamp(toStartOfInterval(window_start, toIntervalSecond({{step:UInt32}}))) AS t,
+    {key} AS k,
+    sum(util_mean * samples) AS util_weighted,
+    sum(samples) AS n,
+    max(util_max) AS util_max,
+    sum(window_s) AS gpu_seconds,
+    sumIf(window_s, util_mean < {{idle_pct:Float64}} AND ifNull(job_id, '') != '') AS idle_s,
+    sum(energy_mj) AS energy_mj,
+    uniqExact(node, gpu) AS gpus
+FROM gpu_util_1m
+WHERE window_start >= toDateTime({{start:UInt32}}) AND window_start < toDateTime({{end:UInt32}})
+  AND cluster = {{cluster:String}}
+GROUP BY t, k
+ORDER BY t, k
+"""
+
+
+class HistoryQuery(Struct, frozen=True, kw_only=True):
+    start: int
+    end: int
+    step: int
+    group_by: GroupBy
+    cluster: str
+    idle_pct: float = 5.0
+
+
+def build(q: HistoryQuery) -> tuple[str, dict[str, Any]]:
+    """The SQL text and its parameters."""
+    sql = QUERY.format(key=KEY_SQL[q.group_by])
+    params = {"step": q.step, "idle_pct": q.idle_pct, "start": q.start, "end": q.end,
+              "cluster": q.cluster}
+    return sql, params
+
+
+class Row(Struct, array_like=True):
+    t: float
+    k: str
+    util_weighted: float
+    n: float
+    util_max: float
+    gpu_seconds: float
+    idle_s: float
+    energy_mj: float
+    gpus: int
+
+
+def fold(rows: Sequence[Sequence[Any]], group_by: str,
+         models: Mapping[str, str] | None = None) -> list[HistoryPoint]:
+    """Rows of ``QUERY`` as points; for ``model``, GPUs are merged into their model."""
+    merged: dict[tuple[float, str], list[float]] = defaultdict(lambda: [0.0] * 7)
+    for raw in rows:
+        r = Row(*raw)
+        key = (models or {}).get(r.k, "unknown") if group_by == "model" else r.k
+        acc = merged[(float(r.t), key)]
+        acc[0] += r.util_weighted
+        acc[1] += r.n
+        acc[2] = max(acc[2], r.util_max)
+        acc[3] += r.gpu_seconds
+        acc[4] += r.idle_s
+        acc[5] += r.energy_mj
+        acc[6] += r.gpus
+    return [
+        HistoryPoint(ts=t, key=k, util_mean=round(a[0] / a[1], 3) if a[1] else 0.0,
+                     util_max=round(a[2], 3), gpu_hours=round(a[3] / 3600, 6),
+                     idle_allocated_gpu_hours=round(a[4] / 3600, 6),
+                     energy_kwh=round(a[5] / 3.6e12, 9), gpus=int(a[6]))
+        for (t, k), a in sorted(merged.items())
+    ]
+
+
+class Warehouse:
+    """A lazily made clickhouse-connect client; remade after a failure."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _get(self) -> Any:
+        async with self._lock:
+            if self._client is None:
+                import clickhouse_connect
+
+                self._client = await clickhouse_connect.get_async_client(
+                    dsn=self._url, connect_timeout=3, send_receive_timeout=30,
+                    autogenerate_session_id=False)
+            return self._client
+
+    async def query(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        client = await self._get()
+        try:
+            result = await client.query(sql, parameters=params)
+        except Exception:
+            await self.reset()
+            raise
+        return list(result.result_rows)
+
+    async def ping(self) -> bool:
+        try:
+            client = await self._get()
+            return bool(await client.ping())
+        except Exception:
+            await self.reset()
+            return False
+
+    async def reset(self) -> None:
+        async with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def history(self, q: HistoryQuery,
+                      models: Mapping[str, str] | None = None) -> list[HistoryPoint]:
+        sql, params = build(q)
+        return fold(await self.query(sql, params), q.group_by, models)

@@ -1,0 +1,87 @@
+"""Fixtures of the api tests: a running api on the real broker, with tokens of every role."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaProducer
+
+from gpufleet.bus import key_of, make_producer, publish, topic
+from gpufleet.config import BusSettings
+from gpufleet.contracts import Message, encode
+from services.api.app import create_app
+from services.api.config import ApiSettings
+from services.api.handling import LIVE_READY, STATE
+from services.api.state import LiveState
+
+VIEWER, SUBMITTER_A, SUBMITTER_B, ADMIN = "view-token-1", "sub-a-token", "sub-b-token", "admin-tok1"
+TOKENS = f"{VIEWER}:viewer,{SUBMITTER_A}:submitter:team-a,{SUBMITTER_B}:submitter:team-b," \
+         f"{ADMIN}:admin"
+
+
+def auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+@dataclass
+class RunningApi:
+    client: TestClient[Any, Any]
+    bus: BusSettings
+    producer: AIOKafkaProducer
+    state: LiveState
+
+    async def publish(self, name: str, *msgs: Message) -> None:
+        for msg in msgs:
+            if key_of(msg) is None:  # compacted topics refuse records without a key
+                await self.producer.send_and_wait(topic(self.bus, name), encode(msg),
+                                                  key=self.bus.cluster.encode())
+            else:
+                await publish(self.producer, self.bus, name, msg)
+
+    async def get(self, path: str, token: str | None = ADMIN, **params: Any) -> ClientResponse:
+        return await self.client.get(path, headers=auth(token), params=params or None)
+
+    async def wait_for(self, path: str, predicate: Any, timeout: float = 15.0) -> Any:
+        """GET ``path`` until ``predicate(body)`` holds; the last body."""
+        body: Any = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            response = await self.get(path)
+            body = await response.json() if response.status == 200 else None
+            if body is not None and predicate(body):
+                return body
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{path}: condition not met in {timeout}s; last body: {body}")
+
+
+def api_settings(bus: BusSettings, **overrides: Any) -> ApiSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap": bus.kafka_bootstrap, "topic_prefix": bus.topic_prefix,
+        "cluster": bus.cluster, "api_tokens": TOKENS, "api_open_reads": False,
+        "api_stream_interval_s": 0.2, "clickhouse_url": "http://default:@127.0.0.1:9/default",
+        "api_tenant_quotas": "team-a:8,team-b:8",
+    }
+    values.update(overrides)
+    return ApiSettings(**values)
+
+
+@pytest.fixture
+async def running_api(bus: BusSettings) -> AsyncIterator[RunningApi]:
+    app = create_app(api_settings(bus))
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    producer = make_producer(bus)
+    await producer.start()
+    try:
+        await asyncio.wait_for(app[LIVE_READY].wait(), 20)
+        yield RunningApi(client=client, bus=bus, producer=producer, state=app[STATE])
+    finally:
+        await producer.stop()
+        await client.close()
