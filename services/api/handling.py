@@ -78,7 +78,7 @@ def _field_of(e: msgspec.ValidationError) -> str | None:
     # "Expected `int`, got `str` - at `$.gpus`" -> "gpus"
     text = str(e)
     if "- at `$." in text:
-        return text.rsplit("- at `$.", 1)[1].rstrip("`")
+        return text.rsplit("- at `$.", 1)[1].rstrip("`").replace("[...]", "")
     if "missing required field `" in text:
         return text.split("missing required field `", 1)[1].split("`", 1)[0]
     if "unknown field `" in text:

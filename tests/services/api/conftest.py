@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from gpufleet.bus import key_of, make_producer, publish, topic
 from gpufleet.config import BusSettings
 from gpufleet.contracts import Message, encode
+from gpufleet.topics import create_topics
 from services.api.app import create_app
 from services.api.config import ApiSettings
 from services.api.handling import LIVE_READY, STATE
@@ -72,9 +75,9 @@ def api_settings(bus: BusSettings, **overrides: Any) -> ApiSettings:
     return ApiSettings(**values)
 
 
-@pytest.fixture
-async def running_api(bus: BusSettings) -> AsyncIterator[RunningApi]:
-    app = create_app(api_settings(bus))
+@contextlib.asynccontextmanager
+async def start_api(bus: BusSettings, **overrides: Any) -> AsyncIterator[RunningApi]:
+    app = create_app(api_settings(bus, **overrides))
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     producer = make_producer(bus)
@@ -85,3 +88,20 @@ async def running_api(bus: BusSettings) -> AsyncIterator[RunningApi]:
     finally:
         await producer.stop()
         await client.close()
+
+
+@pytest.fixture
+async def running_api(bus: BusSettings) -> AsyncIterator[RunningApi]:
+    """An api of this test's own, on a fresh topic prefix."""
+    async with start_api(bus) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+async def shared_api(kafka_bootstrap: str) -> AsyncIterator[RunningApi]:
+    """One api for a whole module of tests that do not depend on each other's data."""
+    bus = BusSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"m{uuid.uuid4().hex[:10]}",
+                      cluster="test")
+    await create_topics(bus, replication_factor=1, partitions=1)
+    async with start_api(bus) as api:
+        yield api
