@@ -136,7 +136,7 @@ class UtilPoint(Struct, array_like=True):
     util: float
 
 
-class JobView(Struct, kw_only=True, omit_defaults=True):
+class JobView(Struct, kw_only=True):
     job_id: str
     tenant: str
     queue: str = "default"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from gpufleet.contracts import (
@@ -100,7 +101,7 @@ class JobBuilder:
     def summary(self) -> JobSummary:
         return JobSummary(job_id=self.job_id, tenant=self.tenant_name, state=self.job_state,
                           gpus=self.n_gpus, gpu_milli=1000, node=self.on_node,
-                          gpu_indices=self.on_gpus or None, since=1.0)
+                          gpu_indices=self.on_gpus or None, since=time.time() - 90)
 
     def placement(self) -> Placement:
         assert self.on_node is not None
