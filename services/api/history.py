@@ -96,7 +96,7 @@ def fold(rows: Sequence[Sequence[Any]], group_by: str,
         HistoryPoint(ts=t, key=k, util_mean=round(a[0] / a[1], 3) if a[1] else 0.0,
                      util_max=round(a[2], 3), gpu_hours=round(a[3] / 3600, 6),
                      idle_allocated_gpu_hours=round(a[4] / 3600, 6),
-                     energy_kwh=round(a[5] / 3.6e12, 9), gpus=int(a[6]))
+                     energy_kwh=round(a[5] / 3.6e9, 6), gpus=int(a[6]))
         for (t, k), a in sorted(merged.items())
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +17,13 @@ from aiokafka import AIOKafkaProducer
 from gpufleet.bus import key_of, make_producer, publish, topic
 from gpufleet.config import BusSettings
 from gpufleet.contracts import Message, encode
+from gpufleet.localkafka import free_port
 from gpufleet.topics import create_topics
 from services.api.app import create_app
 from services.api.config import ApiSettings
 from services.api.handling import LIVE_READY, STATE
 from services.api.state import LiveState
+from services.warehouse.testing import migrated, start_warehouse, stop_warehouse, url
 
 VIEWER, SUBMITTER_A, SUBMITTER_B, ADMIN = "view-token-1", "sub-a-token", "sub-b-token", "admin-tok1"
 TOKENS = f"{VIEWER}:viewer,{SUBMITTER_A}:submitter:team-a,{SUBMITTER_B}:submitter:team-b," \
@@ -64,11 +66,23 @@ class RunningApi:
         raise AssertionError(f"{path}: condition not met in {timeout}s; last body: {body}")
 
 
+@pytest.fixture(scope="session")
+def warehouse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real warehouse (embedded chDB behind the ClickHouse HTTP interface), migrated."""
+    port = free_port()
+    proc = start_warehouse(tmp_path_factory.mktemp("warehouse") / "data", port)
+    try:
+        migrated(port)
+        yield url(port)
+    finally:
+        stop_warehouse(proc)
+
+
 def api_settings(bus: BusSettings, **overrides: Any) -> ApiSettings:
     values: dict[str, Any] = {
         "kafka_bootstrap": bus.kafka_bootstrap, "topic_prefix": bus.topic_prefix,
         "cluster": bus.cluster, "api_tokens": TOKENS, "api_open_reads": False,
-        "api_stream_interval_s": 0.2, "clickhouse_url": "http://default:@127.0.0.1:9/default",
+        "api_stream_interval_s": 0.2,
         "api_tenant_quotas": "team-a:8,team-b:8",
     }
     values.update(overrides)
@@ -91,17 +105,17 @@ async def start_api(bus: BusSettings, **overrides: Any) -> AsyncIterator[Running
 
 
 @pytest.fixture
-async def running_api(bus: BusSettings) -> AsyncIterator[RunningApi]:
+async def running_api(bus: BusSettings, warehouse_url: str) -> AsyncIterator[RunningApi]:
     """An api of this test's own, on a fresh topic prefix."""
-    async with start_api(bus) as api:
+    async with start_api(bus, clickhouse_url=warehouse_url) as api:
         yield api
 
 
 @pytest.fixture(scope="module")
-async def shared_api(kafka_bootstrap: str) -> AsyncIterator[RunningApi]:
+async def shared_api(kafka_bootstrap: str, warehouse_url: str) -> AsyncIterator[RunningApi]:
     """One api for a whole module of tests that do not depend on each other's data."""
     bus = BusSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"m{uuid.uuid4().hex[:10]}",
                       cluster="test")
     await create_topics(bus, replication_factor=1, partitions=1)
-    async with start_api(bus) as api:
+    async with start_api(bus, clickhouse_url=warehouse_url) as api:
         yield api

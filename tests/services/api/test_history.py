@@ -1,0 +1,96 @@
+"""History queries on the real warehouse return the right aggregates for known rows."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import clickhouse_connect
+import pytest
+
+from .builders import make_node
+from .conftest import RunningApi
+
+pytestmark = pytest.mark.integration
+T0 = (int(time.time()) // 3600 - 6) * 3600  # on the hour, recent (the table has a TTL)
+COLUMNS = ["cluster", "node", "gpu", "uuid", "window_start", "window_s", "samples", "util_mean",
+           "util_min", "util_max", "util_p95", "mem_used_bytes_mean", "power_mw_mean",
+           "energy_mj", "job_id", "tenant"]
+
+
+def row(node: str, gpu: int, t: int, util: float, samples: int = 60, util_max: float | None = None,
+        job: str | None = None, tenant: str | None = None, cluster: str = "test") -> list[Any]:
+    return [cluster, node, gpu, f"GPU-{node}-{gpu}", datetime.fromtimestamp(t, UTC), 60, samples,
+            util, util, util_max if util_max is not None else util, util, 0.0, 300_000.0,
+            3_600_000_000, job, tenant]
+
+
+ROWS = [
+    row("n1", 0, T0, 50, util_max=60, job="j1", tenant="a"),
+    row("n1", 0, T0 + 60, 30, samples=30, util_max=90, job="j1", tenant="a"),
+    row("n1", 1, T0, 2, job="j2", tenant="b"),  # idle while allocated
+    row("n2", 0, T0 + 3600, 80),
+    row("n1", 0, T0, 99, cluster="other"),  # another cluster: not counted
+    row("n1", 0, T0 - 7200, 99),  # before `from`: not counted
+]
+
+# (group_by, [(ts, key, util_mean, util_max, gpus, gpu_hours, idle_allocated_gpu_hours)])
+CASES = [
+    ("cluster", [(T0, "test", 26.8, 90, 2, 0.05, 60 / 3600),
+                 (T0 + 3600, "test", 80, 80, 1, 60 / 3600, 0)]),
+    ("tenant", [(T0, "a", 43.333, 90, 1, 120 / 3600, 0), (T0, "b", 2, 2, 1, 60 / 3600, 60 / 3600),
+                (T0 + 3600, "", 80, 80, 1, 60 / 3600, 0)]),
+    ("job", [(T0, "j1", 43.333, 90, 1, 120 / 3600, 0), (T0, "j2", 2, 2, 1, 60 / 3600, 60 / 3600),
+             (T0 + 3600, "", 80, 80, 1, 60 / 3600, 0)]),
+    ("gpu", [(T0, "n1/0", 43.333, 90, 1, 120 / 3600, 0),
+             (T0, "n1/1", 2, 2, 1, 60 / 3600, 60 / 3600),
+             (T0 + 3600, "n2/0", 80, 80, 1, 60 / 3600, 0)]),
+    ("node", [(T0, "n1", 26.8, 90, 2, 0.05, 60 / 3600),
+              (T0 + 3600, "n2", 80, 80, 1, 60 / 3600, 0)]),
+    ("model", [(T0, "H100", 26.8, 90, 2, 0.05, 60 / 3600),
+               (T0 + 3600, "A100", 80, 80, 1, 60 / 3600, 0)]),
+]
+
+
+@pytest.fixture(scope="module")
+def known_rows(warehouse_url: str) -> None:
+    client = clickhouse_connect.get_client(dsn=warehouse_url)
+    try:
+        client.command("TRUNCATE TABLE gpu_util_1m")
+        client.insert("gpu_util_1m", ROWS, column_names=COLUMNS)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(("group_by", "expected"), CASES)
+async def test_history_aggregates(shared_api: RunningApi, known_rows: None, group_by: str,
+                                  expected: list[tuple[Any, ...]]) -> None:
+    api = shared_api
+    await api.publish("nodes", make_node("n1").gpus(2).inventory(),
+                      make_node("n2").gpus(1).model("A100").inventory())
+    await api.wait_for("/api/v1/nodes", lambda b: len(b["nodes"]) == 2)
+    response = await api.get("/api/v1/history/utilization", group_by=group_by, step="3600",
+                             **{"from": str(T0), "to": str(T0 + 7200)})
+    assert response.status == 200, await response.text()
+    points = (await response.json())["points"]
+    got = [(p["ts"], p["key"], p["util_mean"], p["util_max"], p["gpus"], p["gpu_hours"],
+            p["idle_allocated_gpu_hours"]) for p in points]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g[:2] == e[:2]
+        assert g[2:] == pytest.approx(e[2:], abs=1e-3)
+    if group_by == "cluster":  # three rows of 3.6e9 mJ (1 kWh each) in the first hour
+        assert points[0]["energy_kwh"] == pytest.approx(3.0)
+
+
+async def test_history_when_the_warehouse_is_down_is_503(bus: Any) -> None:
+    from .conftest import start_api
+
+    async with start_api(bus, clickhouse_url="http://default:@127.0.0.1:9/default") as api:
+        response = await api.get("/api/v1/history/utilization")
+        assert response.status == 503
+        assert "warehouse" in (await response.json())["error"]
+        ready = await api.client.get("/readyz")
+        assert ready.status == 503
+        assert (await ready.json())["checks"]["warehouse"] is False
