@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def to_query(p: HistoryParams, cluster: str, idle_pct: float, now: float) -> HistoryQuery:
     """Checked bounds: ``from`` before ``to``, and not more than MAX_POINTS steps between."""
     end = p.to if p.to is not None else int(now)
-    start = p.from_ if p.from_ is not None else end - 3600
+    start = p.from_ if p.from_ is not None else max(0, end - 3600)
     if start >= end:
         raise error(400, "`from` must be before `to`", "from")
     if (end - start) // p.step > MAX_POINTS:

@@ -70,8 +70,9 @@ def from_schema(schema: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any
     if kind == "integer":
         return st.integers(schema.get("minimum"), schema.get("maximum"))
     if kind == "number":
-        return st.floats(schema.get("minimum"), schema.get("maximum"), allow_nan=False,
-                         allow_infinity=False, exclude_min="exclusiveMinimum" in schema)
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        return st.floats(low, schema.get("maximum"), allow_nan=False, allow_infinity=False,
+                         exclude_min="exclusiveMinimum" in schema)
     if kind == "boolean":
         return st.booleans()
     if kind == "null":
