@@ -55,8 +55,10 @@ class JobRecord:
     events: deque[JobEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     placements: list[Placement] = field(default_factory=list)
     util: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=UTIL_POINTS_KEPT))
+    spec_known: bool = False
 
     def take_spec(self, spec: JobSpec) -> None:
+        self.spec_known = True
         self.tenant, self.queue, self.priority = spec.tenant, spec.queue, spec.priority
         self.gpus, self.gpu_milli = spec.gpus * spec.gang, spec.gpu_milli
 
@@ -102,7 +104,7 @@ class LiveState:
     def job(self, job_id: str) -> JobRecord:
         record = self.jobs.get(job_id)
         if record is None:
-            record = self.jobs[job_id] = JobRecord(job_id=job_id, updated=self.clock())
+            record = self.jobs[job_id] = JobRecord(job_id=job_id)
             while len(self.jobs) > self.max_jobs:
                 old_id, old = self.jobs.popitem(last=False)
                 self._unbind(old_id, old.node)
@@ -140,6 +142,8 @@ class LiveState:
             record.submitted = record.submitted or ev.ts
         record.updated = max(record.updated, ev.ts)
         if ev.node and ev.gpus is not None and ev.state not in TERMINAL_STATES:
+            if not record.spec_known:  # a job placed by another system: count what it holds
+                record.gpus = max(record.gpus, len(ev.gpus))
             record.node = ev.node
             self.running_on.setdefault(ev.node, {})[ev.job_id] = list(ev.gpus)
         if ev.state in TERMINAL_STATES:
@@ -163,10 +167,11 @@ class LiveState:
     def _snapshot(self, snap: SchedulerState) -> None:
         self.scheduler, self.scheduler_seen = snap, self.clock()
         for summary in (*snap.queued, *snap.running):
-            self._take_summary(summary)
+            self._take_summary(summary, snap.ts)
 
-    def _take_summary(self, s: JobSummary) -> None:
+    def _take_summary(self, s: JobSummary, ts: float) -> None:
         record = self.job(s.job_id)
+        record.updated = record.updated or ts
         if record.state in TERMINAL_STATES and s.state not in TERMINAL_STATES:
             return  # the snapshot is older than the job's end
         record.tenant, record.queue, record.priority = s.tenant, s.queue, s.priority

@@ -11,6 +11,7 @@ from gpufleet.contracts import TERMINAL_STATES, CancelJob, JobSpec, SubmitJob
 from services.api import core
 from services.api.auth import Role
 from services.api.handling import (
+    METRICS,
     PRODUCER,
     SETTINGS,
     STATE,
@@ -54,6 +55,12 @@ def spec_of(body: SubmitRequest, tenant: str) -> JobSpec:
         env=dict(body.env), sim_duration_s=body.sim_duration_s, sim_util=body.sim_util)
 
 
+async def _send(request: web.Request, msg: SubmitJob | CancelJob) -> None:
+    await publish(request.app[PRODUCER], request.app[SETTINGS], "jobs.requests", msg)
+    request.app[METRICS].inc("api_messages_out_total", help="requests put on the bus",
+                             topic="jobs.requests", kind=type(msg).__name__)
+
+
 async def submit(request: web.Request) -> web.Response:
     body = await read_body(request, SubmitRequest)
     who = principal(request)
@@ -67,7 +74,7 @@ async def submit(request: web.Request) -> web.Response:
     if existing is not None and existing.state not in TERMINAL_STATES:
         raise error(409, f"job {existing.job_id!r} exists and is {existing.state.value}", "job_id")
     msg = SubmitJob(job=spec_of(body, tenant))
-    await publish(request.app[PRODUCER], request.app[SETTINGS], "jobs.requests", msg)
+    await _send(request, msg)
     state.apply(msg)
     return json(Accepted(job_id=msg.job.job_id, state="submitted"), status=202)
 
@@ -82,8 +89,7 @@ async def cancel(request: web.Request) -> web.Response:
         raise error(403, f"may not cancel jobs of tenant {record.tenant!r}")
     if record.state in TERMINAL_STATES:
         raise error(409, f"job {job_id!r} already {record.state.value}")
-    msg = CancelJob(job_id=job_id, reason=body.reason)
-    await publish(request.app[PRODUCER], request.app[SETTINGS], "jobs.requests", msg)
+    await _send(request, CancelJob(job_id=job_id, reason=body.reason))
     return json(Accepted(job_id=job_id, state="cancelling"), status=202)
 
 
