@@ -25,8 +25,10 @@ from services.api.handling import (
     SETTINGS,
     STATE,
     STOPPING,
+    VIEWS,
     WAREHOUSE,
     Route,
+    ViewCache,
     errors_and_metrics,
     make_auth_middleware,
 )
@@ -109,6 +111,7 @@ def create_app(settings: ApiSettings, state: LiveState | None = None,
     app[WAREHOUSE] = Warehouse(settings.clickhouse_url)
     app[LIVE_READY] = asyncio.Event()
     app[STOPPING] = asyncio.Event()
+    app[VIEWS] = ViewCache()
     for r in ALL_ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     app.router.add_get("/", _index)

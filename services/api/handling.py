@@ -38,6 +38,28 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 _encoder = msgspec.json.Encoder()
 
 
+class ViewCache:
+    """Views of the live state, computed once per state version and at most ``max_age_s`` old
+    (so ages in them stay true when the fleet goes quiet)."""
+
+    def __init__(self, max_age_s: float = 1.0) -> None:
+        self._max_age = max_age_s
+        self._views: dict[str, tuple[int, float, Any]] = {}
+
+    def get(self, name: str, version: int, compute: Callable[[], T]) -> T:
+        now = time.monotonic()
+        hit = self._views.get(name)
+        if hit is not None and hit[0] == version and now - hit[1] < self._max_age:
+            value: T = hit[2]
+            return value
+        value = compute()
+        self._views[name] = (version, now, value)
+        return value
+
+
+VIEWS = web.AppKey("views", ViewCache)
+
+
 @dataclass(frozen=True)
 class Route:
     """One operation: served by the app and described by the OpenAPI spec from the same row."""

@@ -5,16 +5,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.api import core
-from services.api.handling import SETTINGS, STATE, Route, error, json
+from services.api.handling import SETTINGS, STATE, VIEWS, Route, error, json
 from services.api.schemas import ClusterSummary, NodeList, NodeView
 
 
 async def summary(request: web.Request) -> web.Response:
-    return json(core.cluster_summary(request.app[STATE], request.app[SETTINGS].cluster))
+    state, cluster = request.app[STATE], request.app[SETTINGS].cluster
+    return json(request.app[VIEWS].get("summary", state.version,
+                                       lambda: core.cluster_summary(state, cluster)))
 
 
 async def nodes(request: web.Request) -> web.Response:
-    return json(NodeList(nodes=core.node_list(request.app[STATE])))
+    state = request.app[STATE]
+    return json(request.app[VIEWS].get("nodes", state.version,
+                                       lambda: NodeList(nodes=core.node_list(state))))
 
 
 async def node(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from services.api.handling import (
     SETTINGS,
     STATE,
     STOPPING,
+    VIEWS,
     Route,
     read_query,
 )
@@ -58,7 +59,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             chunks = []
             if state.version != version:
                 version = state.version
-                chunks.append(event("fleet", fleet(state, settings.cluster, request.app[QUOTAS])))
+                chunks.append(request.app[VIEWS].get("fleet-event", version, lambda: event(
+                    "fleet", fleet(state, settings.cluster, request.app[QUOTAS]))))
             for n, kind, key in state.changes_since(seq):
                 seq = n
                 if kind == "job" and key in state.jobs:
