@@ -4,9 +4,11 @@ heat map with one cell per GPU and the queue; a screenshot is saved for people t
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -42,10 +44,15 @@ async def _publish_fleet(api: RunningApi) -> None:
     nodes.append(make_node("node-a100").gpus(4).model("A100").unhealthy(3).util(0, 5, 60, 0))
     jobs = [make_job(f"queued-{i}").tenant("team-b").gpus(2) for i in range(3)]
     jobs.append(make_job("train-7").tenant("team-a").gpus(2).on("node-01", 0))
+    await api.publish("scheduler.state", snapshot(nodes, jobs))
+    await api.publish("jobs.placements", jobs[-1].placement())
+    now = time.time()
     for n in nodes:
         await api.publish("nodes", n.inventory())
-        await api.publish("gpu.samples", n.sample())
-    await api.publish("scheduler.state", snapshot(nodes, jobs))
+    for step in range(12):  # a minute of samples: the job page draws them
+        nodes[1].util(*[40 + 30 * math.sin(step / 2 + g) for g in range(8)])
+        for n in nodes:
+            await api.publish("gpu.samples", n.sample(ts=now - 60 + step * 5))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
@@ -69,3 +76,12 @@ async def test_dashboard_shows_heat_map_and_queue(bus: object, tmp_path: Path) -
         await chromium("--virtual-time-budget=5000", f"--screenshot={shot.resolve()}",
                        "--window-size=1400,1000", url, user_data=tmp_path / "profile2")
         assert shot.stat().st_size > 10_000
+
+        job_dom = await chromium("--virtual-time-budget=5000", "--dump-dom", url + "#/job/train-7",
+                                 user_data=tmp_path / "profile3")
+        chart = job_dom.split('id="job-chart"', 1)[1].split("</svg>", 1)[0]
+        assert 'class="line"' in chart, "the job page draws its utilization"
+        assert "placed" in job_dom.split('id="job-facts"', 1)[1]
+        await chromium("--virtual-time-budget=5000", f"--screenshot={SCREENSHOT_DIR.resolve()}"
+                       "/job.png", "--window-size=1400,900", url + "#/job/train-7",
+                       user_data=tmp_path / "profile4")
