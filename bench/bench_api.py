@@ -157,9 +157,12 @@ async def _measure(base: str, quick: bool, nodes: int, rows: int) -> list[Result
     now = int(time.time())
     targets = [
         ("cluster summary", "/api/v1/cluster", f"{nodes * GPUS_PER_NODE} GPUs, 200 queued"),
-        ("one-day history (hourly, by node)",
+        ("one-day history, hourly by node",
          f"/api/v1/history/utilization?from={now - 86400}&to={now}&step=3600&group_by=node",
-         f"{rows:,} rollup rows"),
+         "from the hourly rollup"),
+        ("one-day history, 5-min by node",
+         f"/api/v1/history/utilization?from={now - 86400}&to={now}&step=300&group_by=node",
+         f"scans {rows:,} per-minute rows"),
     ]
     results: list[Result] = []
     connector = aiohttp.TCPConnector(limit=CLIENTS)

@@ -29,14 +29,15 @@ KEY_SQL: dict[str, str] = {
     "cluster": "cluster",
 }
 
-QUERY = """
+# Per-minute rows; the mean utilization is weighted by window length (the warehouse's own
+# definition: util_seconds / gpu_seconds).
+QUERY_1M = """
 SELECT
     toUnixTimestamp(toStartOfInterval(window_start, toIntervalSecond({{step:UInt32}}))) AS t,
     {key} AS k,
-    sum(util_mean * samples) AS util_weighted,
-    sum(samples) AS n,
-    max(util_max) AS util_max,
+    sum(util_mean * window_s) AS util_seconds,
     sum(window_s) AS gpu_seconds,
+    max(util_max) AS util_max,
     sumIf(window_s, util_mean < {{idle_pct:Float64}} AND ifNull(job_id, '') != '') AS idle_s,
     sum(energy_mj) AS energy_mj,
     uniqExact(node, gpu) AS gpus
@@ -46,6 +47,26 @@ WHERE window_start >= toDateTime({{start:UInt32}}) AND window_start < toDateTime
 GROUP BY t, k
 ORDER BY t, k
 """
+
+# The hourly rollup (filled by the warehouse from every insert into gpu_util_1m), 60 times
+# fewer rows: used when the step is whole hours and idleness means under 5 %, as it does there.
+QUERY_1H = """
+SELECT
+    toUnixTimestamp(toStartOfInterval(hour, toIntervalSecond({{step:UInt32}}))) AS t,
+    {key} AS k,
+    sum(util_seconds) AS util_seconds,
+    sum(gpu_seconds) AS gpu_seconds,
+    max(util_max) AS util_max,
+    sum(idle_allocated_seconds) AS idle_s,
+    sum(energy_mj) AS energy_mj,
+    uniqExact(node, gpu) AS gpus
+FROM gpu_util_1h
+WHERE hour >= toDateTime({{start:UInt32}}) AND hour < toDateTime({{end:UInt32}})
+  AND cluster = {{cluster:String}}
+GROUP BY t, k
+ORDER BY t, k
+"""
+ROLLUP_IDLE_PCT = 5.0
 
 
 class HistoryQuery(Struct, frozen=True, kw_only=True):
@@ -57,21 +78,27 @@ class HistoryQuery(Struct, frozen=True, kw_only=True):
     idle_pct: float = 5.0
 
 
+def hourly(q: HistoryQuery) -> bool:
+    """Whether the hourly rollup answers ``q`` exactly."""
+    return (q.step % 3600 == 0 and q.start % 3600 == 0 and q.end % 3600 == 0
+            and q.idle_pct == ROLLUP_IDLE_PCT)
+
+
 def build(q: HistoryQuery) -> tuple[str, dict[str, Any]]:
     """The SQL text and its parameters."""
-    sql = QUERY.format(key=KEY_SQL[q.group_by])
-    params = {"step": q.step, "idle_pct": q.idle_pct, "start": q.start, "end": q.end,
-              "cluster": q.cluster}
+    sql = (QUERY_1H if hourly(q) else QUERY_1M).format(key=KEY_SQL[q.group_by])
+    params = {"step": q.step, "start": q.start, "end": q.end, "cluster": q.cluster}
+    if not hourly(q):
+        params["idle_pct"] = q.idle_pct
     return sql, params
 
 
 class Row(Struct, array_like=True):
     t: float
     k: str
-    util_weighted: float
-    n: float
-    util_max: float
+    util_seconds: float
     gpu_seconds: float
+    util_max: float
     idle_s: float
     energy_mj: float
     gpus: int
@@ -80,23 +107,22 @@ class Row(Struct, array_like=True):
 def fold(rows: Sequence[Sequence[Any]], group_by: str,
          models: Mapping[str, str] | None = None) -> list[HistoryPoint]:
     """Rows of ``QUERY`` as points; for ``model``, GPUs are merged into their model."""
-    merged: dict[tuple[float, str], list[float]] = defaultdict(lambda: [0.0] * 7)
+    merged: dict[tuple[float, str], list[float]] = defaultdict(lambda: [0.0] * 6)
     for raw in rows:
         r = Row(*raw)
         key = (models or {}).get(r.k, "unknown") if group_by == "model" else r.k
         acc = merged[(float(r.t), key)]
-        acc[0] += r.util_weighted
-        acc[1] += r.n
+        acc[0] += r.util_seconds
+        acc[1] += r.gpu_seconds
         acc[2] = max(acc[2], r.util_max)
-        acc[3] += r.gpu_seconds
-        acc[4] += r.idle_s
-        acc[5] += r.energy_mj
-        acc[6] += r.gpus
+        acc[3] += r.idle_s
+        acc[4] += r.energy_mj
+        acc[5] += r.gpus
     return [
         HistoryPoint(ts=t, key=k, util_mean=round(a[0] / a[1], 3) if a[1] else 0.0,
-                     util_max=round(a[2], 3), gpu_hours=round(a[3] / 3600, 6),
-                     idle_allocated_gpu_hours=round(a[4] / 3600, 6),
-                     energy_kwh=round(a[5] / 3.6e9, 6), gpus=int(a[6]))
+                     util_max=round(a[2], 3), gpu_hours=round(a[1] / 3600, 6),
+                     idle_allocated_gpu_hours=round(a[3] / 3600, 6),
+                     energy_kwh=round(a[4] / 3.6e9, 6), gpus=int(a[5]))
         for (t, k), a in sorted(merged.items())
     ]
 

@@ -21,6 +21,8 @@ def to_query(p: HistoryParams, cluster: str, idle_pct: float, now: float) -> His
     start = p.from_ if p.from_ is not None else max(0, end - 3600)
     if start >= end:
         raise error(400, "`from` must be before `to`", "from")
+    if p.step % 3600 == 0:  # whole-hour steps: whole hours, so the hourly rollup answers
+        start, end = start - start % 3600, end + (-end) % 3600
     if (end - start) // p.step > MAX_POINTS:
         raise error(400, f"at most {MAX_POINTS} steps between `from` and `to`", "step")
     return HistoryQuery(start=start, end=end, step=p.step, group_by=p.group_by,

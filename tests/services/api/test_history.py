@@ -9,6 +9,8 @@ from typing import Any
 import clickhouse_connect
 import pytest
 
+from services.api.history import HistoryQuery, build
+
 from .builders import make_node
 from .conftest import RunningApi
 
@@ -37,18 +39,18 @@ ROWS = [
 
 # (group_by, [(ts, key, util_mean, util_max, gpus, gpu_hours, idle_allocated_gpu_hours)])
 CASES = [
-    ("cluster", [(T0, "test", 26.8, 90, 2, 0.05, 60 / 3600),
+    ("cluster", [(T0, "test", 27.333, 90, 2, 0.05, 60 / 3600),
                  (T0 + 3600, "test", 80, 80, 1, 60 / 3600, 0)]),
-    ("tenant", [(T0, "a", 43.333, 90, 1, 120 / 3600, 0), (T0, "b", 2, 2, 1, 60 / 3600, 60 / 3600),
+    ("tenant", [(T0, "a", 40.0, 90, 1, 120 / 3600, 0), (T0, "b", 2, 2, 1, 60 / 3600, 60 / 3600),
                 (T0 + 3600, "", 80, 80, 1, 60 / 3600, 0)]),
-    ("job", [(T0, "j1", 43.333, 90, 1, 120 / 3600, 0), (T0, "j2", 2, 2, 1, 60 / 3600, 60 / 3600),
+    ("job", [(T0, "j1", 40.0, 90, 1, 120 / 3600, 0), (T0, "j2", 2, 2, 1, 60 / 3600, 60 / 3600),
              (T0 + 3600, "", 80, 80, 1, 60 / 3600, 0)]),
-    ("gpu", [(T0, "n1/0", 43.333, 90, 1, 120 / 3600, 0),
+    ("gpu", [(T0, "n1/0", 40.0, 90, 1, 120 / 3600, 0),
              (T0, "n1/1", 2, 2, 1, 60 / 3600, 60 / 3600),
              (T0 + 3600, "n2/0", 80, 80, 1, 60 / 3600, 0)]),
-    ("node", [(T0, "n1", 26.8, 90, 2, 0.05, 60 / 3600),
+    ("node", [(T0, "n1", 27.333, 90, 2, 0.05, 60 / 3600),
               (T0 + 3600, "n2", 80, 80, 1, 60 / 3600, 0)]),
-    ("model", [(T0, "H100", 26.8, 90, 2, 0.05, 60 / 3600),
+    ("model", [(T0, "H100", 27.333, 90, 2, 0.05, 60 / 3600),
                (T0 + 3600, "A100", 80, 80, 1, 60 / 3600, 0)]),
 ]
 
@@ -58,19 +60,21 @@ def known_rows(warehouse_url: str) -> None:
     client = clickhouse_connect.get_client(dsn=warehouse_url)
     try:
         client.command("TRUNCATE TABLE gpu_util_1m")
+        client.command("TRUNCATE TABLE gpu_util_1h")
         client.insert("gpu_util_1m", ROWS, column_names=COLUMNS)
     finally:
         client.close()
 
 
+@pytest.mark.parametrize("step", [3600, 1800], ids=["hourly-rollup", "minute-rows"])
 @pytest.mark.parametrize(("group_by", "expected"), CASES)
 async def test_history_aggregates(shared_api: RunningApi, known_rows: None, group_by: str,
-                                  expected: list[tuple[Any, ...]]) -> None:
+                                  expected: list[tuple[Any, ...]], step: int) -> None:
     api = shared_api
     await api.publish("nodes", make_node("n1").gpus(2).inventory(),
                       make_node("n2").gpus(1).model("A100").inventory())
     await api.wait_for("/api/v1/nodes", lambda b: len(b["nodes"]) == 2)
-    response = await api.get("/api/v1/history/utilization", group_by=group_by, step="3600",
+    response = await api.get("/api/v1/history/utilization", group_by=group_by, step=str(step),
                              **{"from": str(T0), "to": str(T0 + 7200)})
     assert response.status == 200, await response.text()
     points = (await response.json())["points"]
@@ -94,3 +98,20 @@ async def test_history_when_the_warehouse_is_down_is_503(bus: Any) -> None:
         ready = await api.client.get("/readyz")
         assert ready.status == 503
         assert (await ready.json())["checks"]["warehouse"] is False
+
+
+@pytest.mark.parametrize(("start", "end", "step", "idle_pct", "table"), [
+    (0, 7200, 3600, 5.0, "gpu_util_1h"),
+    (0, 86400, 7200, 5.0, "gpu_util_1h"),
+    (0, 7200, 1800, 5.0, "gpu_util_1m"),  # finer than the rollup
+    (60, 7200, 3600, 5.0, "gpu_util_1m"),  # not on the hour
+    (0, 7200, 3600, 10.0, "gpu_util_1m"),  # another idle threshold than the rollup's
+])
+def test_the_hourly_rollup_answers_only_what_it_can(start: int, end: int, step: int,
+                                                    idle_pct: float, table: str) -> None:
+    sql, params = build(HistoryQuery(start=start, end=end, step=step, group_by="node",
+                                     cluster="c", idle_pct=idle_pct))
+    assert f"FROM {table}\n" in sql
+    assert "{" not in sql.replace("{step:", "").replace("{start:", "").replace(
+        "{end:", "").replace("{cluster:", "").replace("{idle_pct:", "")
+    assert set(params) <= {"step", "start", "end", "cluster", "idle_pct"}

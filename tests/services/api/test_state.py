@@ -114,12 +114,12 @@ def test_alerts_open_and_resolve() -> None:
     assert core.alerts(state).alerts == []
 
 
-def test_history_fold_by_model_weights_by_samples() -> None:
-    rows = [(0, "n1/0", 50 * 60, 60, 70, 60, 0, 0, 1), (0, "n1/1", 10 * 30, 30, 20, 60, 60, 0, 1),
-            (0, "n2/0", 90 * 60, 60, 95, 60, 0, 0, 1)]
+def test_history_fold_by_model_weights_by_gpu_seconds() -> None:
+    rows = [(0, "n1/0", 50 * 60, 60, 70, 0, 0, 1), (0, "n1/1", 10 * 60, 60, 20, 60, 0, 1),
+            (0, "n2/0", 90 * 60, 60, 95, 0, 0, 1)]
     points = fold(rows, "model", {"n1/0": "H100", "n1/1": "H100", "n2/0": "A100"})
     assert [(p.key, p.util_mean, p.util_max, p.gpus) for p in points] == [
-        ("A100", 90.0, 95.0, 1), ("H100", pytest.approx(36.667, abs=1e-3), 70.0, 2)]
+        ("A100", 90.0, 95.0, 1), ("H100", 30.0, 70.0, 2)]
 
 
 @pytest.mark.parametrize(("text", "expected"), [
