@@ -8,6 +8,7 @@ import logging
 import sys
 
 from aiohttp import web
+from aiokafka.errors import KafkaConnectionError
 
 from gpufleet.config import load
 from gpufleet.runner import run_service
@@ -37,7 +38,18 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load(ApiSettings, api_host=args.host, api_port=args.port)
-    return run_service(lambda stop: serve(settings, stop), settings.log_level)
+    failures: list[str] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        try:
+            await serve(settings, stop)
+        except (KafkaConnectionError, OSError) as e:
+            failures.append(str(e))
+            log.error("cannot start: %s (Kafka at %s, listening on %s:%d)", e,
+                      settings.kafka_bootstrap, settings.api_host, settings.api_port)
+
+    code = run_service(main, settings.log_level)
+    return 1 if failures else code
 
 
 if __name__ == "__main__":

@@ -57,8 +57,10 @@ async def test_gpufleet_api_serves_and_stops_on_sigterm(bus: BusSettings,
             async with http.get(f"http://127.0.0.1:{port}/") as r:
                 assert r.status == 200
                 assert "gpu heat map" in (await r.text()).lower()
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
+            async with http.get(f"http://127.0.0.1:{port}/api/v1/stream") as stream:
+                await stream.content.readuntil(b"\n\n")  # a dashboard is watching
+                proc.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(proc.wait(), 20) == 0
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -66,3 +68,14 @@ async def test_gpufleet_api_serves_and_stops_on_sigterm(bus: BusSettings,
     assert proc.stderr is not None
     log = (await proc.stderr.read()).decode()
     assert f"dashboard on http://127.0.0.1:{port}/" in log
+
+
+async def test_gpufleet_api_says_why_when_kafka_is_unreachable() -> None:
+    env = {**os.environ, "GPUFLEET_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+           "GPUFLEET_API_PORT": str(free_port())}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gpufleet.cli", "api", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert "cannot start" in err.decode()
