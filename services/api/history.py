@@ -43,7 +43,7 @@ SELECT
     uniqExact(node, gpu) AS gpus
 FROM gpu_util_1m
 WHERE window_start >= toDateTime({{start:UInt32}}) AND window_start < toDateTime({{end:UInt32}})
-  AND cluster = {{cluster:String}}
+  AND cluster = {{cluster:String}}{filters}
 GROUP BY t, k
 ORDER BY t, k
 """
@@ -62,11 +62,16 @@ SELECT
     uniqExact(node, gpu) AS gpus
 FROM gpu_util_1h
 WHERE hour >= toDateTime({{start:UInt32}}) AND hour < toDateTime({{end:UInt32}})
-  AND cluster = {{cluster:String}}
+  AND cluster = {{cluster:String}}{filters}
 GROUP BY t, k
 ORDER BY t, k
 """
 ROLLUP_IDLE_PCT = 5.0
+FILTERS = {  # parameter -> the condition it adds when given
+    "node": "node = {node:String}",
+    "job_id": "ifNull(job_id, '') = {job_id:String}",
+    "tenant": "ifNull(tenant, '') = {tenant:String}",
+}
 
 
 class HistoryQuery(Struct, frozen=True, kw_only=True):
@@ -76,6 +81,9 @@ class HistoryQuery(Struct, frozen=True, kw_only=True):
     group_by: GroupBy
     cluster: str
     idle_pct: float = 5.0
+    node: str | None = None
+    job_id: str | None = None
+    tenant: str | None = None
 
 
 def hourly(q: HistoryQuery) -> bool:
@@ -86,8 +94,11 @@ def hourly(q: HistoryQuery) -> bool:
 
 def build(q: HistoryQuery) -> tuple[str, dict[str, Any]]:
     """The SQL text and its parameters."""
-    sql = (QUERY_1H if hourly(q) else QUERY_1M).format(key=KEY_SQL[q.group_by])
-    params = {"step": q.step, "start": q.start, "end": q.end, "cluster": q.cluster}
+    chosen = {name: getattr(q, name) for name in FILTERS if getattr(q, name) is not None}
+    filters = "".join(f"\n  AND {FILTERS[name]}" for name in chosen)
+    sql = (QUERY_1H if hourly(q) else QUERY_1M).format(key=KEY_SQL[q.group_by], filters=filters)
+    params: dict[str, Any] = {"step": q.step, "start": q.start, "end": q.end,
+                              "cluster": q.cluster, **chosen}
     if not hourly(q):
         params["idle_pct"] = q.idle_pct
     return sql, params

@@ -247,6 +247,9 @@ class HistoryParams(Struct, kw_only=True, forbid_unknown_fields=True):
     to: Annotated[int, Meta(ge=0, le=4_000_000_000)] | None = None
     step: Annotated[int, Meta(ge=60, le=86_400 * 31)] = 300
     group_by: Literal["gpu", "node", "model", "job", "tenant", "cluster"] = "cluster"
+    node: Name | None = None  # only this node
+    job_id: Name | None = None  # only this job
+    tenant: Name | None = None  # only this tenant
 
 
 class StreamParams(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -26,7 +26,8 @@ def to_query(p: HistoryParams, cluster: str, idle_pct: float, now: float) -> His
     if (end - start) // p.step > MAX_POINTS:
         raise error(400, f"at most {MAX_POINTS} steps between `from` and `to`", "step")
     return HistoryQuery(start=start, end=end, step=p.step, group_by=p.group_by,
-                        cluster=cluster, idle_pct=idle_pct)
+                        cluster=cluster, idle_pct=idle_pct, node=p.node, job_id=p.job_id,
+                        tenant=p.tenant)
 
 
 async def history(request: web.Request) -> web.Response:

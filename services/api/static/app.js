@@ -197,8 +197,20 @@ async function showJob(id) {
     ["priority", j.priority], ["node", j.node ?? "–"], ["submitted", j.submitted ? fmt.time(j.submitted) : "–"],
     ["reason", j.reason ?? "–"]];
   $("#job-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, `${v}`)]));
-  $("#job-util-mean").textContent = d.util_mean === null ? "" : `mean ${d.util_mean} %`;
-  renderChart(d.utilization);
+  let points = d.utilization, source = "live samples";
+  if (!points.length) {  // not seen live (e.g. the api restarted): ask the warehouse
+    const from = Math.floor(j.submitted ?? j.updated - 86400);
+    const to = Math.ceil(Math.max(j.updated, from + 60) + 60);
+    try {
+      const step = Math.max(60, Math.ceil((to - from) / 1000 / 60) * 60);  // up to 1000 points
+      const h = await getJSON(`/api/v1/history/utilization?group_by=job&step=${step}&job_id=${
+        encodeURIComponent(j.job_id)}&from=${from}&to=${to}`);
+      points = h.points.map((p) => [p.ts, p.util_mean]);
+      source = `warehouse, per ${step / 60} min`;
+    } catch (e) { source = "no samples"; }
+  }
+  $("#job-util-mean").textContent = d.util_mean === null ? source : `mean ${d.util_mean} % · ${source}`;
+  renderChart(points);
   const rows = (sel, items, cells) => $(`${sel} tbody`).replaceChildren(...items.map((x) =>
     el("tr", {}, ...cells(x).map((c) => el("td", {}, `${c ?? ""}`)))));
   rows("#job-events", d.events, (e) => [fmt.time(e.ts), e.state, e.node, e.gpus?.join(","), e.reason]);

@@ -9,12 +9,18 @@ import os
 import re
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import clickhouse_connect
 import pytest
+
+from gpufleet.config import BusSettings
+from gpufleet.contracts import JobState
 
 from .builders import make_job, make_node, snapshot
 from .conftest import RunningApi, start_api
+from .test_history import COLUMNS
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -57,9 +63,12 @@ async def _publish_fleet(api: RunningApi) -> None:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
                     "(apt-get install -y chromium) so the dashboard cannot be loaded")
-async def test_dashboard_shows_heat_map_and_queue(bus: object, tmp_path: Path) -> None:
-    async with start_api(bus, api_tokens="", api_open_reads=True) as api:  # type: ignore[arg-type]
+async def test_dashboard_shows_heat_map_and_queue(bus: BusSettings, warehouse_url: str,
+                                                  tmp_path: Path) -> None:
+    async with start_api(bus, api_tokens="", api_open_reads=True,
+                         clickhouse_url=warehouse_url) as api:
         await _publish_fleet(api)
+        await _old_job(api, warehouse_url)
         await api.wait_for("/api/v1/cluster", lambda b: b["gpus"] == 52 and b["queue_depth"] == 3)
         url = str(api.client.make_url("/"))
         dom = await chromium("--virtual-time-budget=5000", "--dump-dom", url,
@@ -85,3 +94,25 @@ async def test_dashboard_shows_heat_map_and_queue(bus: object, tmp_path: Path) -
         await chromium("--virtual-time-budget=5000", f"--screenshot={SCREENSHOT_DIR.resolve()}"
                        "/job.png", "--window-size=1400,900", url + "#/job/train-7",
                        user_data=tmp_path / "profile4")
+
+        # a job the api never saw running: its chart comes from the warehouse
+        old_dom = await chromium("--virtual-time-budget=5000", "--dump-dom", url + "#/job/old-job",
+                                 user_data=tmp_path / "profile5")
+        assert "warehouse, per 1 min" in old_dom
+        assert 'class="line"' in old_dom.split('id="job-chart"', 1)[1].split("</svg>", 1)[0]
+
+
+async def _old_job(api: RunningApi, warehouse_url: str) -> None:
+    start = int(time.time()) // 60 * 60 - 1800
+    rows = [["test", "node-00", 0, "GPU-node-00-0", datetime.fromtimestamp(start + m * 60, UTC),
+             60, 60, u, u, u, u, 0.0, 0.0, 0, "old-job", "team-a"]
+            for m in range(20) for u in [50 + 40 * math.sin(m / 3)]]
+    client = clickhouse_connect.get_client(dsn=warehouse_url)
+    try:
+        client.insert("gpu_util_1m", rows, column_names=COLUMNS)
+    finally:
+        client.close()
+    for state, ts in ((JobState.QUEUED, start - 60), (JobState.SUCCEEDED, start + 1200)):
+        event = make_job("old-job").tenant("team-a").event(state)
+        event.ts = ts
+        await api.publish("jobs.events", event)

@@ -88,6 +88,25 @@ async def test_history_aggregates(shared_api: RunningApi, known_rows: None, grou
         assert points[0]["energy_kwh"] == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize("step", [3600, 1800], ids=["hourly-rollup", "minute-rows"])
+@pytest.mark.parametrize(("filters", "group_by", "expected"), [
+    ({"job_id": "j1"}, "job", [(T0, "j1", 40.0)]),
+    ({"tenant": "b"}, "gpu", [(T0, "n1/1", 2.0)]),
+    ({"node": "n2"}, "node", [(T0 + 3600, "n2", 80.0)]),
+    ({"node": "n2", "tenant": "a"}, "node", []),
+])
+async def test_history_filters(shared_api: RunningApi, known_rows: None, step: int,
+                               filters: dict[str, str], group_by: str,
+                               expected: list[tuple[Any, ...]]) -> None:
+    response = await shared_api.get("/api/v1/history/utilization", group_by=group_by,
+                                    step=str(step), **filters,
+                                    **{"from": str(T0), "to": str(T0 + 7200)})
+    assert response.status == 200, await response.text()
+    points = (await response.json())["points"]
+    assert [(p["ts"], p["key"], pytest.approx(p["util_mean"], abs=1e-3)) for p in points] \
+        == expected
+
+
 async def test_history_when_the_warehouse_is_down_is_503(bus: Any) -> None:
     from .conftest import start_api
 
