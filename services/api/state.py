@@ -35,6 +35,7 @@ UTIL_POINTS_KEPT = 1440  # two hours at one point per 5 s
 EVENTS_KEPT = 200
 RECENT_KEPT = 1000
 MAX_SAMPLE_GAP_S = 60.0  # a longer silence is not counted as idle time
+RUNNING_STATES = frozenset({JobState.STARTED, JobState.HEARTBEAT})
 
 
 @dataclass
@@ -138,6 +139,8 @@ class LiveState:
         if ev.state is not JobState.HEARTBEAT:
             record.state = ev.state
             record.reason = ev.reason or record.reason
+        elif record.state not in TERMINAL_STATES:
+            record.state = JobState.STARTED  # a heartbeat says it runs
         if ev.state is JobState.SUBMITTED or ev.state is JobState.QUEUED:
             record.submitted = record.submitted or ev.ts
         record.updated = max(record.updated, ev.ts)
@@ -175,7 +178,9 @@ class LiveState:
         if record.state in TERMINAL_STATES and s.state not in TERMINAL_STATES:
             return  # the snapshot is older than the job's end
         record.tenant, record.queue, record.priority = s.tenant, s.queue, s.priority
-        record.gpus, record.gpu_milli, record.state = s.gpus, s.gpu_milli, s.state
+        record.gpus, record.gpu_milli = s.gpus, s.gpu_milli
+        if not (s.state is JobState.PLACED and record.state in RUNNING_STATES):
+            record.state = s.state  # the scheduler says "placed" of jobs that have started
         record.reason = s.reason or record.reason
         if s.since is not None and s.state is JobState.QUEUED:
             record.submitted = record.submitted or s.since

@@ -62,6 +62,22 @@ def test_a_snapshot_does_not_revive_an_ended_job() -> None:
     assert state.jobs["j"].state is JobState.FAILED
 
 
+@pytest.mark.parametrize(("event", "snapshot_state", "expected"), [
+    (JobState.STARTED, JobState.PLACED, JobState.STARTED),  # placed is not news once started
+    (JobState.HEARTBEAT, JobState.PLACED, JobState.STARTED),
+    (JobState.STARTED, JobState.PREEMPTING, JobState.PREEMPTING),
+    (JobState.STARTED, JobState.QUEUED, JobState.QUEUED),  # preempted and queued again
+    (JobState.QUEUED, JobState.PLACED, JobState.PLACED),
+])
+def test_snapshot_states(event: JobState, snapshot_state: JobState, expected: JobState) -> None:
+    state = live()
+    job = make_job("j").on("n", 0)
+    state.apply(job.event(event))
+    job.job_state = snapshot_state
+    state.apply(snapshot([make_node("n")], [job]))
+    assert state.jobs["j"].state is expected
+
+
 def test_oldest_jobs_are_forgotten_first() -> None:
     state = LiveState(clock=Clock(), max_jobs=10)
     for i in range(12):
