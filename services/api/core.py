@@ -135,7 +135,8 @@ def _count(state: LiveState, s: JobState) -> int:
 
 def _count_running(state: LiveState) -> int:
     return sum(1 for r in state.jobs.values()
-               if r.state in (JobState.PLACED, JobState.STARTED, JobState.HEARTBEAT))
+               if r.state in (JobState.PLACED, JobState.STARTED, JobState.HEARTBEAT,
+                              JobState.PREEMPTING))
 
 
 def job_view(r: JobRecord) -> JobView:

@@ -25,7 +25,7 @@ HOME_CLEAR = ESC + "H" + ESC + "2J"
 # 256-colour backgrounds from cold to hot, for 0..100 % utilization
 HEAT = (17, 18, 19, 25, 31, 37, 71, 107, 143, 179, 208, 202, 196)
 STATE_MARK = {"free": " ", "partial": "~", "allocated": "*", "unhealthy": "!", "unknown": "?"}
-RUNNING = ("placed", "started", "heartbeat")
+RUNNING = ("placed", "started", "heartbeat", "preempting")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
