@@ -1,0 +1,1 @@
+"""The status API, the web dashboard and the command-line client of gpufleet."""

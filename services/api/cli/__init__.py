@@ -1,0 +1,1 @@
+"""Command-line clients of the api: ``gpufleet submit|jobs|cancel|status|top``."""

@@ -1,0 +1,108 @@
+"""Jobs: submit and cancel (requests on the bus), list and detail (from the live state)."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from gpufleet.bus import publish
+from gpufleet.contracts import TERMINAL_STATES, CancelJob, JobSpec, SubmitJob
+from services.api import core
+from services.api.auth import Role
+from services.api.handling import (
+    METRICS,
+    PRODUCER,
+    SETTINGS,
+    STATE,
+    Route,
+    error,
+    json,
+    principal,
+    read_body,
+    read_query,
+)
+from services.api.schemas import (
+    Accepted,
+    CancelRequest,
+    JobDetail,
+    JobList,
+    JobsQuery,
+    SubmitRequest,
+)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    q = read_query(request, JobsQuery)
+    return json(core.list_jobs(
+        request.app[STATE], tenant=q.tenant, states={q.state} if q.state else None,
+        since=q.since, until=q.until, offset=q.offset, limit=q.limit))
+
+
+async def get_job(request: web.Request) -> web.Response:
+    record = request.app[STATE].jobs.get(request.match_info["job_id"])
+    if record is None:
+        raise error(404, f"no job {request.match_info['job_id']!r}")
+    return json(core.job_detail(record))
+
+
+def spec_of(body: SubmitRequest, tenant: str) -> JobSpec:
+    return JobSpec(
+        job_id=body.job_id or f"{tenant}-{uuid.uuid4().hex[:12]}", tenant=tenant,
+        queue=body.queue, priority=body.priority, gpus=body.gpus, gpu_milli=body.gpu_milli,
+        gpu_models=list(body.gpu_models), cpu_milli=body.cpu_milli, memory_mib=body.memory_mib,
+        gang=body.gang, est_runtime_s=body.est_runtime_s, command=body.command,
+        env=dict(body.env), sim_duration_s=body.sim_duration_s, sim_util=body.sim_util)
+
+
+async def _send(request: web.Request, msg: SubmitJob | CancelJob) -> None:
+    await publish(request.app[PRODUCER], request.app[SETTINGS], "jobs.requests", msg)
+    request.app[METRICS].inc("api_messages_out_total", help="requests put on the bus",
+                             topic="jobs.requests", kind=type(msg).__name__)
+
+
+async def submit(request: web.Request) -> web.Response:
+    body = await read_body(request, SubmitRequest)
+    who = principal(request)
+    tenant = body.tenant or who.tenant or "default"
+    if not who.may_act_for(tenant):
+        raise error(403, f"may not submit for tenant {tenant!r}", "tenant")
+    if body.gpus > 1 and body.gpu_milli < 1000:
+        raise error(400, "a fraction of a GPU (gpu_milli < 1000) needs gpus = 1", "gpu_milli")
+    state = request.app[STATE]
+    existing = state.jobs.get(body.job_id or "")
+    if existing is not None and existing.state not in TERMINAL_STATES:
+        raise error(409, f"job {existing.job_id!r} exists and is {existing.state.value}", "job_id")
+    msg = SubmitJob(job=spec_of(body, tenant))
+    await _send(request, msg)
+    state.apply(msg)
+    return json(Accepted(job_id=msg.job.job_id, state="submitted"), status=202)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    body = await read_body(request, CancelRequest)
+    job_id = request.match_info["job_id"]
+    record = request.app[STATE].jobs.get(job_id)
+    if record is None:
+        raise error(404, f"no job {job_id!r}")
+    if not principal(request).may_act_for(record.tenant):
+        raise error(403, f"may not cancel jobs of tenant {record.tenant!r}")
+    if record.state in TERMINAL_STATES:
+        raise error(409, f"job {job_id!r} already {record.state.value}")
+    await _send(request, CancelJob(job_id=job_id, reason=body.reason))
+    return json(Accepted(job_id=job_id, state="cancelling"), status=202)
+
+
+ROUTES = [
+    Route("GET", "/api/v1/jobs", list_jobs, "Jobs, newest first, filtered and paged",
+          query=JobsQuery, response=JobList, tag="jobs"),
+    Route("POST", "/api/v1/jobs", submit, "Submit a job (a request on jobs.requests)",
+          role=Role.SUBMITTER, body=SubmitRequest, response=Accepted, status=202,
+          errors=(400, 401, 403, 409, 413), tag="jobs"),
+    Route("GET", "/api/v1/jobs/{job_id}", get_job,
+          "One job: its events, placement and utilization so far", response=JobDetail,
+          errors=(401, 403, 404), tag="jobs"),
+    Route("POST", "/api/v1/jobs/{job_id}/cancel", cancel, "Cancel a job",
+          role=Role.SUBMITTER, body=CancelRequest, response=Accepted, status=202,
+          errors=(400, 401, 403, 404, 409, 413), tag="jobs"),
+]

@@ -1,0 +1,78 @@
+"""Feeding the live state from the topics: one consumer without a group, assigned by hand.
+
+Compacted topics (scheduler state, node inventory) are read from their beginning; the others
+from a bounded tail (the last N records of each partition), so a restarted api catches up on
+recent jobs and the latest samples without reading a day of telemetry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from gpufleet.bus import DeadLetters, make_consumer, short_name, topic
+from gpufleet.ops import Metrics
+from services.api.config import ApiSettings
+from services.api.state import LiveState
+
+log = logging.getLogger(__name__)
+
+COMPACTED = ("scheduler.state", "nodes")
+TAILED = ("gpu.samples", "jobs.requests", "jobs.placements", "jobs.events", "alerts")
+
+
+def tail_of(settings: ApiSettings, name: str) -> int | None:
+    """How many records back to start in each partition of a topic; None: from the beginning."""
+    if name in COMPACTED:
+        return None
+    return settings.api_samples_tail if name == "gpu.samples" else settings.api_events_tail
+
+
+async def assign_and_seek(consumer: AIOKafkaConsumer, settings: ApiSettings) -> None:
+    names = (*COMPACTED, *TAILED)
+    metadata = await consumer._client.fetch_all_metadata()
+    parts: list[TopicPartition] = []
+    for name in names:
+        found = metadata.partitions_for_topic(topic(settings, name)) or set()
+        if not found:
+            log.warning("topic %s not found; the api will not show its data", name)
+        parts += [TopicPartition(topic(settings, name), p) for p in sorted(found)]
+    consumer.assign(parts)
+    begin = await consumer.beginning_offsets(parts)
+    end = await consumer.end_offsets(parts)
+    for tp in parts:
+        back = tail_of(settings, short_name(settings, tp.topic))
+        start = begin[tp] if back is None else max(begin[tp], end[tp] - back)
+        consumer.seek(tp, start)
+
+
+async def feed(state: LiveState, settings: ApiSettings, consumer: AIOKafkaConsumer,
+               letters: DeadLetters, metrics: Metrics, ready: asyncio.Event) -> None:
+    """Apply every record to the state until cancelled."""
+    await assign_and_seek(consumer, settings)
+    ready.set()
+    while True:
+        batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+        for tp, records in batches.items():
+            name = short_name(settings, tp.topic)
+            for record in records:
+                msg = await letters.decode_or_dead_letter(record)
+                if msg is not None:
+                    state.apply(msg)
+            metrics.inc("api_messages_in_total", len(records), help="records read", topic=name)
+            metrics.observe("api_batch_size", len(records), help="records per fetch", topic=name)
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - await consumer.position(tp))
+                metrics.set("api_consumer_lag", lag, help="records behind the log end",
+                            topic=name, partition=str(tp.partition))
+        metrics.set("api_dead_letters", letters.count, help="records sent to the dlq")
+
+
+def make_reader(settings: ApiSettings) -> AIOKafkaConsumer:
+    """A consumer of no group (nothing to commit: the api's state is only a cache) that sees
+    only committed transactions."""
+    return make_consumer(settings, (), group_id=None, auto_offset_reset="earliest",
+                         isolation_level="read_committed")  # the scheduler writes in transactions

@@ -1,0 +1,256 @@
+"""Request and response bodies of the REST API, as msgspec Structs.
+
+Requests are decoded (and so validated) with msgspec; the OpenAPI spec is generated from these
+types, so the documentation and the checks cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct, field
+
+from gpufleet.contracts import JobState, Name
+
+JobId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+GpuCount = Annotated[int, Meta(ge=1, le=1024)]
+Pct = Annotated[float, Meta(ge=0, le=100)]
+
+
+class Error(Struct, omit_defaults=True):
+    """Every error response: what went wrong and, for bad input, which field."""
+
+    error: str
+    field: str | None = None
+
+
+class SubmitRequest(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """A job to submit. Without ``job_id`` the api makes one."""
+
+    job_id: JobId | None = None
+    tenant: Name | None = None  # a submitter's own tenant when left out
+    queue: Name = "default"
+    priority: Annotated[int, Meta(ge=-1000, le=1000)] = 0
+    gpus: GpuCount = 1
+    gpu_milli: Annotated[int, Meta(ge=1, le=1000)] = 1000
+    gpu_models: list[Annotated[str, Meta(min_length=1, max_length=64)]] = field(
+        default_factory=list)
+    cpu_milli: Annotated[int, Meta(ge=0)] = 0
+    memory_mib: Annotated[int, Meta(ge=0)] = 0
+    gang: Annotated[int, Meta(ge=1, le=1024)] = 1
+    est_runtime_s: Annotated[float, Meta(gt=0)] | None = None
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    sim_duration_s: Annotated[float, Meta(gt=0)] | None = None
+    sim_util: Pct | None = None
+
+
+class CancelRequest(Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(max_length=500)] = "cancelled by user"
+
+
+class Accepted(Struct):
+    """A request was put on the bus; the scheduler answers with job events."""
+
+    job_id: str
+    state: str
+
+
+class ModelCount(Struct, kw_only=True):
+    model: str
+    gpus: int
+    free: int
+    allocated: int
+    busy: int
+    unhealthy: int
+
+
+class ClusterSummary(Struct, kw_only=True):
+    cluster: str
+    nodes: int
+    nodes_online: int
+    gpus: int
+    gpus_by_model: list[ModelCount]
+    gpus_by_state: dict[str, int]
+    allocated_share: float  # allocated GPU share (fractions count) over all GPUs, 0..1
+    busy_share: float  # mean utilization over all GPUs, 0..1
+    queue_depth: int
+    running_jobs: int
+    idle_allocated_gpus: int  # allocated GPUs below the idle threshold right now
+    idle_allocated_gpu_hours: float  # accumulated since this api started
+    power_w: float
+    open_alerts: int
+    decisions_per_s: float
+    state_age_s: float | None  # age of the scheduler's snapshot; None when none seen
+
+
+class GpuView(Struct, kw_only=True, omit_defaults=True):
+    index: int
+    uuid: str = ""
+    model: str = ""
+    state: Literal["free", "partial", "allocated", "unhealthy", "unknown"] = "unknown"
+    health: str = "ok"
+    free_milli: int = 1000
+    util: float | None = None
+    mem_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    power_w: float | None = None
+    temp_c: int | None = None
+    jobs: list[str] = field(default_factory=list)
+
+
+class NodeView(Struct, kw_only=True):
+    node: str
+    cluster: str
+    online: bool
+    model: str
+    gpus: list[GpuView]
+    sample_age_s: float | None
+    labels: dict[str, str] = field(default_factory=dict)
+    driver_version: str | None = None
+
+
+class NodeList(Struct):
+    nodes: list[NodeView]
+
+
+class JobEventView(Struct, kw_only=True, omit_defaults=True):
+    ts: float
+    state: str
+    node: str | None = None
+    gpus: list[int] | None = None
+    reason: str | None = None
+    source: str = "gpufleet"
+
+
+class PlacementView(Struct, kw_only=True):
+    node: str
+    gpus: list[int]
+    gpu_milli: int
+    member: int
+    ts: float
+
+
+class UtilPoint(Struct, array_like=True):
+    ts: float
+    util: float
+
+
+class JobView(Struct, kw_only=True):
+    job_id: str
+    tenant: str
+    queue: str = "default"
+    state: JobState
+    gpus: int = 1
+    gpu_milli: int = 1000
+    priority: int = 0
+    submitted: float | None = None
+    updated: float
+    reason: str | None = None
+    node: str | None = None
+
+
+class JobDetail(Struct, kw_only=True):
+    job: JobView
+    events: list[JobEventView]
+    placements: list[PlacementView]
+    utilization: list[UtilPoint]  # [ts, mean util of the job's GPUs] over time
+    util_mean: float | None
+
+
+class JobList(Struct, kw_only=True):
+    jobs: list[JobView]
+    total: int
+    offset: int
+    limit: int
+
+
+class TenantUsage(Struct, kw_only=True):
+    tenant: str
+    running_jobs: int
+    queued_jobs: int
+    gpus_used: float  # GPUs in use (fractions count)
+    quota: float | None  # GPUs; None when no quota is set
+    fair_share: float  # GPUs: an equal (or quota-weighted) split of the fleet among tenants
+    share_of_fair: float | None  # gpus_used / fair_share
+
+
+class QueueUsage(Struct, kw_only=True):
+    queue: str
+    queued_jobs: int
+    queued_gpus: float
+    oldest_wait_s: float | None
+
+
+class TenantList(Struct):
+    tenants: list[TenantUsage]
+
+
+class QueueList(Struct):
+    queues: list[QueueUsage]
+
+
+class HistoryPoint(Struct, kw_only=True):
+    ts: float
+    key: str
+    util_mean: float
+    util_max: float
+    gpu_hours: float
+    idle_allocated_gpu_hours: float
+    energy_kwh: float
+    gpus: int
+
+
+class History(Struct, kw_only=True):
+    group_by: str
+    step: int
+    points: list[HistoryPoint]
+
+
+class AlertView(Struct, kw_only=True, omit_defaults=True):
+    alert_id: str
+    kind: str
+    severity: str
+    state: str
+    message: str = ""
+    node: str | None = None
+    gpu: int | None = None
+    job_id: str | None = None
+    tenant: str | None = None
+    since: float | None = None
+    ts: float
+
+
+class AlertList(Struct):
+    alerts: list[AlertView]
+
+
+# Query parameters, one Struct per operation that takes some (documented as parameters).
+
+JobStateName = Literal["submitted", "queued", "placed", "started", "heartbeat", "succeeded",
+                       "failed", "preempting", "preempted", "cancelled", "rejected"]
+
+
+class JobsQuery(Struct, kw_only=True, forbid_unknown_fields=True):
+    tenant: Name | None = None
+    state: JobStateName | None = None
+    since: Annotated[float, Meta(ge=0)] | None = None  # last update at or after (Unix s)
+    until: Annotated[float, Meta(ge=0)] | None = None  # last update before (Unix s)
+    offset: Annotated[int, Meta(ge=0, le=1_000_000)] = 0
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+
+class HistoryParams(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``from``/``to`` are Unix seconds (default: the last hour); ``step`` seconds per point."""
+
+    from_: Annotated[int, Meta(ge=0, le=4_000_000_000)] | None = field(default=None, name="from")
+    to: Annotated[int, Meta(ge=0, le=4_000_000_000)] | None = None
+    step: Annotated[int, Meta(ge=60, le=86_400 * 31)] = 300
+    group_by: Literal["gpu", "node", "model", "job", "tenant", "cluster"] = "cluster"
+    node: Name | None = None  # only this node
+    job_id: Name | None = None  # only this job
+    tenant: Name | None = None  # only this tenant
+
+
+class StreamParams(Struct, kw_only=True, forbid_unknown_fields=True):
+    interval: Annotated[float, Meta(ge=0.2, le=60)] | None = None

@@ -1,0 +1,144 @@
+"""The live state and its views, without the bus: messages in, answers out."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpufleet.contracts import Alert, AlertState, JobState
+from services.api import core
+from services.api.history import fold
+from services.api.state import LiveState
+
+from .builders import make_job, make_node, snapshot
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def live() -> LiveState:
+    return LiveState(clock=Clock())
+
+
+@pytest.mark.parametrize(("utils", "busy", "gap", "idle_seconds"), [
+    ((1, 1, 1, 1), (0, 1), 10, 20),  # two allocated GPUs under 5 % for 10 s
+    ((50, 1, 1, 1), (0, 1), 10, 10),  # one of them busy
+    ((1, 1, 1, 1), (), 10, 0),  # idle but not allocated: not waste
+    ((1, 1, 1, 1), (0,), 600, 0),  # a long silence is not counted
+])
+def test_idle_allocated_seconds(utils: tuple[float, ...], busy: tuple[int, ...], gap: float,
+                                idle_seconds: float) -> None:
+    state = live()
+    node = make_node("n").gpus(4).busy(*busy).util(*utils)
+    state.apply(snapshot([node], []))
+    state.apply(node.sample(ts=100.0))
+    state.apply(node.sample(ts=100.0 + gap))
+    assert state.idle_gpu_seconds == idle_seconds
+
+
+def test_job_utilization_follows_its_gpus_until_it_ends() -> None:
+    state = live()
+    job = make_job("j").gpus(2).on("n", 1, 2)
+    node = make_node("n").gpus(4).util(0, 40, 60, 0)
+    state.apply(job.placement())
+    for t in (100.0, 102.0, 106.0):  # a point at most every 5 s
+        state.apply(node.sample(ts=t))
+    assert list(state.jobs["j"].util) == [(100.0, 50.0), (106.0, 50.0)]
+    state.apply(job.event(JobState.SUCCEEDED))
+    state.apply(node.sample(ts=120.0))
+    assert len(state.jobs["j"].util) == 2
+    assert state.running_on["n"] == {}
+
+
+def test_a_snapshot_does_not_revive_an_ended_job() -> None:
+    state = live()
+    job = make_job("j").on("n", 0)
+    state.apply(job.event(JobState.FAILED))
+    state.apply(snapshot([make_node("n")], [job]))
+    assert state.jobs["j"].state is JobState.FAILED
+
+
+@pytest.mark.parametrize(("event", "snapshot_state", "expected"), [
+    (JobState.STARTED, JobState.PLACED, JobState.STARTED),  # placed is not news once started
+    (JobState.HEARTBEAT, JobState.PLACED, JobState.STARTED),
+    (JobState.STARTED, JobState.PREEMPTING, JobState.PREEMPTING),
+    (JobState.STARTED, JobState.QUEUED, JobState.QUEUED),  # preempted and queued again
+    (JobState.QUEUED, JobState.PLACED, JobState.PLACED),
+])
+def test_snapshot_states(event: JobState, snapshot_state: JobState, expected: JobState) -> None:
+    state = live()
+    job = make_job("j").on("n", 0)
+    state.apply(job.event(event))
+    job.job_state = snapshot_state
+    state.apply(snapshot([make_node("n")], [job]))
+    assert state.jobs["j"].state is expected
+
+
+def test_oldest_jobs_are_forgotten_first() -> None:
+    state = LiveState(clock=Clock(), max_jobs=10)
+    for i in range(12):
+        state.apply(make_job(f"j{i}").event(JobState.QUEUED))
+    assert list(state.jobs) == [f"j{i}" for i in range(2, 12)]
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ({}, ["c", "b", "a"]),
+    ({"tenant": "t1"}, ["c", "a"]),
+    ({"states": {"queued"}}, ["b", "a"]),
+    ({"since": 2.0}, ["c", "b"]),
+    ({"until": 2.0}, ["a"]),
+    ({"offset": 1, "limit": 1}, ["b"]),
+])
+def test_list_jobs(filters: dict[str, object], expected: list[str]) -> None:
+    state = live()
+    for ts, (job_id, tenant, st) in enumerate(
+            [("a", "t1", JobState.QUEUED), ("b", "t2", JobState.QUEUED),
+             ("c", "t1", JobState.STARTED)], 1):
+        ev = make_job(job_id).tenant(tenant).event(st)
+        ev.ts = float(ts)
+        state.apply(ev)
+    page = core.list_jobs(state, **filters)  # type: ignore[arg-type]
+    assert [j.job_id for j in page.jobs] == expected
+    assert page.total == len(expected) + filters.get("offset", 0) + (  # type: ignore[operator]
+        1 if filters.get("limit") else 0)
+
+
+@pytest.mark.parametrize(("quotas", "fair"), [
+    ({}, {"t1": 4.0, "t2": 4.0}),
+    ({"t1": 3, "t2": 1}, {"t1": 6.0, "t2": 2.0}),
+])
+def test_tenant_fair_share(quotas: dict[str, float], fair: dict[str, float]) -> None:
+    state = live()
+    state.apply(make_node("n").gpus(8).inventory())
+    state.apply(make_job("a").tenant("t1").gpus(2).on("n", 0, 1).event())
+    state.apply(make_job("b").tenant("t2").event(JobState.QUEUED))
+    usage = {t.tenant: t for t in core.tenants(state, quotas).tenants}
+    assert {t: u.fair_share for t, u in usage.items()} == fair
+    assert (usage["t1"].gpus_used, usage["t1"].running_jobs, usage["t2"].queued_jobs) == (2, 1, 1)
+
+
+def test_alerts_open_and_resolve() -> None:
+    state = live()
+    firing = Alert(alert_id="idle:n:0", kind="idle_gpu", state=AlertState.FIRING, node="n", gpu=0)
+    state.apply(firing)
+    assert [a.alert_id for a in core.alerts(state).alerts] == ["idle:n:0"]
+    state.apply(Alert(alert_id="idle:n:0", kind="idle_gpu", state=AlertState.RESOLVED))
+    assert core.alerts(state).alerts == []
+
+
+def test_history_fold_by_model_weights_by_gpu_seconds() -> None:
+    rows = [(0, "n1/0", 50 * 60, 60, 70, 0, 0, 1), (0, "n1/1", 10 * 60, 60, 20, 60, 0, 1),
+            (0, "n2/0", 90 * 60, 60, 95, 0, 0, 1)]
+    points = fold(rows, "model", {"n1/0": "H100", "n1/1": "H100", "n2/0": "A100"})
+    assert [(p.key, p.util_mean, p.util_max, p.gpus) for p in points] == [
+        ("A100", 90.0, 95.0, 1), ("H100", 30.0, 70.0, 2)]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", {}), ("a:8", {"a": 8.0}), ("a:8, b:2.5", {"a": 8.0, "b": 2.5})])
+def test_parse_quotas(text: str, expected: dict[str, float]) -> None:
+    assert core.parse_quotas(text) == expected
