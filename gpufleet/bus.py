@@ -10,7 +10,15 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from gpufleet.config import BusSettings
-from gpufleet.contracts import TOPIC_BY_NAME, DeadLetter, Message, decoder_for, encode, topic_name
+from gpufleet.contracts import (
+    TOPIC_BY_NAME,
+    DeadLetter,
+    Message,
+    decoder_for,
+    encode,
+    key_of,
+    topic_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +63,6 @@ def make_consumer(
     }
     opts.update(overrides)
     return AIOKafkaConsumer(*(topic(settings, n) for n in names), **opts)
-
-
-def key_of(msg: Message) -> bytes | None:
-    """The partition key a message is sent with: its node, its job or its alert."""
-    for attr in ("node", "job_id", "alert_id"):
-        value = getattr(msg, attr, None)
-        if isinstance(value, str):
-            return value.encode()
-    job = getattr(msg, "job", None)
-    if job is not None:
-        return str(job.job_id).encode()
-    return None
 
 
 async def publish(

@@ -327,7 +327,7 @@ class DeadLetter(Message, kw_only=True):
 class TopicSpec(Struct, frozen=True, kw_only=True):
     name: str  # the name under the prefix, e.g. "gpu.samples"
     types: tuple[Any, ...]  # the message type (or the union members) carried
-    key: Literal["node", "job", "alert", "none"]
+    key: Literal["node", "job", "alert", "cluster", "none"]
     partitions: int = 6
     compacted: bool = False
     retention_ms: int | None = None
@@ -349,13 +349,30 @@ TOPICS: tuple[TopicSpec, ...] = (
               doc="per-GPU windowed utilization from ingest"),
     TopicSpec(name="alerts", types=(Alert,), key="alert", partitions=3,
               doc="idle-GPU and health alerts, firing and resolved"),
-    TopicSpec(name="scheduler.state", types=(SchedulerState,), key="none", partitions=1,
+    TopicSpec(name="scheduler.state", types=(SchedulerState,), key="cluster", partitions=1,
               compacted=True, doc="the scheduler's cluster snapshot"),
     TopicSpec(name="dlq", types=(DeadLetter,), key="none", partitions=3,
               retention_ms=7 * 24 * 3600 * 1000, doc="messages that did not decode, and why"),
 )
 
 TOPIC_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}
+TOPIC_OF_TYPE: dict[type, TopicSpec] = {ty: t for t in TOPICS for ty in t.types}
+
+
+def key_of(msg: Message) -> bytes | None:
+    """The partition key of a message, as its topic's contract says: node, job, alert or cluster."""
+    spec = TOPIC_OF_TYPE.get(type(msg))
+    kind = spec.key if spec is not None else "none"
+    if kind == "job":
+        job = getattr(msg, "job", None)
+        value = job.job_id if job is not None else getattr(msg, "job_id", None)
+    elif kind == "alert":
+        value = getattr(msg, "alert_id", None)
+    elif kind in ("node", "cluster"):
+        value = getattr(msg, kind, None)
+    else:
+        value = None
+    return value.encode() if isinstance(value, str) else None
 
 
 def topic_name(name: str, prefix: str = "gpufleet") -> str:

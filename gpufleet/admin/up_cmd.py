@@ -28,16 +28,20 @@ class Step:
     argv: tuple[str, ...]  # arguments of the `gpufleet` command
     once: bool = False  # run to completion before going on
     wait_port: int | None = None  # a service that is ready when this port answers
+    port_env: str | None = None  # the variable that moves that port
+    announce: str = ""  # printed once the step is up; {port} is filled in
 
 
 # In order. Steps whose command is not in this installation are skipped.
 STACK: tuple[Step, ...] = (
-    Step("warehouse", ("warehouse", "serve"), wait_port=8123),
+    Step("warehouse", ("warehouse", "serve"), wait_port=8123, port_env="GPUFLEET_WAREHOUSE_PORT",
+         announce="warehouse (ClickHouse HTTP): http://127.0.0.1:{port}/play"),
     Step("migrate", ("warehouse", "migrate"), once=True),
     Step("ingest", ("ingest",)),
     Step("scheduler", ("scheduler",)),
     Step("fleet", ("fleet-sim",)),
-    Step("api", ("api",), wait_port=8080),
+    Step("api", ("api",), wait_port=8080, port_env="GPUFLEET_API_PORT",
+         announce="dashboard: http://127.0.0.1:{port}/   API: http://127.0.0.1:{port}/api/v1/"),
     Step("demo", ("demo-workload",)),
 )
 
@@ -99,7 +103,10 @@ def supervise(steps: list[Step], env: dict[str, str]) -> int:
             children[step.name] = subprocess.Popen(cmd, env=env)
             print(f"{step.name}: started (pid {children[step.name].pid})", flush=True)
             if step.wait_port is not None:
-                _wait_port(step, children[step.name])
+                port = int(env.get(step.port_env or "", step.wait_port))
+                _wait_port(step.name, port, children[step.name])
+                if step.announce:
+                    print(step.announce.format(port=port), flush=True)
         print("all started; Ctrl-C stops everything", flush=True)
         while not stopping:
             for name, child in children.items():
@@ -113,12 +120,11 @@ def supervise(steps: list[Step], env: dict[str, str]) -> int:
     return code
 
 
-def _wait_port(step: Step, child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    assert step.wait_port is not None
+def _wait_port(name: str, port: int, child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while not port_open(step.wait_port):
+    while not port_open(port):
         if child.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{step.name} did not come up on port {step.wait_port}")
+            raise RuntimeError(f"{name} did not come up on port {port}")
         time.sleep(0.2)
 
 

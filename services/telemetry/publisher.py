@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
-from gpufleet.bus import key_of, topic
+from gpufleet.bus import topic
 from gpufleet.config import BusSettings
-from gpufleet.contracts import Message, NodeSample, encode
+from gpufleet.contracts import Message, NodeSample, encode, key_of
 from gpufleet.ops import Metrics
 
 log = logging.getLogger(__name__)

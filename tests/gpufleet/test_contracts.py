@@ -25,6 +25,7 @@ from gpufleet.contracts import (
     SubmitJob,
     decoder_for,
     encode,
+    key_of,
     topic_name,
 )
 
@@ -108,3 +109,19 @@ def test_topic_names_take_the_prefix(name: str, prefix: str, full: str) -> None:
 def test_unknown_topic_is_a_clear_error() -> None:
     with pytest.raises(KeyError, match=r"unknown topic 'gpu\.sample'"):
         topic_name("gpu.sample")
+
+
+@pytest.mark.parametrize(
+    ("msg", "key"),
+    [
+        (SAMPLES[0][1], b"n1"),  # node sample: by node
+        (SAMPLES[2][1], b"j1"),  # submit: by job
+        (SAMPLES[4][1], b"j1"),  # placement: by job
+        (Alert(alert_id="idle:n1:0", kind="idle_gpu", state=AlertState.FIRING, node="n1"),
+         b"idle:n1:0"),  # alert: by alert id even when it names a node
+        (SchedulerState(cluster="east", nodes=[], queued=[], running=[]), b"east"),
+        (SAMPLES[-1][1], None),  # dead letter: no key
+    ],
+)
+def test_messages_are_keyed_as_their_topic_says(msg: Any, key: bytes | None) -> None:
+    assert key_of(msg) == key
