@@ -1,0 +1,369 @@
+-- The gpufleet warehouse on a ClickHouse cluster: the schema of
+-- services/warehouse/migrations/0001..0004, made replicated and sharded.
+--
+-- Each table T of the migrations becomes
+--   T_local  ON CLUSTER: Replicated*MergeTree, the same columns, codecs, keys, TTL and comment;
+--   T        ON CLUSTER: Distributed over T_local, so that the services and analysts keep
+--            using the names they know (ingest inserts into T, the api and Grafana read T).
+-- The materialized view feeds gpu_util_1h_local from gpu_util_1m_local on each shard; both
+-- are sharded by (cluster, node), so a GPU's minutes and hours live on one shard. Views are
+-- created on every server and read the Distributed tables.
+--
+-- Needs, on every server: macros {cluster}, {shard} and {replica}, a remote_servers entry
+-- named as {cluster}, and ClickHouse Keeper. Apply once, before `gpufleet warehouse migrate`:
+--   clickhouse-client --host <any server> --user <admin> --multiquery < cluster.sql
+--   gpufleet warehouse migrate --url http://<writer>:<password>@<any server>:8123/default
+-- Every migration statement is CREATE ... IF NOT EXISTS, so migrate then finds every object
+-- and only records versions 1..4 in schema_migrations (replicated to every server here).
+-- A later migration needs its ON CLUSTER form added here (or in a cluster_NNNN file) and
+-- applied the same way first: migrate alone would change one server only.
+-- Inserts through a Distributed table keep their insert_deduplication_token only when they
+-- are forwarded synchronously: give the writer user distributed_foreground_insert = 1.
+
+-- Ledger of the migrations, one copy on every server (its path has no {shard}).
+CREATE TABLE IF NOT EXISTS schema_migrations ON CLUSTER '{cluster}'
+(
+    version UInt32,
+    name String,
+    checksum String,
+    applied_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/gpufleet/schema_migrations', '{replica}')
+ORDER BY version
+COMMENT 'One row per schema migration applied to this database';
+
+-- 0001_gpu_samples ------------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS gpu_samples_local ON CLUSTER '{cluster}'
+(
+    cluster LowCardinality(String) CODEC(ZSTD(1)),
+    node LowCardinality(String) CODEC(ZSTD(1)),
+    gpu UInt16 CODEC(Delta, ZSTD(1)),
+    uuid LowCardinality(String) CODEC(ZSTD(1)),
+    ts DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    util_gpu Nullable(UInt8) CODEC(T64, ZSTD(1)),
+    util_mem Nullable(UInt8) CODEC(T64, ZSTD(1)),
+    mem_used_bytes Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    mem_free_bytes Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    mem_reserved_bytes Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    power_mw Nullable(UInt32) CODEC(T64, ZSTD(1)),
+    energy_mj Nullable(UInt64) CODEC(Delta, ZSTD(1)),
+    temp_c Nullable(Int16) CODEC(T64, ZSTD(1)),
+    mem_temp_c Nullable(Int16) CODEC(T64, ZSTD(1)),
+    sm_clock_mhz Nullable(UInt16) CODEC(T64, ZSTD(1)),
+    mem_clock_mhz Nullable(UInt16) CODEC(T64, ZSTD(1)),
+    throttle_reasons Nullable(UInt64) CODEC(T64, ZSTD(1)),
+    sm_active Nullable(Float32) CODEC(Gorilla, ZSTD(1)),
+    tensor_active Nullable(Float32) CODEC(Gorilla, ZSTD(1)),
+    ecc_volatile_corrected Nullable(UInt64) CODEC(T64, ZSTD(1)),
+    ecc_volatile_uncorrected Nullable(UInt64) CODEC(T64, ZSTD(1)),
+    remapped_rows_pending Nullable(Bool) CODEC(ZSTD(1)),
+    remapped_rows_failure Nullable(Bool) CODEC(ZSTD(1)),
+    xid_errors Array(UInt32) CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gpufleet/gpu_samples_local', '{replica}')
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY (cluster, node, gpu, ts)
+TTL toDateTime(ts) + INTERVAL 30 DAY
+SETTINGS replicated_deduplication_window = 1000, ttl_only_drop_parts = 1
+COMMENT 'One row per GPU per sample tick: the raw telemetry of that GPU at ts (NVML units; NULL = not readable)';
+
+CREATE TABLE IF NOT EXISTS gpu_samples ON CLUSTER '{cluster}' AS gpu_samples_local
+ENGINE = Distributed('{cluster}', default, gpu_samples_local, cityHash64(cluster, node))
+COMMENT 'One row per GPU per sample tick: the raw telemetry of that GPU at ts (NVML units; NULL = not readable)';
+
+-- 0002_jobs_nodes_alerts ------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS job_events_local ON CLUSTER '{cluster}'
+(
+    event_id String CODEC(ZSTD(1)),
+    ts DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    job_id String CODEC(ZSTD(1)),
+    state LowCardinality(String),
+    tenant LowCardinality(Nullable(String)),
+    node LowCardinality(Nullable(String)),
+    gpus Array(UInt16),
+    gpu_milli Nullable(UInt16),
+    member Nullable(UInt16),
+    exit_code Nullable(Int32),
+    reason Nullable(String) CODEC(ZSTD(1)),
+    source LowCardinality(String) DEFAULT 'gpufleet',
+    attempt UInt16 DEFAULT 0
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gpufleet/job_events_local', '{replica}')
+ORDER BY (job_id, ts)
+SETTINGS replicated_deduplication_window = 1000
+COMMENT 'One row per job lifecycle event (JobEvent): job_id entered state at ts; gpus empty when not given';
+
+CREATE TABLE IF NOT EXISTS job_events ON CLUSTER '{cluster}' AS job_events_local
+ENGINE = Distributed('{cluster}', default, job_events_local, cityHash64(job_id))
+COMMENT 'One row per job lifecycle event (JobEvent): job_id entered state at ts; gpus empty when not given';
+
+CREATE TABLE IF NOT EXISTS placements_local ON CLUSTER '{cluster}'
+(
+    event_id String CODEC(ZSTD(1)),
+    ts DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    job_id String CODEC(ZSTD(1)),
+    tenant LowCardinality(String),
+    node LowCardinality(String),
+    gpus Array(UInt16),
+    gpu_milli UInt16 DEFAULT 1000,
+    member UInt16 DEFAULT 0,
+    attempt UInt16 DEFAULT 0
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gpufleet/placements_local', '{replica}')
+ORDER BY (job_id, ts)
+SETTINGS replicated_deduplication_window = 1000
+COMMENT 'One row per scheduler placement: member of job_id placed on node, GPU indices gpus, share gpu_milli/1000 each';
+
+CREATE TABLE IF NOT EXISTS placements ON CLUSTER '{cluster}' AS placements_local
+ENGINE = Distributed('{cluster}', default, placements_local, cityHash64(job_id))
+COMMENT 'One row per scheduler placement: member of job_id placed on node, GPU indices gpus, share gpu_milli/1000 each';
+
+-- Sharded by (cluster, node): the rows that FINAL collapses (same cluster, node, gpu) are on
+-- one shard, so FINAL through the Distributed table is exact.
+CREATE TABLE IF NOT EXISTS nodes_local ON CLUSTER '{cluster}'
+(
+    cluster LowCardinality(String),
+    node LowCardinality(String),
+    gpu UInt16,
+    uuid String,
+    model LowCardinality(String),
+    memory_total_bytes UInt64,
+    pci_bus_id Nullable(String),
+    mig_mode Nullable(Bool),
+    nvlink_domain Nullable(Int32),
+    health LowCardinality(String) DEFAULT 'ok',
+    health_reason Nullable(String),
+    cpu_milli UInt32 DEFAULT 0,
+    memory_mib UInt64 DEFAULT 0,
+    driver_version LowCardinality(Nullable(String)),
+    labels Map(String, String),
+    online Bool DEFAULT true,
+    ts DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gpufleet/nodes_local', '{replica}', ts)
+ORDER BY (cluster, node, gpu)
+SETTINGS replicated_deduplication_window = 1000
+COMMENT 'One row per GPU of a node inventory (NodeInventory, node fields repeated); the latest ts per GPU is its state (read with FINAL or v_nodes_latest)';
+
+CREATE TABLE IF NOT EXISTS nodes ON CLUSTER '{cluster}' AS nodes_local
+ENGINE = Distributed('{cluster}', default, nodes_local, cityHash64(cluster, node))
+COMMENT 'One row per GPU of a node inventory (NodeInventory, node fields repeated); the latest ts per GPU is its state (read with FINAL or v_nodes_latest)';
+
+CREATE TABLE IF NOT EXISTS alerts_local ON CLUSTER '{cluster}'
+(
+    event_id String CODEC(ZSTD(1)),
+    ts DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    alert_id String,
+    kind LowCardinality(String),
+    state LowCardinality(String),
+    severity LowCardinality(String) DEFAULT 'warning',
+    cluster LowCardinality(Nullable(String)),
+    node LowCardinality(Nullable(String)),
+    gpu Nullable(UInt16),
+    job_id Nullable(String),
+    tenant LowCardinality(Nullable(String)),
+    message String CODEC(ZSTD(1)),
+    since Nullable(DateTime64(3, 'UTC'))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gpufleet/alerts_local', '{replica}')
+ORDER BY (alert_id, ts)
+SETTINGS replicated_deduplication_window = 1000
+COMMENT 'One row per alert transition (Alert): alert_id went to state (firing or resolved) at ts';
+
+CREATE TABLE IF NOT EXISTS alerts ON CLUSTER '{cluster}' AS alerts_local
+ENGINE = Distributed('{cluster}', default, alerts_local, cityHash64(alert_id))
+COMMENT 'One row per alert transition (Alert): alert_id went to state (firing or resolved) at ts';
+
+-- 0003_rollups ----------------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS gpu_util_1m_local ON CLUSTER '{cluster}'
+(
+    cluster LowCardinality(String),
+    node LowCardinality(String),
+    gpu UInt16,
+    uuid LowCardinality(String),
+    window_start DateTime('UTC') CODEC(Delta, ZSTD(1)),
+    window_s UInt32 DEFAULT 60,
+    samples UInt32,
+    util_mean Float32 CODEC(Gorilla, ZSTD(1)),
+    util_min Float32 CODEC(Gorilla, ZSTD(1)),
+    util_max Float32 CODEC(Gorilla, ZSTD(1)),
+    util_p95 Float32 CODEC(Gorilla, ZSTD(1)),
+    mem_used_bytes_mean Float64 CODEC(Gorilla, ZSTD(1)),
+    power_mw_mean Float64 CODEC(Gorilla, ZSTD(1)),
+    energy_mj UInt64 CODEC(T64, ZSTD(1)),
+    job_id Nullable(String),
+    tenant LowCardinality(Nullable(String))
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gpufleet/gpu_util_1m_local', '{replica}')
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (cluster, node, gpu, window_start)
+TTL window_start + INTERVAL 400 DAY
+SETTINGS replicated_deduplication_window = 1000
+COMMENT 'One row per GPU per window (GpuUtilWindow, normally a minute): utilization aggregates of that GPU and the job on it';
+
+CREATE TABLE IF NOT EXISTS gpu_util_1m ON CLUSTER '{cluster}' AS gpu_util_1m_local
+ENGINE = Distributed('{cluster}', default, gpu_util_1m_local, cityHash64(cluster, node))
+COMMENT 'One row per GPU per window (GpuUtilWindow, normally a minute): utilization aggregates of that GPU and the job on it';
+
+CREATE TABLE IF NOT EXISTS gpu_util_1h_local ON CLUSTER '{cluster}'
+(
+    cluster LowCardinality(String),
+    node LowCardinality(String),
+    gpu UInt16,
+    hour DateTime('UTC'),
+    job_id String,
+    tenant LowCardinality(String),
+    gpu_seconds SimpleAggregateFunction(sum, UInt64),
+    samples SimpleAggregateFunction(sum, UInt64),
+    util_seconds SimpleAggregateFunction(sum, Float64),
+    util_min SimpleAggregateFunction(min, Float32),
+    util_max SimpleAggregateFunction(max, Float32),
+    idle_allocated_seconds SimpleAggregateFunction(sum, UInt64),
+    mem_byte_seconds SimpleAggregateFunction(sum, Float64),
+    power_mw_seconds SimpleAggregateFunction(sum, Float64),
+    energy_mj SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/gpufleet/gpu_util_1h_local', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (cluster, node, gpu, hour, job_id, tenant)
+COMMENT 'One row per GPU per hour per job (job_id empty: no job): sums over the minutes of gpu_util_1m; util mean = util_seconds / gpu_seconds';
+
+CREATE TABLE IF NOT EXISTS gpu_util_1h ON CLUSTER '{cluster}' AS gpu_util_1h_local
+ENGINE = Distributed('{cluster}', default, gpu_util_1h_local, cityHash64(cluster, node))
+COMMENT 'One row per GPU per hour per job (job_id empty: no job): sums over the minutes of gpu_util_1m; util mean = util_seconds / gpu_seconds';
+
+-- On each server, local to local: an insert that the Distributed gpu_util_1m forwards to a
+-- shard lands in gpu_util_1m_local there and is rolled up into gpu_util_1h_local there.
+CREATE MATERIALIZED VIEW IF NOT EXISTS gpu_util_1h_mv ON CLUSTER '{cluster}' TO gpu_util_1h_local AS
+SELECT
+    cluster, node, gpu,
+    toStartOfHour(window_start) AS hour,
+    ifNull(job_id, '') AS job_id,
+    ifNull(tenant, '') AS tenant,
+    toUInt64(sum(window_s)) AS gpu_seconds,
+    toUInt64(sum(samples)) AS samples,
+    sum(util_mean * window_s) AS util_seconds,
+    min(util_min) AS util_min,
+    max(util_max) AS util_max,
+    toUInt64(sumIf(window_s, job_id IS NOT NULL AND util_mean < 5)) AS idle_allocated_seconds,
+    sum(mem_used_bytes_mean * window_s) AS mem_byte_seconds,
+    sum(power_mw_mean * window_s) AS power_mw_seconds,
+    toUInt64(sum(energy_mj)) AS energy_mj
+FROM gpu_util_1m_local
+GROUP BY cluster, node, gpu, hour, job_id, tenant
+COMMENT 'Feeds gpu_util_1h from each insert into gpu_util_1m';
+
+-- 0004_views (over the Distributed tables) ------------------------------------------------
+
+CREATE VIEW IF NOT EXISTS v_job_utilization ON CLUSTER '{cluster}' AS
+SELECT
+    job_id,
+    any(tenant) AS tenant,
+    uniqExact(cluster, node, gpu) AS gpus,
+    min(hour) AS first_hour,
+    max(hour) AS last_hour,
+    sum(gpu_seconds) / 3600 AS gpu_hours,
+    sum(util_seconds) / nullIf(sum(gpu_seconds), 0) AS util_mean,
+    max(util_max) AS util_max,
+    sum(idle_allocated_seconds) / 3600 AS idle_gpu_hours
+FROM gpu_util_1h
+WHERE job_id != ''
+GROUP BY job_id
+COMMENT 'One row per job: GPUs used, GPU-hours, time-weighted mean utilization (percent), idle GPU-hours';
+
+CREATE VIEW IF NOT EXISTS v_tenant_utilization ON CLUSTER '{cluster}' AS
+SELECT
+    tenant,
+    toDate(hour) AS day,
+    uniqExact(job_id) AS jobs,
+    sum(gpu_seconds) / 3600 AS gpu_hours,
+    sum(util_seconds) / nullIf(sum(gpu_seconds), 0) AS util_mean,
+    sum(idle_allocated_seconds) / 3600 AS idle_gpu_hours,
+    sum(energy_mj) / 3.6e9 AS energy_kwh
+FROM gpu_util_1h
+WHERE job_id != ''
+GROUP BY tenant, day
+COMMENT 'One row per tenant per day: jobs, GPU-hours allocated, mean utilization, idle GPU-hours, energy';
+
+CREATE VIEW IF NOT EXISTS v_node_utilization ON CLUSTER '{cluster}' AS
+SELECT
+    cluster,
+    node,
+    toDate(hour) AS day,
+    uniqExact(gpu) AS gpus,
+    sum(gpu_seconds) / 3600 AS gpu_hours,
+    sumIf(gpu_seconds, job_id != '') / 3600 AS allocated_gpu_hours,
+    sum(util_seconds) / nullIf(sum(gpu_seconds), 0) AS util_mean,
+    sum(idle_allocated_seconds) / 3600 AS idle_gpu_hours,
+    sum(energy_mj) / 3.6e9 AS energy_kwh
+FROM gpu_util_1h
+GROUP BY cluster, node, day
+COMMENT 'One row per node per day: GPU-hours observed and allocated, mean utilization, idle GPU-hours, energy';
+
+CREATE VIEW IF NOT EXISTS v_nodes_latest ON CLUSTER '{cluster}' AS
+SELECT * FROM nodes FINAL
+COMMENT 'One row per GPU of each node: its latest inventory (model, memory, health, online)';
+
+-- GLOBAL: the right side reads the Distributed nodes table once, on the server that runs the
+-- query, and ships it to the shards (a plain JOIN of two Distributed tables is refused).
+CREATE VIEW IF NOT EXISTS v_model_utilization ON CLUSTER '{cluster}' AS
+SELECT
+    if(m.model = '', 'unknown', m.model) AS model,
+    toDate(u.hour) AS day,
+    uniqExact(u.cluster, u.node, u.gpu) AS gpus,
+    sum(u.gpu_seconds) / 3600 AS gpu_hours,
+    sumIf(u.gpu_seconds, u.job_id != '') / 3600 AS allocated_gpu_hours,
+    sum(u.util_seconds) / nullIf(sum(u.gpu_seconds), 0) AS util_mean,
+    sum(u.idle_allocated_seconds) / 3600 AS idle_gpu_hours
+FROM gpu_util_1h AS u
+GLOBAL LEFT JOIN
+(
+    SELECT cluster, node, gpu, argMax(model, ts) AS model FROM nodes GROUP BY cluster, node, gpu
+) AS m ON u.cluster = m.cluster AND u.node = m.node AND u.gpu = m.gpu
+GROUP BY model, day
+COMMENT 'One row per GPU model per day: GPUs, GPU-hours observed and allocated, mean utilization, idle GPU-hours';
+
+CREATE VIEW IF NOT EXISTS v_idle_allocated ON CLUSTER '{cluster}' AS
+SELECT
+    tenant,
+    job_id,
+    toDate(hour) AS day,
+    sum(gpu_seconds) / 3600 AS allocated_gpu_hours,
+    sum(idle_allocated_seconds) / 3600 AS idle_gpu_hours,
+    sum(idle_allocated_seconds) / nullIf(sum(gpu_seconds), 0) AS idle_share
+FROM gpu_util_1h
+WHERE job_id != ''
+GROUP BY tenant, job_id, day
+COMMENT 'One row per job per day: allocated GPU-hours and those spent idle (under 5 percent), the wasted share';
+
+CREATE VIEW IF NOT EXISTS v_job_energy ON CLUSTER '{cluster}' AS
+SELECT
+    job_id,
+    any(tenant) AS tenant,
+    sum(energy_mj) / 3.6e9 AS energy_kwh,
+    sum(power_mw_seconds) / nullIf(sum(gpu_seconds), 0) / 1000 AS power_w_mean,
+    sum(gpu_seconds) / 3600 AS gpu_hours
+FROM gpu_util_1h
+WHERE job_id != ''
+GROUP BY job_id
+COMMENT 'One row per job: energy its GPUs used (kWh), mean power per GPU (W), GPU-hours';
+
+CREATE VIEW IF NOT EXISTS v_gpu_utilization_raw ON CLUSTER '{cluster}' AS
+SELECT
+    cluster,
+    node,
+    gpu,
+    toDate(ts) AS day,
+    count() AS samples,
+    avg(util_gpu) AS util_mean,
+    max(util_gpu) AS util_max,
+    avg(power_mw) / 1000 AS power_w_mean,
+    (max(energy_mj) - min(energy_mj)) / 3.6e9 AS energy_kwh,
+    max(temp_c) AS temp_c_max
+FROM gpu_samples
+GROUP BY cluster, node, gpu, day
+SETTINGS optimize_aggregation_in_order = 1
+COMMENT 'One row per GPU per day, straight from the raw samples: samples, mean and peak utilization, power, energy, peak temperature';

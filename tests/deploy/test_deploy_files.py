@@ -1,0 +1,191 @@
+"""The compose file and the Kubernetes manifests agree with the code they run.
+
+Nothing here starts Docker or Kubernetes: the files are read and checked against the settings
+classes, the command table and each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_model import (
+    K8S,
+    Workload,
+    compose,
+    compose_others,
+    compose_workloads,
+    configmap,
+    gpufleet_workloads,
+    k8s_object,
+    k8s_workloads,
+    pod_spec,
+    settings_class,
+    yaml_docs,
+    yaml_files,
+)
+
+from gpufleet.cli import COMMANDS
+from gpufleet.config import BusSettings, ConfigError, env_name, load
+
+WORKLOADS = gpufleet_workloads()
+RUNNERS = [w for w in WORKLOADS if not w.entrypoint_replaced]
+SERVICES = [w for w in k8s_workloads() if w.kind in ("Deployment", "DaemonSet") and not w.init]
+
+
+def _ids(items: list[Any]) -> list[str]:
+    return [str(i) for i in items]
+
+
+def _settings_or_skip(w: Workload) -> type[BusSettings]:
+    cls = settings_class(w.command)
+    if cls is None:
+        pytest.skip(f"the settings of `gpufleet {w.command}` are not in this checkout")
+    return cls
+
+
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(K8S.parent)))
+def test_yaml_parses(path: Path) -> None:
+    assert yaml_docs(path), f"{path} holds no YAML document"
+
+
+@pytest.mark.parametrize("w", RUNNERS, ids=_ids(RUNNERS))
+def test_command_exists_and_its_arguments_parse(w: Workload) -> None:
+    assert w.command in COMMANDS, f"{w}: `gpufleet {w.command}` is no command"
+    try:
+        module = importlib.import_module(COMMANDS[w.command][0])
+    except ModuleNotFoundError:
+        pytest.skip(f"`gpufleet {w.command}` is not in this checkout")
+    parser = argparse.ArgumentParser(prog=f"gpufleet {w.command}", exit_on_error=False)
+    module.add_arguments(parser)
+    parser.parse_args(w.argv[1:])
+
+
+@pytest.mark.parametrize("w", RUNNERS, ids=_ids(RUNNERS))
+def test_every_gpufleet_variable_is_a_setting_of_that_service(w: Workload) -> None:
+    known = {env_name(f) for f in _settings_or_skip(w).__struct_fields__}
+    unknown = sorted(n for n in w.env if n.startswith("GPUFLEET_") and n not in known)
+    assert not unknown, f"{w}: not settings of `gpufleet {w.command}`: {unknown}"
+
+
+@pytest.mark.parametrize("w", RUNNERS, ids=_ids(RUNNERS))
+def test_the_settings_load_from_the_given_values(w: Workload) -> None:
+    cls = _settings_or_skip(w)
+    env = {k: ("node-1" if v is None else v) for k, v in w.env.items() if k.startswith("GPUFLEET_")}
+    try:
+        load(cls, env)
+    except ConfigError as e:
+        pytest.fail(f"{w}: {e}")
+
+
+@pytest.mark.parametrize("name", sorted(compose_others()), ids=str)
+def test_no_gpufleet_variables_outside_gpufleet_containers(name: str) -> None:
+    env = compose_others()[name].get("environment") or {}
+    assert not [k for k in env if k.startswith("GPUFLEET_")]
+
+
+def test_the_shared_configmap_holds_only_bus_settings() -> None:
+    # Every pod takes it whole: a service's own setting (GPUFLEET_OPS_PORT is 9102 to the
+    # scheduler, 9104 to ingest) would reach every other service too.
+    bus = {env_name(f) for f in BusSettings.__struct_fields__}
+    assert set(configmap("gpufleet-bus")) <= bus
+
+
+def test_secret_keys_are_settings() -> None:
+    bus = {env_name(f) for f in BusSettings.__struct_fields__}
+    keys = set(k8s_object("Secret", "gpufleet-secrets")["stringData"])
+    assert keys <= bus | {"GPUFLEET_API_TOKENS"}
+
+
+def _port_of(w: Workload, cls: type[BusSettings], url_or_port: str) -> tuple[int, int]:
+    """(the port a health check asks, the port the service listens on by its settings)."""
+    asked = int(re.findall(r"(\d+)(?:/readyz)?$", url_or_port.rstrip("'\"); "))[-1])
+    env = {k: v for k, v in w.env.items() if k.startswith("GPUFLEET_") and v is not None}
+    settings = load(cls, env)
+    ports = [getattr(settings, f) for f in cls.__struct_fields__
+             if f.endswith("port") and f != "warehouse_port"]
+    assert len(ports) == 1, f"{w}: which port? {ports}"
+    return asked, int(ports[0])
+
+
+COMPOSE_SERVICES = [w for w in compose_workloads() if w.spec.get("restart") != "no"]
+
+
+@pytest.mark.parametrize("w", COMPOSE_SERVICES, ids=_ids(COMPOSE_SERVICES))
+def test_compose_service_has_restart_and_a_readiness_check_on_its_own_port(w: Workload) -> None:
+    assert w.spec["restart"] in ("unless-stopped", "always", "on-failure")
+    test = " ".join(w.spec["healthcheck"]["test"])
+    url = re.search(r"http://127\.0\.0\.1:\d+/readyz", test)
+    assert url, f"{w}: the health check asks no /readyz: {test}"
+    asked, listens = _port_of(w, _settings_or_skip(w), url.group(0))
+    assert asked == listens
+
+
+@pytest.mark.parametrize("name", sorted(compose()["services"]), ids=str)
+def test_compose_dependencies_exist(name: str) -> None:
+    services = compose()["services"]
+    for dep, cond in (services[name].get("depends_on") or {}).items():
+        assert dep in services, f"{name} depends on {dep}, which is no service"
+        assert cond["condition"] in ("service_healthy", "service_completed_successfully")
+        if cond["condition"] == "service_healthy":
+            assert "healthcheck" in services[dep], f"{dep} has no health check to wait for"
+
+
+@pytest.mark.parametrize("name", ["telemetry", "executor"], ids=str)
+def test_compose_gpu_services_use_the_nvidia_runtime_and_the_host_name(name: str) -> None:
+    svc = compose()["services"][name]
+    assert svc["profiles"] == ["gpu"] and svc["runtime"] == "nvidia" and svc["pid"] == "host"
+    assert "NODE_NAME" in svc["environment"]["GPUFLEET_NODE"]
+
+
+@pytest.mark.parametrize("w", SERVICES, ids=_ids(SERVICES))
+def test_k8s_container_has_probes_on_its_ops_port_and_resource_limits(w: Workload) -> None:
+    c = w.spec
+    for probe, route in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert c[probe]["httpGet"]["path"] == route, f"{c['name']}: {probe}"
+    port = c["readinessProbe"]["httpGet"]["port"]
+    declared = {p.get("name"): p["containerPort"] for p in c["ports"]}
+    number = declared.get(port, port)
+    assert number in declared.values(), f"{c['name']}: probe port {port} is not declared"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{c['name']}: {kind}"
+    asked, listens = _port_of(w, _settings_or_skip(w), str(number))
+    assert asked == listens, f"{w}: probes port {asked}, the service listens on {listens}"
+
+
+def test_scheduler_is_one_replica_replaced_not_rolled() -> None:
+    d = k8s_object("Deployment", "scheduler")
+    assert d["spec"]["replicas"] == 1 and d["spec"]["strategy"] == {"type": "Recreate"}
+    assert "deploy" not in compose()["services"]["scheduler"]
+
+
+def test_gpu_daemonset_runs_on_gpu_nodes_with_host_pids_and_the_node_name() -> None:
+    spec = pod_spec(k8s_object("DaemonSet", "gpu-node"))
+    assert any(k.startswith("nvidia.com/gpu") for k in spec["nodeSelector"])
+    assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+    assert spec["hostPID"] is True and spec["runtimeClassName"] == "nvidia"
+    for c in spec["containers"]:
+        node = next(e for e in c["env"] if e["name"] == "GPUFLEET_NODE")
+        assert node["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName", c["name"]
+
+
+KUSTOMIZATIONS = sorted(K8S.rglob("kustomization.yaml"))
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=lambda p: str(p.parent.relative_to(K8S)))
+def test_kustomization_lists_every_manifest_and_only_existing_ones(path: Path) -> None:
+    k = yaml_docs(path)[0]
+    listed = [*k.get("resources", []), *k.get("components", [])]
+    for ref in listed:
+        assert (path.parent / ref).exists(), f"{path}: {ref} does not exist"
+    files = {p.name for p in path.parent.glob("*.yaml") if p.name != "kustomization.yaml"}
+    assert files == {r for r in listed if not r.startswith("..")}
+
+
+def test_the_simulated_fleet_is_a_component() -> None:
+    k = yaml_docs(K8S / "components" / "simulated-fleet" / "kustomization.yaml")[0]
+    assert k["kind"] == "Component"
