@@ -35,6 +35,7 @@ SETTINGS_OF_COMMAND: dict[str, str] = {
     "scheduler": SETTINGS["scheduler"],
     "api": SETTINGS["api"],
     "fleet-sim": "services.fleet.config:FleetSettings",
+    "demo-workload": SETTINGS["bus"],
 }
 
 # A value the deploy files fill in at run time, replaced by one an operator would give.
