@@ -30,6 +30,7 @@ class BusSettings(Struct, frozen=True, kw_only=True):
     topic_prefix: str = "gpufleet"
     cluster: Annotated[str, Meta(min_length=1)] = "local"
     clickhouse_url: str = "http://default:@localhost:8123/default"
+    topic_replication_factor: Annotated[int, Meta(ge=1)] = 1  # 3 on a production cluster
     log_level: str = "INFO"
 
 

@@ -20,13 +20,14 @@ def topic_configs(spec: TopicSpec) -> dict[str, str]:
 
 
 async def create_topics(
-    settings: BusSettings, replication_factor: int = -1, partitions: int | None = None
+    settings: BusSettings, replication_factor: int | None = None, partitions: int | None = None
 ) -> list[str]:
     """Create every topic that does not exist yet; return the names created.
 
-    ``replication_factor=-1`` takes the broker's default. ``partitions`` overrides each
-    topic's own count (tests use 1 to keep the broker light).
+    ``replication_factor`` defaults to ``settings.topic_replication_factor``. ``partitions``
+    overrides each topic's own count (tests use 1 to keep the broker light).
     """
+    replicas = replication_factor or settings.topic_replication_factor
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap, client_id="gpufleet-admin"
     )
@@ -37,7 +38,7 @@ async def create_topics(
             NewTopic(
                 name=topic_name(spec.name, settings.topic_prefix),
                 num_partitions=partitions or spec.partitions,
-                replication_factor=replication_factor,
+                replication_factor=replicas,
                 topic_configs=topic_configs(spec),
             )
             for spec in TOPICS

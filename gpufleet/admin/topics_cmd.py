@@ -12,8 +12,8 @@ from gpufleet.topics import create_topics, topic_configs
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["create", "list"])
-    p.add_argument("--replication-factor", type=int, default=-1,
-                   help="replicas per partition (default: the broker's default)")
+    p.add_argument("--replication-factor", type=int, default=None,
+                   help="replicas per partition (default: GPUFLEET_TOPIC_REPLICATION_FACTOR)")
     p.add_argument("--partitions", type=int, default=None,
                    help="partitions for every topic (default: each topic's own count)")
 

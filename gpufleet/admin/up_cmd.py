@@ -65,13 +65,13 @@ def run(args: argparse.Namespace) -> int:
         env["GPUFLEET_KAFKA_BOOTSTRAP"] = broker.bootstrap
         if not started:
             broker = None  # someone else's: leave it running
-    settings = load(BusSettings, env)
-    created = asyncio.run(create_topics(settings))
-    print(f"topics: {len(created)} created under prefix {settings.topic_prefix!r}")
-    env["GPUFLEET_SIM_NODES"] = env.get("GPUFLEET_SIM_NODES", str(args.nodes))
-    have = available()
-    steps = [s for s in STACK if s.argv[0] in have and (not args.only or s.name in args.only)]
     try:
+        settings = load(BusSettings, env)
+        created = asyncio.run(create_topics(settings))
+        print(f"topics: {len(created)} created under prefix {settings.topic_prefix!r}")
+        env["GPUFLEET_SIM_NODES"] = env.get("GPUFLEET_SIM_NODES", str(args.nodes))
+        have = available()
+        steps = [s for s in STACK if s.argv[0] in have and (not args.only or s.name in args.only)]
         return supervise(steps, env)
     finally:
         if broker is not None:
