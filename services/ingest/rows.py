@@ -1,0 +1,102 @@
+"""Messages to ClickHouse rows, column by column (the sink inserts columns, not row objects).
+
+Column names follow the warehouse tables: ``gpu_samples`` has cluster, node, gpu, uuid, ts and
+one column per scalar field of ``GpuSample``; the other tables have the fields of their
+message. Timestamps stay Unix seconds here; the sink converts them to the column's ticks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from gpufleet.contracts import (
+    Alert,
+    GpuSample,
+    GpuUtilWindow,
+    JobEvent,
+    NodeInventory,
+    NodeSample,
+    Placement,
+)
+
+Columns = dict[str, list[Any]]
+
+_GPU_FIELDS = GpuSample.__struct_fields__
+_LISTS = {"processes", "xid_errors"}
+# (position in astuple(GpuSample), column name), scalars only; "index" is the "gpu" column
+SAMPLE_SCALARS: tuple[tuple[int, str], ...] = tuple(
+    (i, name) for i, name in enumerate(_GPU_FIELDS) if name not in _LISTS | {"index", "uuid"}
+)
+SAMPLE_COLUMNS: tuple[str, ...] = ("cluster", "node", "gpu", "uuid", "ts",
+                                   *(n for _, n in SAMPLE_SCALARS))
+
+
+def empty(names: Iterable[str]) -> Columns:
+    return {n: [] for n in names}
+
+
+def add_samples(cols: Columns, msg: NodeSample) -> int:
+    """Append one row per GPU of ``msg`` to ``cols``; returns the number of rows."""
+    n = len(msg.gpus)
+    cols["cluster"].extend([msg.cluster] * n)
+    cols["node"].extend([msg.node] * n)
+    cols["ts"].extend([msg.ts] * n)
+    gpu, uuid = cols["gpu"], cols["uuid"]
+    scalars = [(i, cols[name]) for i, name in SAMPLE_SCALARS]
+    astuple = msgspec.structs.astuple
+    for g in msg.gpus:
+        t = astuple(g)
+        gpu.append(g.index)
+        uuid.append(g.uuid)
+        for i, col in scalars:
+            col.append(t[i])
+    return n
+
+
+def _message_columns(msg: msgspec.Struct, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name in msg.__struct_fields__:
+        if name in skip:
+            continue
+        value = getattr(msg, name)
+        if not isinstance(value, msgspec.Struct):
+            row[name] = value
+    return row
+
+
+def event_row(ev: JobEvent) -> dict[str, Any]:
+    return _message_columns(ev)
+
+
+def placement_row(p: Placement) -> dict[str, Any]:
+    return {"job_id": p.job.job_id, "tenant": p.job.tenant, "node": p.node, "gpus": p.gpus,
+            "gpu_milli": p.gpu_milli, "member": p.member, "attempt": p.attempt,
+            "ts": p.ts, "event_id": p.event_id}
+
+
+def node_row(inv: NodeInventory) -> dict[str, Any]:
+    row = _message_columns(inv, skip=frozenset({"gpus"}))
+    row["gpus"] = len(inv.gpus)
+    row["gpu_models"] = [g.model for g in inv.gpus]
+    row["gpu_uuids"] = [g.uuid for g in inv.gpus]
+    row["memory_total_bytes"] = sum(g.memory_total_bytes for g in inv.gpus)
+    return row
+
+
+def window_row(w: GpuUtilWindow) -> dict[str, Any]:
+    return _message_columns(w)
+
+
+def alert_row(a: Alert) -> dict[str, Any]:
+    return _message_columns(a)
+
+
+def to_columns(rows: list[dict[str, Any]]) -> Columns:
+    """Rows (dicts) to columns; a key missing in a row is ``None`` there."""
+    names: dict[str, None] = {}
+    for r in rows:
+        names.update(dict.fromkeys(r))
+    return {n: [r.get(n) for r in rows] for n in names}

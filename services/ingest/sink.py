@@ -1,0 +1,116 @@
+"""The ClickHouse sink: column-oriented batch inserts, each with a de-duplication token.
+
+A batch re-sent with the same token (after a crash, or a retry whose answer was lost) is
+stored once, because the tables keep a ``non_replicated_deduplication_window``. The sink
+learns each table's columns and types at start: it sends only columns the table has,
+converts timestamps (seconds, float) to the column's ticks, and fills ``None`` in non-nullable
+columns with the type's zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import clickhouse_connect
+
+from .rows import Columns
+
+log = logging.getLogger(__name__)
+
+TABLES = ("gpu_samples", "gpu_util_1m", "job_events", "placements", "nodes", "alerts")
+_DT64 = re.compile(r"DateTime64\((\d)")
+
+
+class SinkError(Exception):
+    """ClickHouse did not take a batch (after retries)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+    @property
+    def nullable(self) -> bool:
+        return self.type.startswith("Nullable(")
+
+    @property
+    def ticks(self) -> int | None:
+        """Ticks per second when this is a time column, else None."""
+        m = _DT64.search(self.type)
+        if m:
+            return int(10 ** int(m.group(1)))
+        return 1 if "DateTime" in self.type else None
+
+    def zero(self) -> Any:
+        t = self.type.removeprefix("LowCardinality(")
+        if t.startswith("Array("):
+            return []
+        if t.startswith(("String", "Enum", "UUID", "FixedString")):
+            return ""
+        return 0
+
+
+def convert(col: Column, values: list[Any]) -> list[Any]:
+    ticks = col.ticks
+    if ticks is not None:
+        return [None if v is None else int(v * ticks) for v in values]
+    if not col.nullable and None in values:
+        zero = col.zero()
+        return [zero if v is None else v for v in values]
+    return values
+
+
+class ClickHouseSink:
+    def __init__(self, url: str, retries: int = 8) -> None:
+        self._url = url
+        self._retries = retries
+        self._client: Any = None
+        self.columns: dict[str, dict[str, Column]] = {}
+        self.rows_written: dict[str, int] = {}
+
+    async def start(self, tables: Iterable[str] = TABLES) -> None:
+        self._client = await asyncio.to_thread(clickhouse_connect.get_client, dsn=self._url)
+        for table in tables:
+            result = await asyncio.to_thread(
+                self._client.query,
+                "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+                "AND table = {t:String} ORDER BY position", parameters={"t": table})
+            self.columns[table] = {n: Column(n, t) for n, t in result.result_rows}
+            if not self.columns[table]:
+                log.warning("table %s not found: its rows are not written", table)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+
+    async def insert(self, table: str, cols: Columns, token: str) -> int:
+        """Insert the columns into ``table`` once; returns the rows sent."""
+        known = self.columns.get(table, {})
+        names = [n for n in cols if n in known]
+        if not names or not cols[names[0]]:
+            return 0
+        data = [convert(known[n], cols[n]) for n in names]
+        settings = {"insert_deduplication_token": token}
+        for attempt in range(self._retries):
+            try:
+                await asyncio.to_thread(self._client.insert, table, data, column_names=names,
+                                        column_oriented=True, settings=settings)
+                break
+            except Exception as e:  # the server or the network: retry, the token makes it safe
+                if attempt == self._retries - 1:
+                    raise SinkError(f"insert into {table} failed: {e}") from e
+                log.warning("insert into %s failed (%s); retrying", table, e)
+                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        n = len(data[0])
+        self.rows_written[table] = self.rows_written.get(table, 0) + n
+        return n
+
+    async def query(self, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
+        result = await asyncio.to_thread(self._client.query, sql, parameters=parameters)
+        return list(result.result_rows)
