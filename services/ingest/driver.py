@@ -55,7 +55,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
             settings, (), settings.group_id, max_poll_records=20_000,
             fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20)
         self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        self.feed = JobFeed(settings, self.core)
+        self.feed = JobFeed(settings, self.core, self.admin)
         self.dead = DeadLetters(self.producer, settings, "ingest")
         self.parts: dict[TopicPartition, Part] = {}
         self.lock = asyncio.Lock()

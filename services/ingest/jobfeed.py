@@ -10,6 +10,7 @@ import logging
 import time
 
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from gpufleet.bus import make_consumer, short_name, topic
 from gpufleet.config import BusSettings
@@ -23,8 +24,9 @@ FEED_TOPICS = ("jobs.events", "jobs.placements")
 
 
 class JobFeed:
-    def __init__(self, settings: BusSettings, core: Ingest) -> None:
+    def __init__(self, settings: BusSettings, core: Ingest, admin: AIOKafkaAdminClient) -> None:
         self._settings = settings
+        self._admin = admin
         self._core = core
         self._consumer = make_consumer(settings, (), None, client_id="gpufleet-ingest-jobs")
         self._task: asyncio.Task[None] | None = None
@@ -33,17 +35,12 @@ class JobFeed:
         """Assign every partition, read up to the current end, then follow in the background."""
         c = self._consumer
         await c.start()
+        names = [topic(self._settings, n) for n in FEED_TOPICS]
         tps: list[TopicPartition] = []
-        for name in FEED_TOPICS:
-            full = topic(self._settings, name)
-            parts = c.partitions_for_topic(full)
-            deadline = time.monotonic() + 30
-            while not parts and time.monotonic() < deadline:
-                await c.topics()
-                parts = c.partitions_for_topic(full)
-                if not parts:
-                    await asyncio.sleep(0.2)
-            tps.extend(TopicPartition(full, p) for p in sorted(parts or ()))
+        for desc in await self._admin.describe_topics(names):
+            for p in desc.get("partitions", ()):
+                index = p.get("partition_index", p.get("partition"))
+                tps.append(TopicPartition(desc.get("topic", desc.get("name")), index))
         c.assign(tps)
         await c.seek_to_beginning(*tps)
         ends = await c.end_offsets(tps)

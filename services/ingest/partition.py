@@ -17,7 +17,7 @@ from gpufleet.contracts import (
 )
 
 from .core import Derived, Ingest, new_sample_columns
-from .rows import Columns, alert_row, event_row, node_row, placement_row, to_columns, window_row
+from .rows import Columns, alert_row, event_row, node_rows, placement_row, to_columns, window_row
 
 TABLE_OF = {"jobs.events": "job_events", "jobs.placements": "placements", "nodes": "nodes"}
 
@@ -58,7 +58,7 @@ class Part:
         elif isinstance(msg, Placement):
             self.records.append(placement_row(msg))
         elif isinstance(msg, NodeInventory):
-            self.records.append(node_row(msg))
+            self.records.extend(node_rows(msg))
         self.rows += 1
         return 0
 

@@ -25,7 +25,7 @@ from gpufleet.contracts import (
 Columns = dict[str, list[Any]]
 
 _GPU_FIELDS = GpuSample.__struct_fields__
-_LISTS = {"processes", "xid_errors"}
+_LISTS = {"processes"}
 # (position in astuple(GpuSample), column name), scalars only; "index" is the "gpu" column
 SAMPLE_SCALARS: tuple[tuple[int, str], ...] = tuple(
     (i, name) for i, name in enumerate(_GPU_FIELDS) if name not in _LISTS | {"index", "uuid"}
@@ -77,13 +77,16 @@ def placement_row(p: Placement) -> dict[str, Any]:
             "ts": p.ts, "event_id": p.event_id}
 
 
-def node_row(inv: NodeInventory) -> dict[str, Any]:
-    row = _message_columns(inv, skip=frozenset({"gpus"}))
-    row["gpus"] = len(inv.gpus)
-    row["gpu_models"] = [g.model for g in inv.gpus]
-    row["gpu_uuids"] = [g.uuid for g in inv.gpus]
-    row["memory_total_bytes"] = sum(g.memory_total_bytes for g in inv.gpus)
-    return row
+def node_rows(inv: NodeInventory) -> list[dict[str, Any]]:
+    """One row per GPU of the node, the node's own fields repeated on each."""
+    base = _message_columns(inv, skip=frozenset({"gpus", "schema", "event_id"}))
+    rows = []
+    for g in inv.gpus:
+        row = dict(base)
+        row.update(_message_columns(g, skip=frozenset({"index"})))
+        row["gpu"] = g.index
+        rows.append(row)
+    return rows
 
 
 def window_row(w: GpuUtilWindow) -> dict[str, Any]:

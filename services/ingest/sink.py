@@ -37,7 +37,7 @@ class Column:
 
     @property
     def nullable(self) -> bool:
-        return self.type.startswith("Nullable(")
+        return "Nullable(" in self.type
 
     @property
     def ticks(self) -> int | None:
@@ -47,10 +47,17 @@ class Column:
             return int(10 ** int(m.group(1)))
         return 1 if "DateTime" in self.type else None
 
+    @property
+    def integer(self) -> bool:
+        base = self.type.removeprefix("LowCardinality(").removeprefix("Nullable(")
+        return base.startswith(("UInt", "Int"))
+
     def zero(self) -> Any:
         t = self.type.removeprefix("LowCardinality(")
         if t.startswith("Array("):
             return []
+        if t.startswith("Map("):
+            return {}
         if t.startswith(("String", "Enum", "UUID", "FixedString")):
             return ""
         return 0
@@ -60,6 +67,8 @@ def convert(col: Column, values: list[Any]) -> list[Any]:
     ticks = col.ticks
     if ticks is not None:
         return [None if v is None else int(v * ticks) for v in values]
+    if col.integer and any(isinstance(v, float) for v in values):
+        values = [None if v is None else round(v) for v in values]
     if not col.nullable and None in values:
         zero = col.zero()
         return [zero if v is None else v for v in values]
@@ -75,7 +84,8 @@ class ClickHouseSink:
         self.rows_written: dict[str, int] = {}
 
     async def start(self, tables: Iterable[str] = TABLES) -> None:
-        self._client = await asyncio.to_thread(clickhouse_connect.get_client, dsn=self._url)
+        self._client = await asyncio.to_thread(clickhouse_connect.get_client, dsn=self._url,
+                                             autogenerate_session_id=False)
         for table in tables:
             result = await asyncio.to_thread(
                 self._client.query,

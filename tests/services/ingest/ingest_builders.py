@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from gpufleet.contracts import GpuSample, JobEvent, JobSpec, JobState, NodeSample, Placement
@@ -67,3 +71,19 @@ def make_event(job_id: str) -> EventBuilder:
 def make_placement(job_id: str, node: str, *gpus: int, tenant: str = "t1") -> Placement:
     return Placement(job=JobSpec(job_id=job_id, tenant=tenant, gpus=len(gpus)), node=node,
                      gpus=list(gpus), ts=T0)
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+async def eventually(fn: Callable[[], Any], expected: Any, timeout: float = 40.0) -> Any:
+    """Poll ``fn`` (run in a thread) until it returns ``expected``; the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = await asyncio.to_thread(fn)
+        if value == expected:
+            return value
+        await asyncio.sleep(0.3)
+    return value

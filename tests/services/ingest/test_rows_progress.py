@@ -20,8 +20,7 @@ def test_samples_flatten_to_one_row_per_gpu() -> None:
 
 
 def test_sample_columns_are_the_scalar_fields() -> None:
-    scalars = {f for f in GpuSample.__struct_fields__ if f not in {"index", "processes",
-                                                                  "xid_errors"}}
+    scalars = {f for f in GpuSample.__struct_fields__ if f not in {"index", "processes"}}
     assert set(SAMPLE_COLUMNS) == scalars | {"cluster", "node", "gpu", "ts"}
 
 
@@ -41,6 +40,9 @@ def test_rows_to_columns_fill_missing_keys() -> None:
         ("Nullable(String)", [None], [None]),
         ("UInt32", [None, 3], [0, 3]),
         ("Array(UInt16)", [None], [[]]),
+        ("Nullable(UInt8)", [12.6, None], [13, None]),
+        ("LowCardinality(Nullable(String))", [None], [None]),
+        ("Map(String, String)", [None], [{}]),
     ],
 )
 def test_sink_converts_to_the_column_type(type_: str, values: list[object],
