@@ -4,6 +4,7 @@ GPU sample, and the latency of the analyst views over a day of a 1,000-GPU fleet
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import statistics
 import tempfile
 import time
@@ -52,7 +53,8 @@ def _timed(fn: Callable[[], Any], repeat: int = 1) -> float:
     return statistics.median(times)
 
 
-def _insert_rates(client: Any, data: Path, rows: int, batches: int) -> list[Result]:
+def _insert_rates(client: Any, port: int, data: Path, rows: int, batches: int,
+                  ) -> list[Result]:
     """Rows/s into gpu_samples: the endpoint (Native blocks, and Python rows through
     clickhouse-connect) next to chDB in this process, fed the same Native blocks."""
     day = (dt.date.today() - dt.timedelta(days=1)).isoformat()
@@ -62,7 +64,7 @@ def _insert_rates(client: Any, data: Path, rows: int, batches: int) -> list[Resu
     py = client.query("SELECT * FROM gpu_samples WHERE cluster = 'native'")
     columns, py_rows = list(py.column_names), py.result_rows
     client.command("TRUNCATE TABLE gpu_samples")
-    compressed = clickhouse_connect.get_client(host="127.0.0.1", port=client.port,
+    compressed = clickhouse_connect.get_client(host="127.0.0.1", port=port,
                                                compress="lz4")
     endpoint = _timed(lambda: [compressed.raw_insert("gpu_samples", None, native, fmt="Native")
                                for _ in range(batches)])
@@ -70,7 +72,7 @@ def _insert_rates(client: Any, data: Path, rows: int, batches: int) -> list[Resu
                                                     column_names=columns)
                                   for _ in range(batches)])
     client.command("TRUNCATE TABLE gpu_samples")
-    conn = chdb.connect(f"file:{data / 'inprocess'}")
+    conn = chdb.connect(f"file:{data / 'inprocess'}")  # type: ignore[no-untyped-call]
     for m in load():
         for statement in m.statements:
             conn.query(statement, "TabSeparated")
@@ -120,11 +122,11 @@ def _latencies(analyst: Any) -> list[Result]:
     out = []
     for name, sql in VIEWS.items():
         analyst.query(sql)  # warm
-        s = _timed(lambda sql=sql: analyst.query(sql), repeat=5)
+        s = _timed(functools.partial(analyst.query, sql), repeat=5)
         out.append(Result(AREA, f"view {name}", s * 1000, "ms", aim="< 100 (rollup)"))
     for name, sql in RAW.items():
         analyst.raw_query(sql)
-        s = _timed(lambda sql=sql: analyst.raw_query(sql), repeat=3)
+        s = _timed(functools.partial(analyst.raw_query, sql), repeat=3)
         out.append(Result(AREA, name, s * 1000, "ms", aim="< 1000 (raw scan)"))
     return out
 
@@ -139,8 +141,7 @@ def run(quick: bool) -> list[Result]:
             migrated(port)
             client = clickhouse_connect.get_client(host="127.0.0.1", port=port,
                                                    send_receive_timeout=1800)
-            client.port = port
-            results = _insert_rates(client, data, rows, batches)
+            results = _insert_rates(client, port, data, rows, batches)
             results += _fleet_day(client, gpus, seconds)
             analyst = clickhouse_connect.get_client(host="127.0.0.1", port=port,
                                                     username="analyst", password="")
