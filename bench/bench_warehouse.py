@@ -1,0 +1,153 @@
+"""The warehouse: insert rate through the endpoint next to chDB in-process, bytes per stored
+GPU sample, and the latency of the analyst views over a day of a 1,000-GPU fleet at 1 Hz."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import chdb
+import clickhouse_connect
+
+from bench.report import Result
+from bench.warehouse_fleet import nodes_sql, rollup_sql, samples_sql
+from gpufleet.localkafka import free_port
+from services.warehouse.core import split_statements
+from services.warehouse.migrate import load
+from services.warehouse.testing import migrated, start_warehouse, stop_warehouse
+
+AREA = "warehouse"
+VIEWS = {  # what an analyst asks, by view
+    "v_job_utilization": "SELECT * FROM v_job_utilization ORDER BY gpu_hours DESC LIMIT 20",
+    "v_tenant_utilization": "SELECT * FROM v_tenant_utilization ORDER BY gpu_hours DESC",
+    "v_node_utilization": "SELECT * FROM v_node_utilization ORDER BY util_mean LIMIT 20",
+    "v_model_utilization": "SELECT * FROM v_model_utilization",
+    "v_idle_allocated": "SELECT * FROM v_idle_allocated ORDER BY idle_gpu_hours DESC LIMIT 20",
+    "v_job_energy": "SELECT * FROM v_job_energy ORDER BY energy_kwh DESC LIMIT 20",
+}
+RAW = {
+    "raw: per-GPU day summary (v_gpu_utilization_raw, all rows)":
+        "SELECT * FROM v_gpu_utilization_raw ORDER BY util_mean LIMIT 20",
+    "raw: fleet util per minute (all rows)":
+        "SELECT toStartOfMinute(ts) AS m, avg(util_gpu) FROM gpu_samples GROUP BY m "
+        "ORDER BY m FORMAT Null",
+    "raw: one node's day at 1 s":
+        "SELECT gpu, ts, util_gpu, power_mw FROM gpu_samples WHERE cluster = 'bench' "
+        "AND node = 'n0007' ORDER BY gpu, ts FORMAT Null",
+}
+
+
+def _timed(fn: Callable[[], Any], repeat: int = 1) -> float:
+    """The median wall time of ``fn`` in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _insert_rates(client: Any, port: int, data: Path, rows: int, batches: int,
+                  ) -> list[Result]:
+    """Rows/s into gpu_samples: the endpoint (Native blocks, and Python rows through
+    clickhouse-connect) next to chDB in this process, fed the same Native blocks."""
+    day = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    gpus = rows // 60
+    client.command(samples_sql(gpus, 60, day).replace("'bench'", "'native'"))
+    native = client.raw_query("SELECT * FROM gpu_samples WHERE cluster = 'native' FORMAT Native")
+    py = client.query("SELECT * FROM gpu_samples WHERE cluster = 'native'")
+    columns, py_rows = list(py.column_names), py.result_rows
+    client.command("TRUNCATE TABLE gpu_samples")
+    compressed = clickhouse_connect.get_client(host="127.0.0.1", port=port,
+                                               compress="lz4")
+    endpoint = _timed(lambda: [compressed.raw_insert("gpu_samples", None, native, fmt="Native")
+                               for _ in range(batches)])
+    python_rows = _timed(lambda: [compressed.insert("gpu_samples", py_rows,
+                                                    column_names=columns)
+                                  for _ in range(batches)])
+    client.command("TRUNCATE TABLE gpu_samples")
+    conn = chdb.connect(f"file:{data / 'inprocess'}")  # type: ignore[no-untyped-call]
+    for m in load():
+        for statement in m.statements:
+            conn.query(statement, "TabSeparated")
+
+    def in_process() -> None:
+        for _ in range(batches):
+            inserter = conn.send_insert("INSERT INTO gpu_samples", "Native")
+            inserter.append(native)
+            inserter.finish()
+
+    local = _timed(in_process)
+    conn.close()
+    n = rows * batches
+    return [
+        Result(AREA, "insert rows/s, chDB in-process (Native)", n / local, "rows/s",
+               note=f"{batches} x {rows:,} rows"),
+        Result(AREA, "insert rows/s, endpoint (Native, lz4)", n / endpoint, "rows/s",
+               note="clickhouse-connect raw_insert"),
+        Result(AREA, "endpoint / in-process insert ratio", local / endpoint, "x", aim="> 0.5"),
+        Result(AREA, "insert rows/s, clickhouse-connect insert() of Python rows",
+               n / python_rows, "rows/s", note="includes client-side encoding"),
+    ]
+
+
+def _fleet_day(client: Any, gpus: int, seconds: int) -> list[Result]:
+    day = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    rows = gpus * seconds
+    load_s = _timed(lambda: client.command(samples_sql(gpus, seconds, day)))
+    roll_s = _timed(lambda: client.command(rollup_sql(day)))
+    client.command(nodes_sql(gpus, day))
+    stored = client.query(
+        "SELECT sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes) "
+        "FROM system.parts WHERE active AND table = 'gpu_samples' "
+        "AND database = currentDatabase()").result_rows[0]
+    return [
+        Result(AREA, "generate raw samples in-engine", rows / load_s, "rows/s",
+               note=f"{gpus:,} GPUs x {seconds:,} s = {rows:,} rows"),
+        Result(AREA, "build 1-min rollups from raw", roll_s, "s",
+               note=f"{gpus * seconds // 60:,} windows, 1 h by materialized view"),
+        Result(AREA, "bytes per stored GPU sample", stored[1] / max(stored[0], 1), "B",
+               aim="<= 6", note=f"{stored[2] / max(stored[1], 1):.0f}x compression, "
+                                f"{stored[0]:,} rows"),
+    ]
+
+
+def _latencies(analyst: Any) -> list[Result]:
+    out = []
+    for name, sql in VIEWS.items():
+        analyst.query(sql)  # warm
+        s = _timed(functools.partial(analyst.query, sql), repeat=5)
+        out.append(Result(AREA, f"view {name}", s * 1000, "ms", aim="< 100 (rollup)"))
+    for name, sql in RAW.items():
+        analyst.raw_query(sql)
+        s = _timed(functools.partial(analyst.raw_query, sql), repeat=3)
+        out.append(Result(AREA, name, s * 1000, "ms", aim="< 1000 (raw scan)"))
+    return out
+
+
+def run(quick: bool) -> list[Result]:
+    gpus, seconds = (100, 3600) if quick else (1000, 86_400)
+    rows, batches = (10_000, 5) if quick else (100_000, 10)
+    with tempfile.TemporaryDirectory(prefix="bench-warehouse-") as tmp:
+        data, port = Path(tmp), free_port()
+        proc = start_warehouse(data / "endpoint", port)
+        try:
+            migrated(port)
+            client = clickhouse_connect.get_client(host="127.0.0.1", port=port,
+                                                   send_receive_timeout=1800)
+            results = _insert_rates(client, port, data, rows, batches)
+            results += _fleet_day(client, gpus, seconds)
+            analyst = clickhouse_connect.get_client(host="127.0.0.1", port=port,
+                                                    username="analyst", password="")
+            results += _latencies(analyst)
+        finally:
+            stop_warehouse(proc)
+    for (_, sql) in [*VIEWS.items(), *RAW.items()]:
+        assert split_statements(sql) == [sql]  # each is one statement
+    return results

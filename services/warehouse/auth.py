@@ -1,0 +1,53 @@
+"""Who is asking: credentials from a request, checked against the configured users."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.warehouse.config import WarehouseSettings
+from services.warehouse.errors import AUTHENTICATION_FAILED, ClickHouseError
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str
+    readonly: bool
+
+
+def users_from(settings: WarehouseSettings) -> dict[str, User]:
+    writer = User(settings.warehouse_writer_user, settings.warehouse_writer_password, False)
+    analyst = User(settings.warehouse_analyst_user, settings.warehouse_analyst_password, True)
+    return {writer.name: writer, analyst.name: analyst}
+
+
+def credentials(headers: Mapping[str, str], params: Mapping[str, str]) -> tuple[str, str]:
+    """(user, password) as ClickHouse reads them: Basic auth, X-ClickHouse-User/Key headers, or
+    ``user``/``password`` parameters; no credentials at all means ``default`` without password."""
+    auth = headers.get("Authorization", "")
+    if auth[:6].lower() == "basic ":
+        try:
+            user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            user, password = "", ""
+        return user or "default", password
+    if "X-ClickHouse-User" in headers or "X-ClickHouse-Key" in headers:
+        return headers.get("X-ClickHouse-User") or "default", headers.get("X-ClickHouse-Key", "")
+    return params.get("user") or "default", params.get("password", "")
+
+
+def authenticate(users: Mapping[str, User], name: str, password: str) -> User:
+    user = users.get(name)
+    # compare even for an unknown user, so the answer takes the same time either way
+    ok = hmac.compare_digest(password.encode(), (user.password if user else "\0").encode())
+    if user is None or not ok:
+        raise ClickHouseError(
+            AUTHENTICATION_FAILED,
+            f"DB::Exception: {name}: Authentication failed: password is incorrect, "
+            "or there is no user with such name.",
+        )
+    return user

@@ -1,0 +1,50 @@
+"""What an HTTP request asks of the warehouse, read the way ClickHouse's HTTP interface reads it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from services.warehouse.core import quote_literal
+from services.warehouse.errors import NOT_IMPLEMENTED, ClickHouseError
+from services.warehouse.wire import decode_body
+
+# Parameters the HTTP interface consumes itself; every other one (but param_*) is a setting.
+TRANSPORT = frozenset({
+    "query", "user", "password", "database", "default_format", "session_id", "session_timeout",
+    "session_check", "query_id", "quota_key", "buffer_size", "wait_end_of_query", "compress",
+    "decompress", "client_protocol_version", "role", "send_progress_in_http_headers",
+    "http_headers_progress_interval_ms", "enable_http_compression", "http_zlib_compression_level",
+    "http_native_compression_disable_checksumming_on_decompress", "add_http_cors_header",
+})
+_FORM = "multipart/form-data"  # as ClickHouse: a urlencoded body is SQL, not a form
+
+
+@dataclass(frozen=True)
+class Ask:
+    params: Mapping[str, str]
+    text: bytes  # the query parameter, a newline, then the body (ClickHouse concatenates them)
+    settings: Mapping[str, str]  # setting name -> SQL literal, from the parameters
+    query_params: Mapping[str, str]  # {name: value} for {name:Type} placeholders
+    read_only_method: bool  # GET: ClickHouse runs it read-only
+
+
+async def read_ask(request: web.Request) -> Ask:
+    params = {k: v for k, v in request.query.items()}
+    body = await request.read()
+    if request.content_type == _FORM and request.method == "POST":
+        form = await request.post()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        body = b""
+    if params.get("decompress") in ("1", "true"):
+        raise ClickHouseError(NOT_IMPLEMENTED, "DB::Exception: decompress=1 (ClickHouse-framed "
+                              "compression) is not supported here; use Content-Encoding")
+    body = decode_body(body, request.headers.get("Content-Encoding", ""))
+    query = params.get("query", "").encode()
+    text = query + b"\n" + body if query and body else query or body
+    settings = {k: quote_literal(v) for k, v in params.items()
+                if k not in TRANSPORT and not k.startswith("param_")}
+    query_params = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
+    return Ask(params, text, settings, query_params, request.method in ("GET", "HEAD"))
