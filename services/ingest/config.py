@@ -20,5 +20,6 @@ class IngestSettings(BusSettings, frozen=True, kw_only=True):
     idle_util_threshold: Annotated[float, Meta(ge=0, le=100)] = 5.0
     idle_after_s: Annotated[float, Meta(gt=0)] = 600.0  # allocated and idle this long: alert
     job_retention_s: Annotated[float, Meta(gt=0)] = 86_400.0  # ended jobs kept for attribution
+    session_timeout_ms: Annotated[int, Meta(ge=6000)] = 10_000  # a dead worker's partitions move
     ops_host: str = "0.0.0.0"
     ops_port: int = 9104  # worker i serves on ops_port + i; 0 disables

@@ -53,6 +53,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.producer: AIOKafkaProducer = make_producer(settings)
         self.consumer: AIOKafkaConsumer = make_consumer(
             settings, (), settings.group_id, max_poll_records=20_000,
+            session_timeout_ms=settings.session_timeout_ms,
             fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20)
         self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         self.feed = JobFeed(settings, self.core, self.admin)
@@ -60,6 +61,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.parts: dict[TopicPartition, Part] = {}
         self.lock = asyncio.Lock()
         self.ready = False
+        self._poll_max = max(1, settings.batch_max_rows // 8)  # node messages hold ~8 GPUs
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -74,7 +76,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         last_flush = time.monotonic()
         try:
             while not stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=100)
+                batches = await self.consumer.getmany(timeout_ms=100, max_records=self._poll_max)
                 async with self.lock:
                     for tp, records in batches.items():
                         part = self.parts.get(tp)
