@@ -14,7 +14,7 @@ from gpufleet.contracts import Alert, GpuUtilWindow, JobEvent, NodeSample, Place
 
 from .alerts import IdleTracker
 from .attribution import JobIndex
-from .rows import SAMPLE_COLUMNS, Columns, add_samples, empty
+from .rows import SampleRows
 from .validate import event_reason, sample_reason
 from .windows import ClosedWindow, PartitionWindows
 
@@ -73,10 +73,10 @@ class Ingest:
         return pw
 
     def add_sample(self, source: object, msg: NodeSample, offset: int,
-                   cols: Columns | None) -> None:
+                   rows: SampleRows | None) -> None:
         """Fold a valid sample into its window and (unless replaying) into raw rows."""
-        if cols is not None:
-            add_samples(cols, msg)
+        if rows is not None:
+            rows.add(msg)
         if not self.partition(source).add(msg, offset):
             self.late_dropped += len(msg.gpus)
 
@@ -122,5 +122,5 @@ class Ingest:
         self.jobs.on_placement(p)
 
 
-def new_sample_columns() -> Columns:
-    return empty(SAMPLE_COLUMNS)
+def new_sample_columns() -> SampleRows:
+    return SampleRows()

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -34,6 +36,15 @@ from .progress import Mark, token
 from .sink import ClickHouseSink
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A partition's batch, taken out of the worker's hands, and its two commits."""
+
+    part: Part
+    intent: OffsetAndMetadata
+    done: OffsetAndMetadata
 
 SOURCES = ("gpu.samples", "jobs.events", "jobs.placements", "nodes")
 
@@ -61,6 +72,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.parts: dict[TopicPartition, Part] = {}
         self.lock = asyncio.Lock()
         self.ready = False
+        self._writing: asyncio.Task[None] | None = None
         self._poll_max = max(1, settings.batch_max_rows // 8)  # node messages hold ~8 GPUs
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -85,7 +97,8 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
                     rows = sum(p.rows for p in self.parts.values())
                     due = time.monotonic() - last_flush >= self.settings.batch_within_s
                     if rows >= self.settings.batch_max_rows or due:
-                        await self._flush([p for p in self.parts.values() if p.end is None])
+                        await self._flush([p for p in self.parts.values() if p.end is None],
+                                          wait=False)
                         last_flush = time.monotonic()
             async with self.lock:
                 await self._flush([p for p in self.parts.values() if p.end is None])
@@ -94,6 +107,9 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._close()
 
     async def _close(self) -> None:
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing
         for closer in (self.consumer.stop, self.feed.stop, self.admin.close, self.producer.stop,
                        self.sink.close):
             with contextlib.suppress(Exception):
@@ -180,43 +196,55 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
                              topic=part.name)
             await self.dead.send(rec, reason)
             return
-        n = part.add(self.core, msg, rec.offset)
-        self.metrics.inc("ingest_records_total", help="records consumed", topic=part.name)
-        if n:
-            self.metrics.inc("ingest_gpu_samples_total", n, help="GPU samples consumed")
+        part.add(self.core, msg, rec.offset)
 
     # -- flushing -----------------------------------------------------------------------
 
-    async def _flush(self, parts: list[Part]) -> None:
-        parts = [p for p in parts if p.start is not None and p.next > p.start]
-        if not parts:
-            return
-        started = time.monotonic()
+    async def _flush(self, parts: list[Part], wait: bool = True) -> None:
+        """Seal the parts' batches now and write them; the write of the previous flush is
+        awaited first, so writes and commits stay in order. ``wait=False`` lets the worker
+        take the next records while ClickHouse stores this batch."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+        sealed = self._seal(parts)
+        if sealed:
+            self._writing = asyncio.create_task(self._write(sealed))
+            if wait:
+                writing, self._writing = self._writing, None
+                await writing
+
+    def _seal(self, parts: list[Part]) -> list[Sealed]:
+        out = []
         for p in parts:
+            if p.start is None or p.next <= p.start:
+                continue
             if p.name == "gpu.samples" and not p.replaying:
                 p.derived.append(self.core.close_windows(p.tp))
-        await self.consumer.commit({p.tp: OffsetAndMetadata(
-            p.start, Mark(end=p.next, replay=p.resume[0], watermark=p.resume[1]).encode())
-            for p in parts if p.start is not None})
+            intent = Mark(end=p.next, replay=p.resume[0], watermark=p.resume[1])
+            p.resume = self._resume_point(p)
+            done = Mark(replay=p.resume[0], watermark=p.resume[1])
+            out.append(Sealed(copy.copy(p), OffsetAndMetadata(p.start, intent.encode()),
+                              OffsetAndMetadata(p.next, done.encode())))
+            p.reset()
+        return out
+
+    async def _write(self, sealed: list[Sealed]) -> None:
+        """Intent, inserts, published windows and alerts, then the end offsets."""
+        started = time.monotonic()
+        await self.consumer.commit({s.part.tp: s.intent for s in sealed})
         sends: list[Any] = []
-        for p in parts:
-            assert p.start is not None
+        for s in sealed:
+            p = s.part
             for table, cols in p.tables():
-                await self.sink.insert(table, cols, token(p.tp.topic, p.tp.partition, p.start,
-                                                          p.next, table))
+                await self.sink.insert(table, cols, token(p.tp.topic, p.tp.partition,
+                                                          s.intent.offset, p.next, table))
             for name, msg, key in p.outgoing():
                 sends.append(await self.producer.send(topic(self.settings, name), encode(msg),
                                                       key=key))
         await asyncio.gather(*sends)
-        commits = {}
-        for p in parts:
-            p.resume = self._resume_point(p)
-            commits[p.tp] = OffsetAndMetadata(
-                p.next, Mark(replay=p.resume[0], watermark=p.resume[1]).encode())
-        await self.consumer.commit(commits)
-        self._account(parts, time.monotonic() - started)
-        for p in parts:
-            p.reset()
+        await self.consumer.commit({s.part.tp: s.done for s in sealed})
+        self._account([s.part for s in sealed], time.monotonic() - started)
 
     def _resume_point(self, p: Part) -> tuple[int, float]:
         if p.name != "gpu.samples":
@@ -230,6 +258,10 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         m.observe("ingest_flush_seconds", seconds, help="time to insert and commit one flush")
         now = time.time()
         for p in parts:
+            m.inc("ingest_records_total", p.next - (p.start or 0), help="records consumed",
+                  topic=p.name)
+            m.inc("ingest_rows_total", p.rows, help="rows taken (GPU samples, events)",
+                  topic=p.name)
             if p.oldest_ts is not None:
                 m.observe("ingest_sample_delay_seconds", now - p.oldest_ts,
                           help="oldest sample of a batch: its timestamp to committed")

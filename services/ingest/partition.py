@@ -17,7 +17,16 @@ from gpufleet.contracts import (
 )
 
 from .core import Derived, Ingest, new_sample_columns
-from .rows import Columns, alert_row, event_row, node_rows, placement_row, to_columns, window_row
+from .rows import (
+    Columns,
+    SampleRows,
+    alert_row,
+    event_row,
+    node_rows,
+    placement_row,
+    to_columns,
+    window_row,
+)
 
 TABLE_OF = {"jobs.events": "job_events", "jobs.placements": "placements", "nodes": "nodes"}
 
@@ -32,7 +41,7 @@ class Part:
     replay_until: int = 0  # offsets below this only rebuild windows
     replaying: bool = False
     resume: tuple[int, float] = (0, 0.0)  # the last committed re-read point and watermark
-    cols: Columns = field(default_factory=new_sample_columns)
+    cols: SampleRows = field(default_factory=new_sample_columns)
     records: list[dict[str, Any]] = field(default_factory=list)
     derived: list[Derived] = field(default_factory=list)
     rows: int = 0
@@ -65,7 +74,7 @@ class Part:
     def tables(self) -> Iterator[tuple[str, Columns]]:
         """The rows of this batch, per table."""
         if self.name == "gpu.samples":
-            yield "gpu_samples", self.cols
+            yield "gpu_samples", self.cols.columns()
             windows = [w for d in self.derived for w in d.windows]
             alerts = [a for d in self.derived for a in d.alerts]
             if windows:

@@ -30,6 +30,8 @@ _LISTS = {"processes"}
 SAMPLE_SCALARS: tuple[tuple[int, str], ...] = tuple(
     (i, name) for i, name in enumerate(_GPU_FIELDS) if name not in _LISTS | {"index", "uuid"}
 )
+_INDEX = _GPU_FIELDS.index("index")
+_UUID = _GPU_FIELDS.index("uuid")
 SAMPLE_COLUMNS: tuple[str, ...] = ("cluster", "node", "gpu", "uuid", "ts",
                                    *(n for _, n in SAMPLE_SCALARS))
 
@@ -38,22 +40,37 @@ def empty(names: Iterable[str]) -> Columns:
     return {n: [] for n in names}
 
 
-def add_samples(cols: Columns, msg: NodeSample) -> int:
-    """Append one row per GPU of ``msg`` to ``cols``; returns the number of rows."""
-    n = len(msg.gpus)
-    cols["cluster"].extend([msg.cluster] * n)
-    cols["node"].extend([msg.node] * n)
-    cols["ts"].extend([msg.ts] * n)
-    gpu, uuid = cols["gpu"], cols["uuid"]
-    scalars = [(i, cols[name]) for i, name in SAMPLE_SCALARS]
-    astuple = msgspec.structs.astuple
-    for g in msg.gpus:
-        t = astuple(g)
-        gpu.append(g.index)
-        uuid.append(g.uuid)
-        for i, col in scalars:
-            col.append(t[i])
-    return n
+class SampleRows:
+    """The raw rows of one batch: one tuple per GPU as it comes, turned into columns once."""
+
+    def __init__(self) -> None:
+        self.cluster: list[str] = []
+        self.node: list[str] = []
+        self.ts: list[float] = []
+        self.gpus: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.gpus)
+
+    def add(self, msg: NodeSample) -> int:
+        """One row per GPU of ``msg``; returns the number of rows."""
+        n = len(msg.gpus)
+        self.cluster.extend([msg.cluster] * n)
+        self.node.extend([msg.node] * n)
+        self.ts.extend([msg.ts] * n)
+        self.gpus.extend(map(msgspec.structs.astuple, msg.gpus))
+        return n
+
+    def columns(self) -> Columns:
+        cols: Columns = {"cluster": self.cluster, "node": self.node, "ts": self.ts}
+        if not self.gpus:
+            return empty(SAMPLE_COLUMNS)
+        fields = list(zip(*self.gpus, strict=True))
+        cols["gpu"] = list(fields[_INDEX])
+        cols["uuid"] = list(fields[_UUID])
+        for i, name in SAMPLE_SCALARS:
+            cols[name] = list(fields[i])
+        return cols
 
 
 def _message_columns(msg: msgspec.Struct, skip: frozenset[str] = frozenset()) -> dict[str, Any]:

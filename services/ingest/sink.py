@@ -67,7 +67,8 @@ def convert(col: Column, values: list[Any]) -> list[Any]:
     ticks = col.ticks
     if ticks is not None:
         return [None if v is None else int(v * ticks) for v in values]
-    if col.integer and any(isinstance(v, float) for v in values):
+    first = next((v for v in values if v is not None), None)
+    if col.integer and isinstance(first, float):
         values = [None if v is None else round(v) for v in values]
     if not col.nullable and None in values:
         zero = col.zero()

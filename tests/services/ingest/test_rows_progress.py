@@ -5,14 +5,15 @@ from ingest_builders import T0, make_event, make_sample
 
 from gpufleet.contracts import GpuSample
 from services.ingest.progress import Mark, token
-from services.ingest.rows import SAMPLE_COLUMNS, add_samples, empty, event_row, to_columns
+from services.ingest.rows import SAMPLE_COLUMNS, SampleRows, event_row, to_columns
 from services.ingest.sink import Column, convert
 
 
 def test_samples_flatten_to_one_row_per_gpu() -> None:
-    cols = empty(SAMPLE_COLUMNS)
-    n = add_samples(cols, make_sample("n1").at(T0).gpu(0, 10.0).gpu(3, None, temp_c=50).build())
-    assert n == 2
+    rows = SampleRows()
+    n = rows.add(make_sample("n1").at(T0).gpu(0, 10.0).gpu(3, None, temp_c=50).build())
+    cols = rows.columns()
+    assert n == 2 and set(cols) == set(SAMPLE_COLUMNS)
     assert cols["gpu"] == [0, 3] and cols["node"] == ["n1", "n1"] and cols["ts"] == [T0, T0]
     assert cols["util_gpu"] == [10.0, None]  # absent stays absent, not zero
     assert cols["temp_c"] == [None, 50]
