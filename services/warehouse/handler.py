@@ -23,7 +23,7 @@ from services.warehouse.core import (
     trailing_format,
 )
 from services.warehouse.engine import DEFAULT_DATABASE, Call, Engine, Outcome
-from services.warehouse.errors import SYNTAX_ERROR, ClickHouseError, readonly
+from services.warehouse.errors import SYNTAX_ERROR, UNKNOWN_EXCEPTION, ClickHouseError, readonly
 from services.warehouse.request import Ask, read_ask
 from services.warehouse.sessions import Session, Sessions
 from services.warehouse.wire import content_type, encode_body, response_encoding
@@ -45,11 +45,15 @@ async def handle(ctx: Context, request: web.Request) -> web.StreamResponse:
     query_id = request.query.get("query_id") or str(uuid.uuid4())
     started = time.perf_counter()
     try:
-        user = authenticate(ctx.users, *credentials(request.headers, request.query))
-        ask = await read_ask(request)
-        if not ask.text.strip() and request.method == "GET":
-            return web.Response(text="Ok.\n")
-        fmt, outcome = await _execute(ctx, user, ask, request)
+        try:
+            user = authenticate(ctx.users, *credentials(request.headers, request.query))
+            ask = await read_ask(request)
+            if not ask.text.strip() and request.method == "GET":
+                return web.Response(text="Ok.\n")
+            fmt, outcome = await _execute(ctx, user, ask, request)
+        except (ValueError, UnicodeError, OSError) as e:  # a bug or a bad request: say which
+            log.exception("query %s: unexpected error", query_id)
+            raise ClickHouseError(UNKNOWN_EXCEPTION, f"DB::Exception: {e!r}") from e
     except ClickHouseError as e:
         ctx.metrics.inc("warehouse_errors_total", help="requests answered with an error",
                         code=str(e.code))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from services.warehouse.core import quote_literal
-from services.warehouse.errors import NOT_IMPLEMENTED, ClickHouseError
+from services.warehouse.errors import CANNOT_PARSE_INPUT, NOT_IMPLEMENTED, ClickHouseError
 from services.warehouse.wire import decode_body
 
 # Parameters the HTTP interface consumes itself; every other one (but param_*) is a setting.
@@ -33,11 +33,15 @@ class Ask:
 
 async def read_ask(request: web.Request) -> Ask:
     params = {k: v for k, v in request.query.items()}
-    body = await request.read()
     if request.content_type == _FORM and request.method == "POST":
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError as e:
+            raise ClickHouseError(CANNOT_PARSE_INPUT, f"DB::Exception: Bad form: {e}") from None
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
         body = b""
+    else:
+        body = await request.read()
     if params.get("decompress") in ("1", "true"):
         raise ClickHouseError(NOT_IMPLEMENTED, "DB::Exception: decompress=1 (ClickHouse-framed "
                               "compression) is not supported here; use Content-Encoding")

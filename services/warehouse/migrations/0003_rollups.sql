@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS gpu_util_1m
     node LowCardinality(String),
     gpu UInt16,
     uuid LowCardinality(String),
-    window_start DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+    window_start DateTime('UTC') CODEC(Delta, ZSTD(1)),
     window_s UInt32 DEFAULT 60,
     samples UInt32,
     util_mean Float32 CODEC(Gorilla, ZSTD(1)),

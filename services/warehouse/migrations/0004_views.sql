@@ -102,10 +102,11 @@ SELECT
     toDate(ts) AS day,
     count() AS samples,
     avg(util_gpu) AS util_mean,
-    quantile(0.95)(util_gpu) AS util_p95,
+    max(util_gpu) AS util_max,
     avg(power_mw) / 1000 AS power_w_mean,
     (max(energy_mj) - min(energy_mj)) / 3.6e9 AS energy_kwh,
     max(temp_c) AS temp_c_max
 FROM gpu_samples
 GROUP BY cluster, node, gpu, day
-COMMENT 'One row per GPU per day, straight from the raw samples: samples, mean and p95 utilization, power, energy, peak temperature';
+SETTINGS optimize_aggregation_in_order = 1
+COMMENT 'One row per GPU per day, straight from the raw samples: samples, mean and peak utilization, power, energy, peak temperature';

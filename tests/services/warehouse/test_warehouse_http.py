@@ -122,3 +122,22 @@ def test_get_is_read_only_and_ping_answers(warehouse: Warehouse) -> None:
     assert reply.headers["X-ClickHouse-Exception-Code"] == "164"
     assert call(warehouse, path="ping").body == b"Ok.\n"
     assert json.loads(call(warehouse, path="healthz").body) == {"status": "ok"}
+
+
+def test_query_in_a_multipart_form(warehouse: Warehouse) -> None:
+    boundary = "gpufleetboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"query\"\r\n\r\n"
+            f"SELECT {{n:UInt8}} + 1\r\n--{boundary}\r\nContent-Disposition: form-data; "
+            f"name=\"param_n\"\r\n\r\n41\r\n--{boundary}--\r\n").encode()
+    reply = call(warehouse, body=body,
+                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert (reply.status, reply.body) == (200, b"42\n")
+
+
+def test_use_in_a_session_changes_its_database(warehouse: Warehouse) -> None:
+    session = {"session_id": "use-test"}
+    assert call(warehouse, session, body=b"USE system").status == 200
+    assert call(warehouse, session, body=b"SELECT currentDatabase()").body == b"system\n"
+    assert call(warehouse, body=b"SELECT currentDatabase()").body == b"default\n"
+    missing = call(warehouse, {"session_id": "nope", "session_check": "1"}, body=b"SELECT 1")
+    assert missing.headers["X-ClickHouse-Exception-Code"] == "372"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +89,10 @@ def test_bad_migration_files_are_refused(tmp_path: Path, names: list[str], error
         (tmp_path / n).write_text("SELECT 1")
     with pytest.raises(ValueError, match=error):
         migrate.load(tmp_path)
+
+
+def test_the_migrate_command_defaults_to_the_configured_url(warehouse: Any) -> None:
+    env = {**os.environ, "GPUFLEET_CLICKHOUSE_URL": warehouse.writer_url}
+    out = subprocess.run([sys.executable, "-m", "gpufleet.cli", "warehouse", "migrate"],
+                         env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "migrations applied: 0"
