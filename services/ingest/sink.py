@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -84,17 +85,29 @@ class ClickHouseSink:
         self.columns: dict[str, dict[str, Column]] = {}
         self.rows_written: dict[str, int] = {}
 
-    async def start(self, tables: Iterable[str] = TABLES) -> None:
+    async def start(self, tables: Iterable[str] = TABLES, wait_s: float = 60.0) -> None:
+        """Connect and learn the tables; waits for them (``warehouse migrate`` may still be
+        running) and fails when they do not appear, rather than drop rows."""
         self._client = await asyncio.to_thread(clickhouse_connect.get_client, dsn=self._url,
-                                             autogenerate_session_id=False)
-        for table in tables:
-            result = await asyncio.to_thread(
-                self._client.query,
-                "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
-                "AND table = {t:String} ORDER BY position", parameters={"t": table})
-            self.columns[table] = {n: Column(n, t) for n, t in result.result_rows}
-            if not self.columns[table]:
-                log.warning("table %s not found: its rows are not written", table)
+                                               autogenerate_session_id=False)
+        deadline = time.monotonic() + wait_s
+        while True:
+            missing = [t for t in tables if not await self._learn(t)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise SinkError(f"tables missing in the warehouse: {', '.join(missing)} "
+                                "(run gpufleet warehouse migrate)")
+            log.warning("waiting for tables %s", ", ".join(missing))
+            await asyncio.sleep(1.0)
+
+    async def _learn(self, table: str) -> bool:
+        result = await asyncio.to_thread(
+            self._client.query,
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+            "AND table = {t:String} ORDER BY position", parameters={"t": table})
+        self.columns[table] = {n: Column(n, t) for n, t in result.result_rows}
+        return bool(self.columns[table])
 
     async def close(self) -> None:
         if self._client is not None:
