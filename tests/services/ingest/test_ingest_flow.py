@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from ingest_builders import eventually, make_event, make_sample, unique
+from ingest_builders import eventually, make_event, make_placement, make_sample, unique
 
 from gpufleet.bus import make_consumer, make_producer, publish, topic
 from gpufleet.config import BusSettings
@@ -18,8 +18,10 @@ from gpufleet.contracts import (
     Alert,
     AlertState,
     DeadLetter,
+    GpuInfo,
     GpuUtilWindow,
     JobState,
+    NodeInventory,
     NodeSample,
     decoder_for,
     encode,
@@ -183,3 +185,20 @@ async def test_bad_messages_go_to_the_dlq_with_reasons(
 def test_dead_letters_decode() -> None:
     assert msgspec.json.decode(encode(DeadLetter(topic="t", partition=0, offset=1,
                                                  reason="r")), type=DeadLetter).reason == "r"
+
+
+async def test_placements_and_inventory_are_stored(settings: IngestSettings, ch: Any,
+                                                   start_worker: Any) -> None:
+    node, job = unique("inv"), unique("job")
+    inventory = NodeInventory(cluster="test", node=node, driver_version="570.1", gpus=[
+        GpuInfo(index=i, uuid=f"GPU-{node}-{i}", model="H100", memory_total_bytes=80 << 30)
+        for i in range(2)])
+    await send_all(settings, [inventory], "nodes")
+    await send_all(settings, [make_placement(job, node, 1, tenant="bio")], "jobs.placements")
+    await start_worker(settings)
+    q = f"SELECT gpu, model, driver_version FROM nodes WHERE node = '{node}' ORDER BY gpu"
+    expected = [(0, "H100", "570.1"), (1, "H100", "570.1")]
+    assert await eventually(lambda: ch.query(q).result_rows, expected) == expected
+    q = f"SELECT node, gpus, tenant FROM placements WHERE job_id = '{job}'"
+    assert await eventually(lambda: ch.query(q).result_rows, [(node, [1], "bio")]) == [
+        (node, [1], "bio")]
