@@ -81,7 +81,7 @@ def _stack() -> Iterator[tuple[str, str]]:
 async def _fresh(bootstrap: str, ch_url: str) -> IngestSettings:
     """Settings with topics of their own, so one phase never reads another's samples."""
     settings = IngestSettings(kafka_bootstrap=bootstrap, clickhouse_url=ch_url,
-                              topic_prefix=f"b{uuid.uuid4().hex[:6]}", ops_port=0,
+                              topic_prefix=f"b{uuid.uuid4().hex[:6]}", ingest_ops_port=0,
                               batch_max_rows=50_000, batch_within_s=1.0)
     await create_topics(settings, replication_factor=1, partitions=PARTITIONS)
     return settings
@@ -114,7 +114,7 @@ async def _overhead(settings: IngestSettings, n: int) -> list[Result]:
 @contextlib.asynccontextmanager
 async def _worker(settings: IngestSettings, group: str) -> AsyncIterator[None]:
     env = {**os.environ, **{k: str(v) for k, v in describe(settings).items()},
-           "GPUFLEET_CLICKHOUSE_URL": settings.clickhouse_url, "GPUFLEET_GROUP_ID": group}
+           "GPUFLEET_CLICKHOUSE_URL": settings.clickhouse_url, "GPUFLEET_INGEST_GROUP_ID": group}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.ingest", "--workers", "1", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)

@@ -22,14 +22,14 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes (default GPUFLEET_WORKERS, 1)")
+                   help="worker processes (default GPUFLEET_INGEST_WORKERS, 1)")
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load(IngestSettings, workers=args.workers)
-    if settings.workers > 1 and args.workers != 1:
-        return _supervise(settings.workers)
+    settings = load(IngestSettings, ingest_workers=args.workers)
+    if settings.ingest_workers > 1 and args.workers != 1:
+        return _supervise(settings.ingest_workers)
     return run_service(lambda stop: _worker(settings, args.worker_index, stop),
                        settings.log_level)
 
@@ -38,8 +38,9 @@ async def _worker(settings: IngestSettings, index: int, stop: asyncio.Event) -> 
     metrics = Metrics()
     worker = Worker(settings, metrics)
     runner = None
-    if settings.ops_port:
-        runner = await serve_ops(metrics, settings.ops_host, settings.ops_port + index,
+    if settings.ingest_ops_port:
+        runner = await serve_ops(metrics, settings.ingest_ops_host,
+                                 settings.ingest_ops_port + index,
                                  worker.readiness)
     try:
         await worker.run(stop)

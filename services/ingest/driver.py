@@ -63,8 +63,8 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.sink = ClickHouseSink(settings.clickhouse_url)
         self.producer: AIOKafkaProducer = make_producer(settings)
         self.consumer: AIOKafkaConsumer = make_consumer(
-            settings, (), settings.group_id, max_poll_records=20_000,
-            session_timeout_ms=settings.session_timeout_ms,
+            settings, (), settings.ingest_group_id, max_poll_records=20_000,
+            session_timeout_ms=settings.ingest_session_timeout_ms,
             fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20)
         self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         self.feed = JobFeed(settings, self.core, self.admin)
@@ -134,7 +134,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         async with self.lock:
             offsets = await self.admin.list_consumer_group_offsets(
-                self.settings.group_id, partitions=list(assigned))
+                self.settings.ingest_group_id, partitions=list(assigned))
             for tp in assigned:
                 om = offsets.get(tp)
                 committed = om.offset if om is not None and om.offset >= 0 else None

@@ -50,9 +50,9 @@ def ch(warehouse_url: str) -> Iterator[Any]:
 def settings(bus: BusSettings, warehouse_url: str) -> IngestSettings:
     return IngestSettings(
         kafka_bootstrap=bus.kafka_bootstrap, topic_prefix=bus.topic_prefix, cluster=bus.cluster,
-        clickhouse_url=warehouse_url, group_id=f"ingest-{uuid.uuid4().hex[:8]}",
+        clickhouse_url=warehouse_url, ingest_group_id=f"ingest-{uuid.uuid4().hex[:8]}",
         batch_max_rows=2_000, batch_within_s=0.3, window_s=60, grace_s=5,
-        idle_after_s=120, ops_port=0)
+        idle_after_s=120, ingest_ops_port=0)
 
 
 @dataclass

@@ -71,7 +71,7 @@ async def test_sigkill_mid_batch_then_restart_leaves_exact_rows(
         settings: IngestSettings, ch: Any, tmp_path: Path) -> None:
     prefix = unique("crash")
     s = IngestSettings(**{**{f: getattr(settings, f) for f in settings.__struct_fields__},
-                          "batch_max_rows": 400, "session_timeout_ms": 6000})
+                          "batch_max_rows": 400, "ingest_session_timeout_ms": 6000})
     await publish_fleet(s, prefix)
     log = tmp_path / "worker.log"
     first = await spawn(s, log)
