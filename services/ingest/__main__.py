@@ -1,0 +1,77 @@
+"""``gpufleet ingest``: run the stream processor (one or more worker processes)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from gpufleet.config import load
+from gpufleet.ops import Metrics, serve_ops
+from gpufleet.runner import run_service
+
+from .config import IngestSettings
+from .driver import Worker
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default GPUFLEET_INGEST_WORKERS, 1)")
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(IngestSettings, ingest_workers=args.workers)
+    if settings.ingest_workers > 1 and args.workers != 1:
+        return _supervise(settings.ingest_workers)
+    return run_service(lambda stop: _worker(settings, args.worker_index, stop),
+                       settings.log_level)
+
+
+async def _worker(settings: IngestSettings, index: int, stop: asyncio.Event) -> None:
+    metrics = Metrics()
+    worker = Worker(settings, metrics)
+    runner = None
+    if settings.ingest_ops_port:
+        runner = await serve_ops(metrics, settings.ingest_ops_host,
+                                 settings.ingest_ops_port + index,
+                                 worker.readiness)
+    try:
+        await worker.run(stop)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+def _supervise(n: int) -> int:
+    """Start ``n`` single workers as child processes; pass SIGTERM/SIGINT on to them."""
+    cmd = [sys.executable, "-m", "services.ingest", "--workers", "1"]
+    children = [subprocess.Popen([*cmd, "--worker-index", str(i)], env=os.environ.copy())
+                for i in range(n)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="gpufleet ingest")
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Every worker follows all job events and placements (not only its own partitions): a
+GPU's samples and the jobs on it are keyed differently, so attribution needs the whole view.
+The feed re-reads both topics from the start when a worker starts (their retention bounds it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from gpufleet.bus import make_consumer, short_name, topic
+from gpufleet.config import BusSettings
+from gpufleet.contracts import JobEvent, Placement, decoder_for
+
+from .core import Ingest
+
+log = logging.getLogger(__name__)
+
+FEED_TOPICS = ("jobs.events", "jobs.placements")
+
+
+class JobFeed:
+    def __init__(self, settings: BusSettings, core: Ingest, admin: AIOKafkaAdminClient) -> None:
+        self._settings = settings
+        self._admin = admin
+        self._core = core
+        self._consumer = make_consumer(settings, (), None, client_id="gpufleet-ingest-jobs")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Assign every partition, read up to the current end, then follow in the background."""
+        c = self._consumer
+        await c.start()
+        names = [topic(self._settings, n) for n in FEED_TOPICS]
+        tps: list[TopicPartition] = []
+        for desc in await self._admin.describe_topics(names):
+            for p in desc.get("partitions", ()):
+                index = p.get("partition_index", p.get("partition"))
+                tps.append(TopicPartition(desc.get("topic", desc.get("name")), index))
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        ends = await c.end_offsets(tps)
+        while await self._behind(tps, ends):
+            await self.poll(500)
+        self._task = asyncio.create_task(self._follow())
+
+    async def _behind(self, tps: list[TopicPartition], ends: dict[TopicPartition, int]) -> bool:
+        for tp in tps:
+            if await self._consumer.position(tp) < ends[tp]:
+                return True
+        return False
+
+    async def poll(self, timeout_ms: int) -> None:
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=10_000)
+        now = time.time()
+        for tp, records in batches.items():
+            name = short_name(self._settings, tp.topic)
+            decoder = decoder_for(name)
+            for rec in records:
+                try:
+                    msg = decoder.decode(rec.value) if rec.value is not None else None
+                except Exception:  # the grouped consumer dead-letters it; here it is skipped
+                    continue
+                if isinstance(msg, JobEvent) and self._core.event_reason(msg, now) is None:
+                    self._core.on_event(msg)
+                elif isinstance(msg, Placement):
+                    self._core.on_placement(msg)
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self.poll(200)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job feed: poll failed; retrying")
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()

@@ -1,0 +1,140 @@
+"""The ClickHouse sink: column-oriented batch inserts, each with a de-duplication token.
+
+A batch re-sent with the same token (after a crash, or a retry whose answer was lost) is
+stored once, because the tables keep a ``non_replicated_deduplication_window``. The sink
+learns each table's columns and types at start: it sends only columns the table has,
+converts timestamps (seconds, float) to the column's ticks, and fills ``None`` in non-nullable
+columns with the type's zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import clickhouse_connect
+
+from .rows import Columns
+
+log = logging.getLogger(__name__)
+
+TABLES = ("gpu_samples", "gpu_util_1m", "job_events", "placements", "nodes", "alerts")
+_DT64 = re.compile(r"DateTime64\((\d)")
+
+
+class SinkError(Exception):
+    """ClickHouse did not take a batch (after retries)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+    @property
+    def nullable(self) -> bool:
+        return "Nullable(" in self.type
+
+    @property
+    def ticks(self) -> int | None:
+        """Ticks per second when this is a time column, else None."""
+        m = _DT64.search(self.type)
+        if m:
+            return int(10 ** int(m.group(1)))
+        return 1 if "DateTime" in self.type else None
+
+    @property
+    def integer(self) -> bool:
+        base = self.type.removeprefix("LowCardinality(").removeprefix("Nullable(")
+        return base.startswith(("UInt", "Int"))
+
+    def zero(self) -> Any:
+        t = self.type.removeprefix("LowCardinality(")
+        if t.startswith("Array("):
+            return []
+        if t.startswith("Map("):
+            return {}
+        if t.startswith(("String", "Enum", "UUID", "FixedString")):
+            return ""
+        return 0
+
+
+def convert(col: Column, values: list[Any]) -> list[Any]:
+    ticks = col.ticks
+    if ticks is not None:
+        return [None if v is None else int(v * ticks) for v in values]
+    first = next((v for v in values if v is not None), None)
+    if col.integer and isinstance(first, float):
+        values = [None if v is None else round(v) for v in values]
+    if not col.nullable and None in values:
+        zero = col.zero()
+        return [zero if v is None else v for v in values]
+    return values
+
+
+class ClickHouseSink:
+    def __init__(self, url: str, retries: int = 8) -> None:
+        self._url = url
+        self._retries = retries
+        self._client: Any = None
+        self.columns: dict[str, dict[str, Column]] = {}
+        self.rows_written: dict[str, int] = {}
+
+    async def start(self, tables: Iterable[str] = TABLES, wait_s: float = 60.0) -> None:
+        """Connect and learn the tables; waits for them (``warehouse migrate`` may still be
+        running) and fails when they do not appear, rather than drop rows."""
+        self._client = await asyncio.to_thread(clickhouse_connect.get_client, dsn=self._url,
+                                               autogenerate_session_id=False)
+        deadline = time.monotonic() + wait_s
+        while True:
+            missing = [t for t in tables if not await self._learn(t)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise SinkError(f"tables missing in the warehouse: {', '.join(missing)} "
+                                "(run gpufleet warehouse migrate)")
+            log.warning("waiting for tables %s", ", ".join(missing))
+            await asyncio.sleep(1.0)
+
+    async def _learn(self, table: str) -> bool:
+        result = await asyncio.to_thread(
+            self._client.query,
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+            "AND table = {t:String} ORDER BY position", parameters={"t": table})
+        self.columns[table] = {n: Column(n, t) for n, t in result.result_rows}
+        return bool(self.columns[table])
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+
+    async def insert(self, table: str, cols: Columns, token: str) -> int:
+        """Insert the columns into ``table`` once; returns the rows sent."""
+        known = self.columns.get(table, {})
+        names = [n for n in cols if n in known]
+        if not names or not cols[names[0]]:
+            return 0
+        data = [convert(known[n], cols[n]) for n in names]
+        settings = {"insert_deduplication_token": token}
+        for attempt in range(self._retries):
+            try:
+                await asyncio.to_thread(self._client.insert, table, data, column_names=names,
+                                        column_oriented=True, settings=settings)
+                break
+            except Exception as e:  # the server or the network: retry, the token makes it safe
+                if attempt == self._retries - 1:
+                    raise SinkError(f"insert into {table} failed: {e}") from e
+                log.warning("insert into %s failed (%s); retrying", table, e)
+                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        n = len(data[0])
+        self.rows_written[table] = self.rows_written.get(table, 0) + n
+        return n
+
+    async def query(self, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
+        result = await asyncio.to_thread(self._client.query, sql, parameters=parameters)
+        return list(result.result_rows)
