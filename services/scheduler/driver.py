@@ -26,6 +26,7 @@ from gpufleet.contracts import (
     Message,
     NodeInventory,
     Placement,
+    SchedulerState,
     StopJob,
     SubmitJob,
     decoder_for,
@@ -44,8 +45,17 @@ OUTPUT_TOPIC = {"Placement": "jobs.placements", "StopJob": "jobs.placements",
                 "JobEvent": "jobs.events", "SchedulerState": "scheduler.state"}
 
 
-class Fenced(Exception):
-    """Another scheduler instance took over; this one must exit."""
+def output_key(msg: Message) -> bytes:
+    """Job topics are keyed by job (so a job's messages stay in order); the snapshot, on a
+    compacted topic, by cluster."""
+    match msg:
+        case Placement():
+            return msg.job.job_id.encode()
+        case StopJob() | JobEvent():
+            return msg.job_id.encode()
+        case SchedulerState():
+            return msg.cluster.encode()
+    return key_of(msg) or b""
 
 
 def make_reader(settings: SchedulerSettings, group_id: str | None) -> AIOKafkaConsumer:
@@ -57,11 +67,11 @@ def make_reader(settings: SchedulerSettings, group_id: str | None) -> AIOKafkaCo
 
 async def partitions(consumer: AIOKafkaConsumer, settings: SchedulerSettings,
                      names: Iterable[str]) -> list[TopicPartition]:
-    await consumer.topics()
+    cluster = await consumer._client.fetch_all_metadata()  # partitions_for_topic needs it
     out = []
     for name in names:
         full = topic(settings, name)
-        out += [TopicPartition(full, p) for p in sorted(consumer.partitions_for_topic(full) or ())]
+        out += [TopicPartition(full, p) for p in sorted(cluster.partitions_for_topic(full) or ())]
     return out
 
 
@@ -159,7 +169,7 @@ class Loop:
                 out.append(snapshot(self.core, s.cluster, self._per_second(now)))
             for msg in out:
                 name = OUTPUT_TOPIC[type(msg).__name__]
-                await self.producer.send(topic(s, name), encode(msg), key=key_of(msg))
+                await self.producer.send(topic(s, name), encode(msg), key=output_key(msg))
             if batch:
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                 await self.producer.send_offsets_to_transaction(offsets, s.group_id)

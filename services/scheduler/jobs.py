@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from gpufleet.contracts import JobSpec
 
 FULL = 1000  # one whole GPU, in thousandths
-TIMES = "\u00d7"  # the multiplication sign of "8×H100"
+TIMES = "\u00d7"  # the multiplication sign, as in "8 times H100"
 
 
 @dataclass(frozen=True, slots=True)
