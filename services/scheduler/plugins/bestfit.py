@@ -8,14 +8,21 @@ import numpy as np
 
 from services.scheduler.cluster import Cluster, IntArray
 from services.scheduler.framework import CycleState, FloatArray, PluginArgs, normalize
-from services.scheduler.jobs import Job
+from services.scheduler.jobs import FULL, Job
 
 NAME = "bestfit"
 
 
+
 def leftover(job: Job, cluster: Cluster, nodes: IntArray) -> FloatArray:
-    """Free GPU share of each node (in GPUs) once the member is placed there."""
-    return np.asarray((cluster.free_total[nodes] - job.gpus * job.milli) / 1000.0, np.float64)
+    """Free GPU share of each node (in GPUs) once the member is placed there; for a share,
+    plus what is left on the GPU it fits most tightly (so the tightest GPU wins first)."""
+    left = (cluster.free_total[nodes] - job.gpus * job.milli) / 1000.0
+    if job.milli < FULL:
+        eff = cluster.eff[nodes]
+        tight = np.where(eff >= job.milli, eff, FULL + 1).min(axis=1) - job.milli
+        left = left + tight / 1000.0
+    return np.asarray(left, np.float64)
 
 
 class BestFit:

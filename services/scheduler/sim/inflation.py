@@ -60,6 +60,6 @@ def inflate(policy: str, profile: Profile, nodes: Sequence[NodeSpec], tasks: Seq
         while mark <= target_pct and arrived >= mark * capacity / 100:
             points.append((mark, 100.0 * cluster.used_milli() / capacity))
             mark += 1
-        if progress is not None and i % 200 == 0:
+        if progress is not None and i % 1000 == 0:
             progress(i, len(arrivals))
     return Curve(policy, seed, points, placed, len(arrivals) - placed)

@@ -26,6 +26,7 @@ class Task:
     models: tuple[str, ...]
     created: float
     deleted: float | None
+    runtime: float | None = None  # seconds; from the trace's creation and deletion times
 
     @property
     def demand_milli(self) -> int:
@@ -34,6 +35,8 @@ class Task:
 
     @property
     def runtime_s(self) -> float | None:
+        if self.runtime is not None:
+            return self.runtime
         return None if self.deleted is None else max(self.deleted - self.created, 1.0)
 
     def job(self, job_id: str, seq: int = 0) -> Job:
@@ -68,8 +71,17 @@ def load_tasks(path: Path = DEFAULT_TASKS) -> list[Task]:
                  gpu_milli=_int(r["gpu_milli"]),
                  models=tuple(sorted(m for m in r.get("gpu_spec", "").split("|") if m)),
                  created=float(r.get("creation_time") or 0),
-                 deleted=float(r["deletion_time"]) if r.get("deletion_time") else None)
+                 deleted=float(r["deletion_time"]) if r.get("deletion_time") else None,
+                 runtime=_runtime(r))
             for r in rows]
+
+
+def _runtime(row: dict[str, str]) -> float | None:
+    """From scheduling (or creation) to deletion; None when the task was never deleted."""
+    if not row.get("deletion_time"):
+        return None
+    begin = row.get("scheduled_time") or row.get("creation_time") or "0"
+    return max(float(row["deletion_time"]) - float(begin), 1.0)
 
 
 def load_paper(path: Path = PAPER_RESULTS) -> dict[str, dict[int, float]]:
