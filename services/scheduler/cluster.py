@@ -75,7 +75,7 @@ class Cluster:
     best: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     free_total: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     version: int = 0  # bumped when nodes come, go or change health
-    _model_masks: dict[tuple[str, ...], BoolArray] = field(default_factory=dict)
+    _masks: dict[object, BoolArray] = field(default_factory=dict)  # by models; "usable"
 
     # -- shape -------------------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ class Cluster:
         self.cpu_total[n] = spec.cpu_milli
         self.mem_total[n] = spec.memory_mib
         self.version += 1
-        self._model_masks.clear()
+        self._masks.clear()
         self.refresh(n)
         return n
 
@@ -181,16 +181,25 @@ class Cluster:
 
     # -- questions ---------------------------------------------------------------------------
 
+    def usable_nodes(self) -> BoolArray:
+        """Online nodes with at least one healthy GPU (cached until the inventory changes)."""
+        mask = self._masks.get("usable")
+        if mask is None:
+            v = self.view()
+            mask = self.online[v] & (self.exists[v] & self.healthy[v]).any(axis=1)
+            self._masks["usable"] = mask
+        return mask
+
     def model_mask(self, models: tuple[str, ...]) -> BoolArray:
         """Nodes whose GPU model is one of ``models`` (all nodes when empty)."""
-        mask = self._model_masks.get(models)
+        mask = self._masks.get(models)
         if mask is None:
             if models:
                 ids = [i for i, m in enumerate(self.models) if m in models]
                 mask = np.isin(self.model[self.view()], ids)
             else:
                 mask = np.ones(self.n_nodes, bool)
-            self._model_masks[models] = mask
+            self._masks[models] = mask
         return mask
 
     def capacity_milli(self) -> int:

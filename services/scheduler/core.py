@@ -201,7 +201,7 @@ class SchedulerCore:
         stats = CycleStats()
         failed: dict[object, str] = {}
         for job in self.profile.order(state, state.pending, self.cluster):
-            key = (job.shape, job.priority, job.tenant, job.est_runtime_s)
+            key = (job.shape, job.priority, job.tenant, self._ends_before_reservation(state, job))
             reason = failed.get(key)
             if reason is None:
                 started = self.timer() if self.timer else 0.0
@@ -217,6 +217,12 @@ class SchedulerCore:
                 out.append(self._event(job, JobState.QUEUED, reason))
         self.last = stats
         return out
+
+    @staticmethod
+    def _ends_before_reservation(state: CycleState, job: Job) -> bool:
+        r = state.reservation
+        return (r is not None and job.est_runtime_s is not None
+                and state.now + job.est_runtime_s <= r.start)
 
     def _tenant_used(self) -> dict[str, int]:
         used: dict[str, int] = {}

@@ -15,8 +15,7 @@ class Health:
 
     def filter(self, state: CycleState, job: Job, cluster: Cluster) -> tuple[BoolArray, Status]:
         n = cluster.n_nodes
-        usable = cluster.exists[:n] & cluster.healthy[:n]
-        mask = cluster.online[:n] & usable.any(axis=1)
+        mask = cluster.usable_nodes()
         if (mask & state.feasible).any():
             return mask, SUCCESS
         if n == 0:

@@ -26,6 +26,8 @@ from services.scheduler.framework import (
 from services.scheduler.jobs import FULL, Job
 
 NAME = "preemption"
+MAX_PLANS_PER_CYCLE = 8  # preemptors planned per cycle (each plan walks the running jobs)
+MAX_NODES_TRIED = 64  # nodes weighed per member, those with the fewest evictable slots first
 
 
 def evictable(state: CycleState, job: Job, run: Running) -> bool:
@@ -58,10 +60,14 @@ def cheapest_node(job: Job, cluster: Cluster, pool: list[Running]
         for slot in run.slots:
             by_node.setdefault(slot.node, []).append((run, slot))
     best: tuple[tuple[int, int], int, list[Running]] | None = None
-    for n, items in by_node.items():
+    tried = 0
+    for n, items in sorted(by_node.items(), key=lambda kv: len(kv[1])):
+        if tried >= MAX_NODES_TRIED:
+            break
         if not cluster.model_mask(job.models)[n] or not fits_after(
                 job, cluster, n, [s for _, s in items]):
             continue
+        tried += 1
         items.sort(key=lambda rs: (rs[0].job.priority, -rs[1].milli * len(rs[1].gpus)))
         chosen: list[tuple[Running, Slot]] = []
         for item in items:
@@ -112,6 +118,10 @@ class Preemption:
         if waiting:
             return Status(Code.WAIT, f"waiting for preempted job(s) {', '.join(waiting)} to stop",
                           NAME)
+        plans = state.memo.get(NAME, 0)
+        if plans >= MAX_PLANS_PER_CYCLE:
+            return unschedulable(NAME, "")
+        state.memo[NAME] = plans + 1
         pool = [r for r in state.running.values() if evictable(state, job, r)]
         victims = plan(job, cluster, pool) if pool else None
         if not victims:
