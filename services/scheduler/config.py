@@ -6,7 +6,7 @@ from gpufleet.config import BusSettings
 
 DEFAULT_QUEUE_ORDER = ("priority", "quota", "fairshare")
 DEFAULT_FILTERS = ("health", "gpumodel", "fits")
-DEFAULT_SCORES = ("fgd", "bestfit", "topology")
+DEFAULT_SCORES = ("fgd", "bestfit:0.1", "topology")
 
 
 class SchedulerSettings(BusSettings, frozen=True, kw_only=True):
