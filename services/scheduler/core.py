@@ -54,6 +54,9 @@ class CycleStats:
     latencies: list[float] = field(default_factory=list)
 
 
+UNREPORTED = 1 << 40  # a node that reports no CPU or memory is not limited by them
+
+
 def node_spec(inv: NodeInventory) -> NodeSpec:
     gpus = sorted(inv.gpus, key=lambda g: g.index)
     count = max((g.index for g in gpus), default=-1) + 1
@@ -63,8 +66,8 @@ def node_spec(inv: NodeInventory) -> NodeSpec:
         healthy[g.index] = g.health == GpuHealth.OK
         domains[g.index] = g.nvlink_domain or 0
     model = gpus[0].model if gpus else "none"
-    return NodeSpec(inv.node, model, count, inv.cpu_milli, inv.memory_mib, tuple(healthy),
-                    tuple(domains), inv.online)
+    return NodeSpec(inv.node, model, count, inv.cpu_milli or UNREPORTED,
+                    inv.memory_mib or UNREPORTED, tuple(healthy), tuple(domains), inv.online)
 
 
 class SchedulerCore:

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import ProducerFenced
 
@@ -29,7 +28,6 @@ from gpufleet.contracts import (
     SchedulerState,
     StopJob,
     SubmitJob,
-    decoder_for,
     encode,
 )
 from gpufleet.ops import Metrics, serve_ops
@@ -102,7 +100,7 @@ async def read_range(settings: SchedulerSettings,
 
 
 async def recover(settings: SchedulerSettings, core: SchedulerCore,
-                  consumer: AIOKafkaConsumer) -> None:
+                  consumer: AIOKafkaConsumer, dead: DeadLetters) -> None:
     """Rebuild the state from the inventory, the accepted requests and the committed output."""
     req = await partitions(consumer, settings, ["jobs.requests"])
     out_tps = await partitions(consumer, settings, ["nodes", "jobs.placements", "jobs.events"])
@@ -110,7 +108,7 @@ async def recover(settings: SchedulerSettings, core: SchedulerCore,
     for tp in req:
         ends[tp] = await consumer.committed(tp) or 0
     records = await read_range(settings, ends)
-    decoded = [(short_name(settings, r.topic), _decode(settings, r)) for r in records]
+    decoded = [(short_name(settings, r.topic), dead.decode(r)[0]) for r in records]
     for name, msg in decoded:
         if name == "nodes" and isinstance(msg, NodeInventory):
             core.handle(msg)
@@ -126,14 +124,6 @@ async def recover(settings: SchedulerSettings, core: SchedulerCore,
     restore(core, specs, commands, events)
     log.info("recovered: %d nodes, %d queued, %d running, %d jobs known",
              core.cluster.n_nodes, len(core.pending), len(core.running), len(core.records))
-
-
-def _decode(settings: SchedulerSettings, record: ConsumerRecord) -> object | None:
-    try:
-        msg: object = decoder_for(short_name(settings, record.topic)).decode(record.value or b"")
-    except (msgspec.DecodeError, KeyError):
-        return None
-    return msg
 
 
 @dataclass
@@ -215,11 +205,11 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
 
     ops = await serve_ops(metrics, settings.ops_host, settings.ops_port, readiness)
     try:
-        await recover(settings, core, consumer)
+        dead = DeadLetters(producer, settings, "scheduler")
+        await recover(settings, core, consumer, dead)
         consumer.assign(await partitions(consumer, settings, INPUTS))
         ready["recovered"] = True
-        loop = Loop(settings, core, consumer, producer, metrics,
-                    DeadLetters(producer, settings, "scheduler"))
+        loop = Loop(settings, core, consumer, producer, metrics, dead)
         while not stop.is_set():
             await loop.turn()
         return 0

@@ -115,7 +115,10 @@ class Fgd:
         keys = np.column_stack([rows, cpu, mem, cluster.model[nodes]]) @ _HASH[: rows.shape[1] + 3]
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         u_rows, u_cpu, u_mem, u_nodes = rows[first], cpu[first], mem[first], nodes[first]
-        model_ok = np.stack([cluster.model_mask(m)[u_nodes] for m in w.models], axis=1)
+        if any(w.models):
+            model_ok = np.stack([cluster.model_mask(m)[u_nodes] for m in w.models], axis=1)
+        else:
+            model_ok = np.ones((len(u_nodes), len(w.models)), bool)
         before = fragmentation(w, u_rows, u_cpu, u_mem, model_ok)
         if job.milli < FULL:
             after, gpu = self._best_gpu(w, job, u_rows, u_cpu, u_mem, model_ok)
@@ -131,17 +134,18 @@ class Fgd:
                   model_ok: BoolArray) -> tuple[FloatArray, IntArray]:
         """For a share: the fragmentation after it lands on each GPU that fits; the least."""
         f, g = rows.shape
-        frag = np.full((f, g), np.inf)
-        for col in range(g):
-            fit = rows[:, col] >= job.milli
-            if not fit.any():
-                continue
-            moved = rows[fit].copy()
-            moved[:, col] -= job.milli
-            frag[fit, col] = fragmentation(w, moved, cpu[fit] - job.cpu_milli,
-                                           mem[fit] - job.memory_mib, model_ok[fit])
-        gpu = frag.argmin(axis=1)
-        return frag[np.arange(f), gpu], gpu
+        moved = np.repeat(rows, g, axis=0)  # row i*g + col: the share put on GPU col
+        cols = np.tile(np.arange(g), f)
+        fit = moved[np.arange(f * g), cols] >= job.milli
+        moved[np.arange(f * g), cols] -= job.milli
+        frag = fragmentation(w, moved[fit], np.repeat(cpu, g)[fit] - job.cpu_milli,
+                             np.repeat(mem, g)[fit] - job.memory_mib,
+                             np.repeat(model_ok, g, axis=0)[fit])
+        table = np.full(f * g, np.inf)
+        table[fit] = frag
+        table = table.reshape(f, g)
+        gpu = table.argmin(axis=1)
+        return table[np.arange(f), gpu], gpu
 
 
 def factory(args: PluginArgs) -> Fgd:

@@ -187,3 +187,20 @@ async def test_bad_requests_are_rejected_with_a_reason(bus: BusSettings) -> None
     assert all(all(reasons) for reasons in rejected.values())
     assert "duplicate" in rejected["ok"][0]
     assert snapshot is not None and [n.node for n in snapshot.nodes] == ["node-00"]
+
+
+async def test_a_second_instance_fences_the_first(bus: BusSettings) -> None:
+    producer = make_producer(bus)
+    await producer.start()
+    await publish(producer, bus, "nodes", make_node("node-00").inventory())
+    await producer.stop()
+    env = scheduler_env(bus, f"sched-{uuid.uuid4().hex[:8]}")
+    with scheduler(env) as first:
+        await asyncio.sleep(4.0)  # recovered and publishing snapshots
+        assert first.poll() is None
+        with scheduler({**env, "GPUFLEET_OPS_PORT": str(free_port())}) as second:
+            code = await asyncio.to_thread(first.wait, 30)
+            assert code == 1  # fenced: it exits
+            assert second.poll() is None
+            second.terminate()
+            assert second.wait(timeout=20) == 0
