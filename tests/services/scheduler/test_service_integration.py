@@ -73,11 +73,11 @@ class Executor:
 
     def __init__(self) -> None:
         self.used: dict[tuple[str, int], int] = defaultdict(int)
-        self.placed: Counter[tuple[str, int, int]] = Counter()
+        self.placed: Counter[tuple[str, int]] = Counter()  # no preemption here: one attempt
         self.overcommits: list[str] = []
 
     def take(self, p: Placement) -> None:
-        self.placed[(p.job.job_id, p.member, p.attempt)] += 1
+        self.placed[(p.job.job_id, p.member)] += 1
         for g in p.gpus:
             self.used[(p.node, g)] += p.gpu_milli
             if self.used[(p.node, g)] > 1000:
@@ -128,10 +128,13 @@ async def test_a_thousand_jobs_through_two_sigkills(bus: BusSettings) -> None:
     executor = asyncio.create_task(run_executor(bus, ex, done))
     try:
         with scheduler(env) as first:
+            kills = []
             for i in range(JOBS):
                 await publish(producer, bus, "jobs.requests", SubmitJob(job=spec(i)))
+                if i % 10 == 0:
+                    await asyncio.sleep(0.1)  # a steady stream, about ten seconds long
                 if i in (300, 650):  # kill it mid-stream and start it again
-                    await asyncio.sleep(1.0)
+                    kills.append(len(ex.placed))
                     first.send_signal(signal.SIGKILL)
                     first.wait()
                     first = subprocess.Popen(
@@ -146,6 +149,7 @@ async def test_a_thousand_jobs_through_two_sigkills(bus: BusSettings) -> None:
         done.set()
         await executor
         await producer.stop()
+    assert kills[0] > 0 and kills[1] > kills[0]  # it was placing when it was killed
     assert not ex.overcommits
     assert [k for k, n in ex.placed.items() if n > 1] == []
     assert {k[0] for k in ex.placed} == {spec(i).job_id for i in range(JOBS)}
