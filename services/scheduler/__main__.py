@@ -9,6 +9,7 @@ import sys
 from gpufleet.config import load
 from gpufleet.runner import run_service
 from services.scheduler.config import SchedulerSettings
+from services.scheduler.profile import build_profile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,12 @@ def run(args: argparse.Namespace) -> int:
     from services.scheduler import driver
 
     settings = load(SchedulerSettings, ops_port=args.ops_port)
+    try:
+        build_profile(settings)
+    except (KeyError, ValueError) as e:
+        print(f"gpufleet scheduler: bad plugin settings (GPUFLEET_QUEUE_ORDER, _FILTERS, "
+              f"_SCORES): {e}", file=sys.stderr)
+        return 2
     code = 0
 
     async def main(stop: asyncio.Event) -> None:

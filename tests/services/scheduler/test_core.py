@@ -145,3 +145,11 @@ def test_restore_rebuilds_what_the_core_had() -> None:
     assert "c" in again.records
     snap = snapshot(again, "test", 1.0)
     assert [j.job_id for j in snap.running] == ["a"] and [j.job_id for j in snap.queued] == ["b"]
+
+
+def test_an_unknown_plugin_stops_the_command_with_a_message(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from gpufleet.cli import main
+    monkeypatch.setenv("GPUFLEET_SCORES", "fgd,nope")
+    assert main(["scheduler"]) == 2
+    assert "unknown plugin 'nope'" in capsys.readouterr().err
