@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=int, default=130, help="arrived demand %% to reach")
     parser.add_argument("--sample", type=int, default=0,
                         help="use only the first N tasks of the trace (0: all)")
+    parser.add_argument("--node-every", type=int, default=1,
+                        help="use every N-th node of the trace only (a smaller cluster)")
     parser.add_argument("--speedup", type=float, default=1.0,
                         help="replay: bring arrivals this many times closer (loads the cluster)")
     parser.add_argument("--plot", type=Path, default=Path("sim-allocation.png"),
@@ -53,11 +55,12 @@ def _progress(label: str, quiet: bool) -> Callable[[int, int], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    nodes, tasks = load_nodes(args.nodes), load_tasks(args.tasks)
+    nodes, tasks = load_nodes(args.nodes)[:: max(args.node_every, 1)], load_tasks(args.tasks)
     if args.sample:
         tasks = tasks[: args.sample]
     policies = args.policy or list(DEFAULT)
-    paper = load_paper(PAPER_RESULTS) if args.nodes == DEFAULT_NODES else {}
+    same_cluster = args.nodes == DEFAULT_NODES and args.node_every <= 1
+    paper = load_paper(PAPER_RESULTS) if same_cluster else {}
     curves: list[Curve] = []
     replays: list[Replay] = []
     if args.mode in ("inflation", "both"):
