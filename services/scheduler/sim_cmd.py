@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use every N-th node of the trace only (a smaller cluster)")
     parser.add_argument("--speedup", type=float, default=1.0,
                         help="replay: bring arrivals this many times closer (loads the cluster)")
+    parser.add_argument("--tick", type=float, default=0.0,
+                        help="replay: one scheduling cycle per this many simulated seconds "
+                             "(0: one per event)")
     parser.add_argument("--plot", type=Path, default=Path("sim-allocation.png"),
                         help="where to write the PNG plot of the inflation run")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode in ("replay", "both"):
         for policy in policies:
             replays.append(replay(policy, nodes, tasks, _progress(f"replay {policy}", args.json),
-                                  args.speedup))
+                                  args.speedup, args.tick))
     if not args.json:
         print("\r", end="", file=sys.stderr)
     if args.json:

@@ -28,13 +28,19 @@ NAME = "backfill"
 
 
 def room_for(job: Job, cluster: Cluster) -> BoolArray | None:
-    """The nodes that could take the job's members now, or None when it does not fit."""
-    if job.gang > 1:
-        per_node = members_that_fit(job, cluster)
-        return per_node > 0 if per_node.sum() >= job.gang else None
-    mask = gpu_room(job, cluster) & host_room(job, cluster) & cluster.model_mask(job.models)
-    mask &= cluster.online[: cluster.n_nodes]
-    return mask if mask.any() else None
+    """Just enough nodes to take all the job's members now (the ones with the most room
+    first), or None when it does not fit."""
+    per_node = members_that_fit(job, cluster)
+    if job.gang == 1:
+        fits = gpu_room(job, cluster) & host_room(job, cluster)
+        per_node = np.where(fits, per_node, 0)
+    if per_node.sum() < job.gang:
+        return None
+    order = np.argsort(-per_node, kind="stable")
+    needed = int(np.searchsorted(np.cumsum(per_node[order]), job.gang)) + 1
+    mask = np.zeros(cluster.n_nodes, bool)
+    mask[order[:needed]] = True
+    return mask
 
 
 def reserve(state: CycleState, job: Job, cluster: Cluster) -> Reservation | None:

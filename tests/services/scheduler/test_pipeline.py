@@ -113,3 +113,13 @@ def test_status_codes_from_post_filters() -> None:
     job = make_job("vip").gpus(8).priority(1).build()
     assert not core.profile.place(state, job, core.cluster).status.ok
     assert core.profile.explain(state, job, core.cluster).code == Code.WAIT
+
+
+def test_a_reservation_holds_only_the_nodes_it_needs() -> None:
+    cluster = make_cluster().node(make_node("a")).node(make_node("b")).node(make_node("c"))
+    core, now = core_on(cluster, preemption=False)
+    submit(core, make_job("r").gpus(5).gang(3).runtime(100))  # one job on all three nodes
+    now[0] = 10.0
+    out = submit(core, make_job("big").gpus(8).seq(5), make_job("s").gpus(3).seq(6))
+    assert "reserved" in core.records["big"].reason
+    assert "s" in placed(out)  # no estimate, yet two of the three nodes are not reserved

@@ -47,8 +47,9 @@ def test_fgd_beats_random_on_the_sample() -> None:
     assert at("fgd") > at("random")
 
 
-def test_replay_reports_times_for_every_job() -> None:
-    r = replay("bestfit", NODES[:10], TASKS[:200], speedup=5000)
+@pytest.mark.parametrize("tick_s", [0.0, 30.0])
+def test_replay_reports_times_for_every_job(tick_s: float) -> None:
+    r = replay("bestfit", NODES[:10], TASKS[:200], speedup=5000, tick_s=tick_s)
     assert r.jobs and all(j.start is not None and j.end is not None for j in r.jobs)
     assert all(j.queue_s is not None and j.queue_s >= 0 for j in r.jobs)
     assert 0 < r.utilization_pct <= 100
