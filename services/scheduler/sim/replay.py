@@ -73,9 +73,10 @@ def replay(policy: str, nodes: Sequence[NodeSpec], tasks: Sequence[Task],
     done = 0
     first = gpu_tasks[0].created if gpu_tasks else 0.0
     last = gpu_tasks[-1].created if gpu_tasks else 0.0
+    accounted = first  # GPU share x time is summed up to here
     while heap:
         t = heap[0][0]
-        area += cluster.used_milli() * max(min(t, last) - max(clock.now, first), 0.0)
+        used = cluster.used_milli()
         while heap and heap[0][0] <= t + tick_s:  # one cycle for the events of one tick
             clock.now, _, kind, name = heapq.heappop(heap)
             if kind == "arrive":
@@ -85,6 +86,8 @@ def replay(policy: str, nodes: Sequence[NodeSpec], tasks: Sequence[Task],
                 done += 1
                 core.handle(JobEvent(job_id=name, state=JobState.SUCCEEDED, source="sim",
                                      attempt=core.records[name].attempt))
+        area += used * max(min(clock.now, last) - max(accounted, first), 0.0)
+        accounted = max(accounted, clock.now)
         for msg in core.cycle() if core.dirty else []:
             if isinstance(msg, Placement) and msg.member == 0:
                 start[msg.job.job_id] = clock.now
