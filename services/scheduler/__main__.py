@@ -1,0 +1,43 @@
+"""``gpufleet scheduler``: place jobs on GPUs, exactly once over Kafka."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from gpufleet.config import load
+from gpufleet.runner import run_service
+from services.scheduler.config import SchedulerSettings
+from services.scheduler.profile import build_profile
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ops-port", type=int, default=None,
+                        help="port of /metrics, /healthz, /readyz (GPUFLEET_OPS_PORT)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from services.scheduler import driver
+
+    settings = load(SchedulerSettings, ops_port=args.ops_port)
+    try:
+        build_profile(settings)
+    except (KeyError, ValueError) as e:
+        print(f"gpufleet scheduler: bad plugin settings (GPUFLEET_QUEUE_ORDER, _FILTERS, "
+              f"_SCORES): {e}", file=sys.stderr)
+        return 2
+    code = 0
+
+    async def main(stop: asyncio.Event) -> None:
+        nonlocal code
+        code = await driver.run(settings, stop)
+
+    run_service(main, settings.log_level)
+    return code
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="gpufleet scheduler")
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

@@ -1,0 +1,171 @@
+"""The plugin framework: Status values, the per-cycle state, the plugin stages and the registry.
+
+Shaped like the Kubernetes scheduler framework. Every plugin method takes the same three
+arguments ``(state, job, cluster)``; a plugin implements one or more stages:
+
+* ``key``        queue order: a number, lower goes first (keys of the enabled plugins form a tuple)
+* ``pre_filter`` a check of the job as a whole -> ``Status``
+* ``filter``     which nodes may take the next member -> ``(mask over nodes, Status)``
+* ``score``      how good each candidate node is -> floats in 0..100, one per ``state.candidates``
+* ``permit``     a last say on the whole placement -> ``Status``
+* ``post_filter`` what to do when the job cannot be placed (preempt, reserve) -> ``Status``
+
+Outcomes are values, never exceptions. What one cycle learns travels in ``CycleState``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from services.scheduler.cluster import BoolArray, Cluster, IntArray, Slot
+from services.scheduler.jobs import Job
+
+FloatArray = npt.NDArray[np.float64]
+MAX_SCORE = 100.0
+
+
+class Code(IntEnum):
+    SUCCESS = 0
+    UNSCHEDULABLE = 1  # may fit later, or after preemption
+    UNRESOLVABLE = 2  # will not fit however long it waits; preemption does not help
+    WAIT = 3  # room is being made (preemption in flight, reservation held)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    code: Code = Code.SUCCESS
+    reason: str = ""
+    plugin: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == Code.SUCCESS
+
+
+SUCCESS = Status()
+
+
+def unschedulable(plugin: str, reason: str) -> Status:
+    return Status(Code.UNSCHEDULABLE, reason, plugin)
+
+
+@dataclass
+class Running:
+    """A job that holds GPUs: where its members are and whether it borrows quota."""
+
+    job: Job
+    slots: list[Slot]
+    started_at: float
+    attempt: int = 0
+    borrowed: bool = False
+    stopping: bool = False  # a StopJob was sent; its GPUs are freed by the stop event
+
+
+@dataclass
+class Reservation:
+    """A blocked job's claim: nodes it will get at ``start``; backfill must not delay it."""
+
+    job_id: str
+    start: float
+    nodes: BoolArray
+
+
+@dataclass
+class CycleState:
+    """What one scheduling cycle knows and learns; a fresh one per cycle."""
+
+    now: float
+    rng: np.random.Generator
+    running: Mapping[str, Running]
+    pending: list[Job] = field(default_factory=list)
+    capacity_milli: int = 0
+    tenant_used: dict[str, int] = field(default_factory=dict)  # GPU share held, thousandths
+    reservation: Reservation | None = None
+    victims: list[str] = field(default_factory=list)  # chosen by preemption this cycle
+    nominations: Mapping[str, list[str]] = field(default_factory=dict)  # job -> its victims
+    memo: dict[str, Any] = field(default_factory=dict)  # cycle-wide, per plugin name
+    # The attempt at hand: candidate nodes, members placed so far, scratch per plugin.
+    feasible: BoolArray = field(default_factory=lambda: np.zeros(0, bool))
+    candidates: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    members: list[Slot] = field(default_factory=list)
+    borrowing: bool = False
+    scratch: dict[str, Any] = field(default_factory=dict)
+
+    def start_attempt(self) -> None:
+        self.members = []
+        self.borrowing = False
+        self.scratch.clear()
+
+
+@runtime_checkable
+class QueueOrder(Protocol):
+    name: str
+
+    def key(self, state: CycleState, job: Job, cluster: Cluster) -> float: ...
+
+
+@runtime_checkable
+class PreFilter(Protocol):
+    name: str
+
+    def pre_filter(self, state: CycleState, job: Job, cluster: Cluster) -> Status: ...
+
+
+@runtime_checkable
+class Filter(Protocol):
+    name: str
+
+    def filter(self, state: CycleState, job: Job, cluster: Cluster) -> tuple[BoolArray, Status]:
+        ...
+
+
+@runtime_checkable
+class Score(Protocol):
+    name: str
+
+    def score(self, state: CycleState, job: Job, cluster: Cluster) -> FloatArray: ...
+
+
+@runtime_checkable
+class Permit(Protocol):
+    name: str
+
+    def permit(self, state: CycleState, job: Job, cluster: Cluster) -> Status: ...
+
+
+@runtime_checkable
+class PostFilter(Protocol):
+    name: str
+
+    def post_filter(self, state: CycleState, job: Job, cluster: Cluster) -> Status: ...
+
+
+@dataclass(frozen=True)
+class PluginArgs:
+    """What a factory may use to build its plugin (from the settings)."""
+
+    quotas: Mapping[str, float] = field(default_factory=dict)  # tenant -> GPUs
+    borrowing: bool = True
+    weights: Mapping[str, float] = field(default_factory=dict)  # tenant -> fair-share weight
+    workload: tuple[tuple[Job, float], ...] = ()  # typical jobs and their share, for FGD
+
+
+Factory = Callable[[PluginArgs], object]
+Registry = Mapping[str, Factory]
+
+
+def normalize(raw: FloatArray, higher_is_better: bool = True) -> FloatArray:
+    """Map raw values onto 0..100 (all equal -> all 100)."""
+    if raw.size == 0:
+        return raw
+    lo, hi = float(raw.min()), float(raw.max())
+    if hi - lo < 1e-12:
+        return np.full(raw.shape, MAX_SCORE)
+    scaled = (raw - lo) / (hi - lo) * MAX_SCORE
+    return scaled if higher_is_better else MAX_SCORE - scaled

@@ -1,0 +1,145 @@
+"""A profile: the enabled plugins sorted into stages, and the placement of one job through them.
+
+1. pre-filters check the job as a whole (quota, gang capacity);
+2. for each member: filters narrow the nodes, scores rank them, the best node takes the member
+   (its GPUs chosen by ``Cluster.pick_gpus``) and holds them while the next member is placed;
+3. permits have the last say; if anything fails, every member is given back (all or none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.scheduler.cluster import Cluster, Slot
+from services.scheduler.framework import (
+    SUCCESS,
+    Code,
+    CycleState,
+    Filter,
+    Permit,
+    PluginArgs,
+    PostFilter,
+    PreFilter,
+    QueueOrder,
+    Registry,
+    Score,
+    Status,
+)
+from services.scheduler.jobs import Job
+
+GPU_CHOICE = "gpu_choice"  # scratch: node -> GPU, set by a score plugin that chose the GPU too
+
+
+@dataclass
+class Attempt:
+    status: Status
+    slots: list[Slot] = field(default_factory=list)
+
+
+@dataclass
+class Profile:
+    queue_order: list[QueueOrder] = field(default_factory=list)
+    pre_filters: list[PreFilter] = field(default_factory=list)
+    filters: list[Filter] = field(default_factory=list)
+    scores: list[tuple[Score, float]] = field(default_factory=list)
+    permits: list[Permit] = field(default_factory=list)
+    post_filters: list[PostFilter] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, registry: Registry, names: Iterable[str], args: PluginArgs) -> Profile:
+        """Plugins by name (``"name"`` or ``"name:weight"``), each put in every stage it has."""
+        profile = cls()
+        for entry in names:
+            name, _, weight = entry.partition(":")
+            if name not in registry:
+                raise KeyError(f"unknown plugin {name!r}; known: {', '.join(sorted(registry))}")
+            plugin = registry[name](args)
+            profile._add(plugin, float(weight) if weight else 1.0)
+        return profile
+
+    def _add(self, plugin: object, weight: float) -> None:
+        for proto, bucket in ((QueueOrder, self.queue_order), (PreFilter, self.pre_filters),
+                              (Filter, self.filters), (Permit, self.permits),
+                              (PostFilter, self.post_filters)):
+            if isinstance(plugin, proto):
+                bucket.append(plugin)  # type: ignore[arg-type]
+        if isinstance(plugin, Score):
+            self.scores.append((plugin, weight))
+
+    # -- queue -------------------------------------------------------------------------------
+
+    def order(self, state: CycleState, jobs: list[Job], cluster: Cluster) -> list[Job]:
+        """Jobs in the order the queue plugins give, arrival order last."""
+        plugins = self.queue_order
+        return sorted(jobs, key=lambda j: (*(p.key(state, j, cluster) for p in plugins), j.seq))
+
+    # -- placement ---------------------------------------------------------------------------
+
+    def place(self, state: CycleState, job: Job, cluster: Cluster) -> Attempt:
+        """Place every member of ``job`` or none; placed members stay allocated in ``cluster``."""
+        state.start_attempt()
+        status = self._run_all(self.pre_filters, state, job, cluster, "pre_filter")
+        if status.ok:
+            for member in range(job.gang):
+                status = self._place_member(state, job, cluster, member)
+                if not status.ok:
+                    break
+        if status.ok:
+            status = self._run_all(self.permits, state, job, cluster, "permit")
+        if not status.ok:
+            for slot in state.members:
+                cluster.release(slot)
+            return Attempt(status)
+        return Attempt(SUCCESS, list(state.members))
+
+    def explain(self, state: CycleState, job: Job, cluster: Cluster) -> Status:
+        """After a failed attempt: post-filters (preemption, reservation) in turn."""
+        for plugin in self.post_filters:
+            status = plugin.post_filter(state, job, cluster)
+            if status.code in (Code.SUCCESS, Code.WAIT):
+                return status
+        return SUCCESS
+
+    @staticmethod
+    def _run_all(plugins: list[PreFilter] | list[Permit], state: CycleState, job: Job,
+                 cluster: Cluster, method: str) -> Status:
+        for plugin in plugins:
+            status: Status = getattr(plugin, method)(state, job, cluster)
+            if not status.ok:
+                return status
+        return SUCCESS
+
+    def _place_member(self, state: CycleState, job: Job, cluster: Cluster, member: int) -> Status:
+        state.feasible = np.ones(cluster.n_nodes, bool)
+        for f in self.filters:
+            mask, status = f.filter(state, job, cluster)
+            state.feasible = state.feasible & mask
+            if not state.feasible.any():
+                if job.gang > 1 and status.reason:
+                    status = Status(status.code, f"member {member + 1} of {job.gang}: "
+                                    f"{status.reason}", status.plugin)
+                return status if not status.ok else Status(Code.UNSCHEDULABLE, "no node fits",
+                                                            f.name)
+        state.candidates = np.flatnonzero(state.feasible)
+        state.scratch.pop(GPU_CHOICE, None)
+        node = self._best_node(state, job, cluster)
+        chosen = state.scratch.get(GPU_CHOICE, {}).get(node)
+        gpus = (chosen,) if chosen is not None else cluster.pick_gpus(node, job.gpus, job.milli)
+        slot = Slot(node, gpus, job.milli, job.cpu_milli, job.memory_mib)
+        cluster.allocate(slot)
+        state.members.append(slot)
+        return SUCCESS
+
+    def _best_node(self, state: CycleState, job: Job, cluster: Cluster) -> int:
+        cands = state.candidates
+        if len(cands) == 1 or not self.scores:
+            return int(cands[0])
+        total = np.zeros(len(cands))
+        for plugin, weight in self.scores:
+            total += weight * np.clip(plugin.score(state, job, cluster), 0.0, 100.0)
+        # Like the Kubernetes scheduler: one of the best-scoring nodes, chosen at random.
+        best = np.flatnonzero(total >= total.max() - 1e-9)
+        return int(cands[best[0] if len(best) == 1 else state.rng.choice(best)])

@@ -1,0 +1,28 @@
+"""The plugin registry: a plain mapping from a plugin's name to its factory."""
+
+from __future__ import annotations
+
+from services.scheduler.framework import Factory
+from services.scheduler.plugins import (
+    backfill,
+    bestfit,
+    fairshare,
+    fgd,
+    fits,
+    gang,
+    gpumodel,
+    health,
+    packing,
+    preemption,
+    priority,
+    quota,
+    random,
+    spread,
+    topology,
+)
+
+REGISTRY: dict[str, Factory] = {
+    m.NAME: m.factory
+    for m in (priority, fairshare, quota, health, gpumodel, fits, gang, backfill, bestfit,
+              packing, spread, topology, fgd, random, preemption)
+}

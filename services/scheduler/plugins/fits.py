@@ -1,0 +1,59 @@
+"""Filter: nodes with room for one member: whole GPUs free (or a GPU with the share free),
+and the CPU and memory that go with it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.scheduler.cluster import BoolArray, Cluster
+from services.scheduler.framework import SUCCESS, CycleState, PluginArgs, Status, unschedulable
+from services.scheduler.jobs import FULL, TIMES, Job
+
+NAME = "fits"
+
+
+def gpu_room(job: Job, cluster: Cluster) -> BoolArray:
+    n = cluster.n_nodes
+    if job.milli < FULL:
+        return cluster.best[:n] >= job.milli
+    return cluster.whole[:n] >= job.gpus
+
+
+def host_room(job: Job, cluster: Cluster) -> BoolArray:
+    n = cluster.n_nodes
+    cpu = cluster.cpu_total[:n] - cluster.cpu_used[:n]
+    mem = cluster.mem_total[:n] - cluster.mem_used[:n]
+    return (cpu >= job.cpu_milli) & (mem >= job.memory_mib)
+
+
+def why_not(job: Job, cluster: Cluster, among: BoolArray, gpu_ok: BoolArray) -> str:
+    """A reason a person can act on, about the nodes that passed the other filters."""
+    n = cluster.n_nodes
+    if not (gpu_ok & among).any():
+        if job.milli < FULL:
+            best = int(cluster.best[:n][among].max(initial=0))
+            return (f"needs {job.describe()}; the largest free share on any GPU is "
+                    f"{best / FULL:g}")
+        block = int(cluster.whole[:n][among].max(initial=0))
+        return (f"needs {job.gpus}{TIMES}{'|'.join(job.models) or 'GPU'} on one node; "
+                f"the largest free block is {block}")
+    cpu = (cluster.cpu_total[:n] - cluster.cpu_used[:n])[gpu_ok & among]
+    mem = (cluster.mem_total[:n] - cluster.mem_used[:n])[gpu_ok & among]
+    return (f"needs {job.cpu_milli / 1000:g} CPUs and {job.memory_mib} MiB next to its GPUs; "
+            f"nodes with free GPUs have at most {int(np.max(cpu)) / 1000:g} CPUs and "
+            f"{int(np.max(mem))} MiB free")
+
+
+class Fits:
+    name = NAME
+
+    def filter(self, state: CycleState, job: Job, cluster: Cluster) -> tuple[BoolArray, Status]:
+        gpu_ok = gpu_room(job, cluster)
+        mask = gpu_ok & host_room(job, cluster)
+        if (mask & state.feasible).any():
+            return mask, SUCCESS
+        return mask, unschedulable(NAME, why_not(job, cluster, state.feasible, gpu_ok))
+
+
+def factory(args: PluginArgs) -> Fits:
+    return Fits()

@@ -1,0 +1,29 @@
+"""The plugin list a scheduler runs, from its settings (the same in the service and the sim)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from services.scheduler.config import SchedulerSettings, parse_list, parse_pairs
+from services.scheduler.framework import PluginArgs
+from services.scheduler.jobs import Job
+from services.scheduler.pipeline import Profile
+from services.scheduler.plugins import REGISTRY
+
+
+def plugin_names(settings: SchedulerSettings) -> list[str]:
+    """Queue order, filters, gang (always: all or none), scores, then post-filters."""
+    names = [*parse_list(settings.queue_order), *parse_list(settings.filters), "gang"]
+    names += parse_list(settings.scores)
+    if settings.preemption:
+        names.append("preemption")
+    if settings.backfill:
+        names.append("backfill")
+    return names
+
+
+def build_profile(settings: SchedulerSettings,
+                  workload: Iterable[tuple[Job, float]] = ()) -> Profile:
+    args = PluginArgs(quotas=parse_pairs(settings.quotas), borrowing=settings.quota_borrowing,
+                      weights=parse_pairs(settings.weights), workload=tuple(workload))
+    return Profile.build(REGISTRY, plugin_names(settings), args)

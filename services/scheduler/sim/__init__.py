@@ -1,0 +1,1 @@
+"""The simulator: the policy core driven by a cluster trace, with no Kafka."""

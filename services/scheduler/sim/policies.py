@@ -1,0 +1,36 @@
+"""The placement policies the simulator compares: score plugins on top of the same filters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.scheduler.framework import PluginArgs
+from services.scheduler.jobs import Job
+from services.scheduler.pipeline import Profile
+from services.scheduler.plugins import REGISTRY
+from services.scheduler.sim.trace import Task
+
+FILTERS = ("health", "gpumodel", "fits", "gang")
+# name -> score plugins ("name:weight"); "fgd+bestfit" breaks FGD's near-ties by best fit.
+POLICIES: dict[str, tuple[str, ...]] = {
+    "random": ("random",),
+    "spread": ("spread",),
+    "packing": ("packing",),
+    "bestfit": ("bestfit",),
+    "fgd": ("fgd",),
+    "fgd+bestfit": ("fgd", "bestfit:0.05"),
+}
+DEFAULT = ("random", "packing", "bestfit", "fgd", "fgd+bestfit")
+PAPER_NAME = {"random": "Random", "packing": "GpuPacking", "bestfit": "BestFit", "fgd": "FGD"}
+
+
+def typical(tasks: Sequence[Task]) -> tuple[tuple[Job, float], ...]:
+    """The trace's tasks as FGD's workload (each task counts once)."""
+    return tuple((t.job(t.name), 1.0) for t in tasks)
+
+
+def profile_for(policy: str, tasks: Sequence[Task]) -> Profile:
+    if policy not in POLICIES:
+        raise KeyError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
+    args = PluginArgs(workload=typical(tasks))
+    return Profile.build(REGISTRY, [*FILTERS, *POLICIES[policy]], args)

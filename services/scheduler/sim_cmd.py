@@ -1,0 +1,94 @@
+"""``gpufleet sim``: replay a cluster trace through the placement policies (no Kafka).
+
+Two methods: ``inflation`` (the FGD paper's: no departures, allocation ratio against arrived
+demand, several seeds) and ``replay`` (arrivals and runtimes from the trace, with departures:
+completion time, queueing delay, utilization). Defaults to the Alibaba GPU 2023 trace that
+ships with the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from services.scheduler.sim import report
+from services.scheduler.sim.inflation import Curve, inflate
+from services.scheduler.sim.policies import DEFAULT, POLICIES, profile_for
+from services.scheduler.sim.replay import Replay, replay
+from services.scheduler.sim.trace import (
+    DEFAULT_NODES,
+    DEFAULT_TASKS,
+    PAPER_RESULTS,
+    load_nodes,
+    load_paper,
+    load_tasks,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nodes", type=Path, default=DEFAULT_NODES, help="nodes CSV")
+    parser.add_argument("--tasks", type=Path, default=DEFAULT_TASKS, help="tasks CSV")
+    parser.add_argument("--policy", action="append", choices=sorted(POLICIES),
+                        help=f"policy to run (repeat it); default: {', '.join(DEFAULT)}")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per policy (inflation)")
+    parser.add_argument("--mode", choices=("inflation", "replay", "both"), default="inflation")
+    parser.add_argument("--target", type=int, default=130, help="arrived demand %% to reach")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="use only the first N tasks of the trace (0: all)")
+    parser.add_argument("--node-every", type=int, default=1,
+                        help="use every N-th node of the trace only (a smaller cluster)")
+    parser.add_argument("--speedup", type=float, default=1.0,
+                        help="replay: bring arrivals this many times closer (loads the cluster)")
+    parser.add_argument("--tick", type=float, default=0.0,
+                        help="replay: one scheduling cycle per this many simulated seconds "
+                             "(0: one per event)")
+    parser.add_argument("--plot", type=Path, default=Path("sim-allocation.png"),
+                        help="where to write the PNG plot of the inflation run")
+    parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
+
+
+def _progress(label: str, quiet: bool) -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        if not quiet:
+            print(f"\r{label}: {done}/{total}", end="", file=sys.stderr, flush=True)
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    nodes, tasks = load_nodes(args.nodes)[:: max(args.node_every, 1)], load_tasks(args.tasks)
+    if args.sample:
+        tasks = tasks[: args.sample]
+    policies = args.policy or list(DEFAULT)
+    same_cluster = args.nodes == DEFAULT_NODES and args.node_every <= 1
+    paper = load_paper(PAPER_RESULTS) if same_cluster else {}
+    curves: list[Curve] = []
+    replays: list[Replay] = []
+    if args.mode in ("inflation", "both"):
+        for policy in policies:
+            profile = profile_for(policy, tasks)
+            for seed in range(args.seeds):
+                label = f"inflation {policy} seed {seed + 1}/{args.seeds}"
+                curves.append(inflate(policy, profile, nodes, tasks, seed, args.target,
+                                      _progress(label, args.json)))
+    if args.mode in ("replay", "both"):
+        for policy in policies:
+            replays.append(replay(policy, nodes, tasks, _progress(f"replay {policy}", args.json),
+                                  args.speedup, args.tick))
+    if not args.json:
+        print("\r", end="", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.raw(curves, replays)))
+        return 0
+    if curves:
+        print(f"GPU allocation ratio (%) by arrived GPU demand, mean of {args.seeds} seed(s); "
+              f"{len(nodes)} nodes, {len(tasks)} trace tasks")
+        print(report.inflation_table(curves, paper, args.target))
+        report.plot(curves, paper, args.plot)
+        print(f"plot: {args.plot}")
+    if replays:
+        print("\nTime-based replay (arrivals and runtimes from the trace, with departures)")
+        print(report.replay_table(replays))
+    return 0

@@ -1,0 +1,155 @@
+"""The core: requests, events and inventory in; placements and events out."""
+
+from __future__ import annotations
+
+import pytest
+from sched_builders import make_job, make_node
+
+from gpufleet.contracts import (
+    CancelJob,
+    JobEvent,
+    JobSpec,
+    JobState,
+    Placement,
+    StopJob,
+    SubmitJob,
+)
+from services.scheduler.config import SchedulerSettings
+from services.scheduler.core import SchedulerCore
+from services.scheduler.profile import build_profile
+from services.scheduler.recovery import fold, restore
+from services.scheduler.snapshot import snapshot
+
+
+def new_core(nodes: int = 2) -> SchedulerCore:
+    core = SchedulerCore(build_profile(SchedulerSettings()), clock=lambda: 100.0)
+    for n in range(nodes):
+        core.handle(make_node(f"n{n}").inventory())
+    return core
+
+
+def events(out: list[object], state: JobState) -> dict[str, str]:
+    return {m.job_id: m.reason or "" for m in out if isinstance(m, JobEvent) and m.state == state}
+
+
+@pytest.mark.parametrize(("name", "spec", "reason"), [
+    ("zero GPUs", JobSpec(job_id="j", gpus=0), "at least 1 GPU"),
+    ("negative GPUs", JobSpec(job_id="j", gpus=-2), "at least 1 GPU"),
+    ("a share above one GPU", JobSpec(job_id="j", gpu_milli=1200), "more than one GPU"),
+    ("a share of zero", JobSpec(job_id="j", gpu_milli=0), "1..1000"),
+    ("a share of several GPUs", JobSpec(job_id="j", gpus=2, gpu_milli=500), "set gpus=1"),
+    ("unknown model", JobSpec(job_id="j", gpu_models=["TPUv5"]), "unknown GPU model TPUv5"),
+    ("member larger than any node", JobSpec(job_id="j", gpus=16), "largest node has 8"),
+    ("gang larger than the cluster", JobSpec(job_id="j", gpus=8, gang=3),
+     "larger than the cluster"),
+    ("empty gang", JobSpec(job_id="j", gang=0), "at least 1 member"),
+])
+def test_bad_requests_are_rejected(name: str, spec: JobSpec, reason: str) -> None:
+    core = new_core()
+    out = core.handle(SubmitJob(job=spec))
+    assert reason in events(out, JobState.REJECTED)["j"], name
+    assert not core.pending
+
+
+def test_a_duplicate_id_is_rejected_and_the_first_job_stands() -> None:
+    core = new_core()
+    core.handle(SubmitJob(job=JobSpec(job_id="j")))
+    out = core.handle(SubmitJob(job=JobSpec(job_id="j")))
+    assert "duplicate" in events(out, JobState.REJECTED)["j"]
+    assert "j" in core.pending
+
+
+@pytest.mark.parametrize(("name", "running", "stops"), [
+    ("a queued job is cancelled at once", False, 0),
+    ("a running job is stopped on its node", True, 1),
+])
+def test_cancel(name: str, running: bool, stops: int) -> None:
+    core = new_core(1 if running else 0)
+    core.handle(SubmitJob(job=JobSpec(job_id="j")))
+    core.cycle()
+    out = core.handle(CancelJob(job_id="j"))
+    assert len([m for m in out if isinstance(m, StopJob)]) == stops, name
+    assert ("j" in events(out, JobState.CANCELLED)) is not running
+    if running:
+        core.handle(JobEvent(job_id="j", state=JobState.CANCELLED, source="executor"))
+        assert not core.running and int(core.cluster.used.sum()) == 0
+
+
+@pytest.mark.parametrize(("name", "state", "attempt", "frees"), [
+    ("success frees", JobState.SUCCEEDED, 0, True),
+    ("failure frees", JobState.FAILED, 0, True),
+    ("a stale attempt does not", JobState.SUCCEEDED, 3, False),
+    ("a heartbeat does not", JobState.HEARTBEAT, 0, False),
+])
+def test_job_events_free_gpus(name: str, state: JobState, attempt: int, frees: bool) -> None:
+    core = new_core(1)
+    core.handle(SubmitJob(job=make_job("j").gpus(4).spec()))
+    core.cycle()
+    core.handle(JobEvent(job_id="j", state=state, attempt=attempt, source="executor"))
+    assert (int(core.cluster.used.sum()) == 0) is frees, name
+
+
+def test_lost_gpus_and_offline_nodes_are_not_placed_on() -> None:
+    core = SchedulerCore(build_profile(SchedulerSettings()), clock=lambda: 0.0)
+    core.handle(make_node("sick").gpus(8).unhealthy(0, 1, 2, 3, 4, 5, 6).inventory())
+    core.handle(make_node("gone").offline().inventory())
+    core.handle(SubmitJob(job=JobSpec(job_id="j", gpus=2)))
+    out = core.cycle()
+    assert not [m for m in out if isinstance(m, Placement)]
+    assert "largest free block is 1" in core.records["j"].reason
+
+
+def test_queued_reason_is_reported_once() -> None:
+    core = new_core(1)
+    core.handle(SubmitJob(job=JobSpec(job_id="big", gpus=8)))
+    core.handle(SubmitJob(job=JobSpec(job_id="big2", gpus=8)))
+    first = events(list(core.cycle()), JobState.QUEUED)
+    core.dirty = True
+    second = events(list(core.cycle()), JobState.QUEUED)
+    assert "largest free block is 0" in first["big2"]
+    assert second == {}
+
+
+@pytest.mark.parametrize(("name", "states", "folded"), [
+    ("nothing yet", [], (JobState.QUEUED, 0)),
+    ("placed", [(JobState.QUEUED, 0), (JobState.PLACED, 0)], (JobState.PLACED, 0)),
+    ("finished", [(JobState.PLACED, 0), (JobState.SUCCEEDED, 0)], (JobState.SUCCEEDED, 0)),
+    ("preempted goes back", [(JobState.PLACED, 0), (JobState.PREEMPTING, 0),
+                             (JobState.PREEMPTED, 0)], (JobState.QUEUED, 1)),
+    ("placed again", [(JobState.PLACED, 0), (JobState.PREEMPTED, 0), (JobState.PLACED, 1)],
+     (JobState.PLACED, 1)),
+    ("rejected", [(JobState.REJECTED, 0)], (JobState.REJECTED, 0)),
+])
+def test_fold(name: str, states: list[tuple[JobState, int]], folded: tuple[JobState, int]) -> None:
+    evs = [JobEvent(job_id="j", state=s, attempt=a) for s, a in states]
+    assert fold(evs) == folded, name
+
+
+def test_restore_rebuilds_what_the_core_had() -> None:
+    core = new_core(1)
+    out: list[object] = []
+    for spec in (JobSpec(job_id="a", gpus=4), JobSpec(job_id="b", gpus=8),
+                 JobSpec(job_id="c", gpus=0)):
+        out += core.handle(SubmitJob(job=spec))
+    out += core.cycle()
+    again = new_core(1)
+    specs = [JobSpec(job_id="a", gpus=4), JobSpec(job_id="b", gpus=8), JobSpec(job_id="c", gpus=0)]
+    commands = {"a": [m for m in out if isinstance(m, Placement)]}
+    evs: dict[str, list[JobEvent]] = {}
+    for m in out:
+        if isinstance(m, JobEvent):
+            evs.setdefault(m.job_id, []).append(m)
+    restore(again, specs, commands, evs)  # type: ignore[arg-type]
+    assert set(again.running) == {"a"} and set(again.pending) == {"b"}
+    assert again.cluster.used.tolist() == core.cluster.used.tolist()
+    assert "c" in again.records
+    snap = snapshot(again, "test", 1.0)
+    assert [j.job_id for j in snap.running] == ["a"] and [j.job_id for j in snap.queued] == ["b"]
+
+
+def test_an_unknown_plugin_stops_the_command_with_a_message(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from gpufleet.cli import main
+    monkeypatch.setenv("GPUFLEET_SCORES", "fgd,nope")
+    assert main(["scheduler"]) == 2
+    assert "unknown plugin 'nope'" in capsys.readouterr().err

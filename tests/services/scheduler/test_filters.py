@@ -1,0 +1,51 @@
+"""Filter plugins: one row per case (name, job, cluster, nodes that pass, reason)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sched_builders import ClusterBuilder, cycle_state, make_cluster, make_job, make_node
+
+from services.scheduler.jobs import Job
+from services.scheduler.plugins import fits, gpumodel, health
+
+TWO = make_cluster().node(make_node("a").gpus(8)).node(make_node("b").gpus(4).model("A100"))
+
+
+@pytest.mark.parametrize(("name", "plugin", "job", "cluster", "passes", "reason"), [
+    ("whole GPUs fit on both", fits.Fits(), make_job("j").gpus(4), TWO, [True, True], ""),
+    ("only the 8-GPU node fits 8", fits.Fits(), make_job("j").gpus(8), TWO, [True, False], ""),
+    ("largest free block named", fits.Fits(), make_job("j").gpus(8),
+     TWO.use("a", (0,)), [False, False], "the largest free block is 7"),
+    ("a share fits a partly used GPU", fits.Fits(), make_job("j").share(300),
+     make_cluster().node(make_node("a").gpus(1)).use("a", (0,), 700), [True], ""),
+    ("a share too big for what is left", fits.Fits(), make_job("j").share(400),
+     make_cluster().node(make_node("a").gpus(1)).use("a", (0,), 700), [False],
+     "largest free share on any GPU is 0.3"),
+    ("cpu short", fits.Fits(), make_job("j").cpu(200_000), TWO, [False, False],
+     "needs 200 CPUs"),
+    ("model allowed", gpumodel.GpuModel(), make_job("j").models("A100"), TWO, [False, True], ""),
+    ("model missing", gpumodel.GpuModel(), make_job("j").models("H200"), TWO, [False, False],
+     "needs GPU model H200"),
+    ("any model", gpumodel.GpuModel(), make_job("j"), TWO, [True, True], ""),
+    ("offline node", health.Health(), make_job("j"),
+     make_cluster().node(make_node("a").offline()).node(make_node("b")), [False, True], ""),
+    ("all GPUs lost", health.Health(), make_job("j"),
+     make_cluster().node(make_node("a").gpus(2).unhealthy(0, 1)), [False], "no healthy GPU"),
+])
+def test_filter(name: str, plugin: fits.Fits, job: object, cluster: ClusterBuilder,
+                passes: list[bool], reason: str) -> None:
+    c = cluster.build()
+    state = cycle_state()
+    state.feasible = np.ones(c.n_nodes, bool)
+    the_job: Job = job.build()  # type: ignore[attr-defined]
+    mask, status = plugin.filter(state, the_job, c)
+    assert mask.tolist() == passes, name
+    assert status.ok == any(passes)
+    assert reason in status.reason
+
+
+def test_an_unhealthy_gpu_is_never_free() -> None:
+    c = make_cluster().node(make_node("a").gpus(2).unhealthy(1)).build()
+    assert c.eff[0, :2].tolist() == [1000, 0]
+    assert int(c.whole[0]) == 1
