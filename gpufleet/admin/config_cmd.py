@@ -15,6 +15,7 @@ SETTINGS: dict[str, str] = {
     "warehouse": "services.warehouse.config:WarehouseSettings",
     "telemetry": "services.telemetry.config:TelemetrySettings",
     "executor": "services.executor.config:ExecutorSettings",
+    "fleet": "services.fleet.config:FleetSettings",
     "ingest": "services.ingest.config:IngestSettings",
     "scheduler": "services.scheduler.config:SchedulerSettings",
     "api": "services.api.config:ApiSettings",

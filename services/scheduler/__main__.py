@@ -14,17 +14,17 @@ from services.scheduler.profile import build_profile
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ops-port", type=int, default=None,
-                        help="port of /metrics, /healthz, /readyz (GPUFLEET_OPS_PORT)")
+                        help="port of /metrics, /healthz, /readyz (GPUFLEET_SCHEDULER_OPS_PORT)")
 
 
 def run(args: argparse.Namespace) -> int:
     from services.scheduler import driver
 
-    settings = load(SchedulerSettings, ops_port=args.ops_port)
+    settings = load(SchedulerSettings, scheduler_ops_port=args.ops_port)
     try:
         build_profile(settings)
     except (KeyError, ValueError) as e:
-        print(f"gpufleet scheduler: bad plugin settings (GPUFLEET_QUEUE_ORDER, _FILTERS, "
+        print(f"gpufleet scheduler: bad plugin settings (GPUFLEET_SCHEDULER_QUEUE_ORDER, _FILTERS, "
               f"_SCORES): {e}", file=sys.stderr)
         return 2
     code = 0

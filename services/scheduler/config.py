@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from msgspec import Meta
+
 from gpufleet.config import BusSettings
 
 DEFAULT_QUEUE_ORDER = ("priority", "quota", "fairshare")
@@ -13,23 +17,34 @@ class SchedulerSettings(BusSettings, frozen=True, kw_only=True):
     """Which plugins run, in what weight, and how the service talks to Kafka."""
 
     # Plugins enabled, by name, comma-separated (see plugins/__init__.py for the registry).
-    queue_order: str = ",".join(DEFAULT_QUEUE_ORDER)
-    filters: str = ",".join(DEFAULT_FILTERS)
+    scheduler_queue_order: str = ",".join(DEFAULT_QUEUE_ORDER)
+    scheduler_filters: str = ",".join(DEFAULT_FILTERS)
     # Score plugins as "name" or "name:weight".
-    scores: str = ",".join(DEFAULT_SCORES)
-    preemption: bool = True
-    backfill: bool = True
+    scheduler_scores: str = ",".join(DEFAULT_SCORES)
+    scheduler_preemption: bool = True
+    scheduler_backfill: bool = True
     # Per-tenant GPU quotas, "tenant=gpus,..." ; a tenant without one has no quota.
-    quotas: str = ""
-    quota_borrowing: bool = True
+    scheduler_quotas: str = ""
+    scheduler_quota_borrowing: bool = True
     # Per-tenant fair-share weights, "tenant=weight,..." (default weight 1).
-    weights: str = ""
-    transactional_id: str = "gpufleet-scheduler"
-    group_id: str = "gpufleet-scheduler"
-    state_interval_s: float = 2.0
-    batch_max: int = 500
-    ops_host: str = "0.0.0.0"
-    ops_port: int = 9102
+    scheduler_weights: str = ""
+    scheduler_transactional_id: str = ""  # default: <topic_prefix>-scheduler-<cluster>
+    scheduler_group_id: str = ""  # default: <topic_prefix>-scheduler-<cluster>
+    scheduler_state_interval_s: Annotated[float, Meta(gt=0)] = 2.0
+    scheduler_batch_max: Annotated[int, Meta(ge=1)] = 500
+    scheduler_ops_host: str = "0.0.0.0"
+    scheduler_ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9102
+
+
+def transactional_id(settings: SchedulerSettings) -> str:
+    """One per cluster: a second scheduler with the same id fences the first."""
+    default = f"{settings.topic_prefix}-scheduler-{settings.cluster}"
+    return settings.scheduler_transactional_id or default
+
+
+def group_id(settings: SchedulerSettings) -> str:
+    """Where the scheduler's input offsets are committed (inside its transactions)."""
+    return settings.scheduler_group_id or f"{settings.topic_prefix}-scheduler-{settings.cluster}"
 
 
 def parse_list(text: str) -> list[str]:

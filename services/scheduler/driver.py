@@ -19,19 +19,20 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from gpufleet.bus import DeadLetters, key_of, make_producer, short_name, topic
+from gpufleet.bus import DeadLetters, make_producer, short_name, topic
 from gpufleet.contracts import (
+    TOPIC_OF_TYPE,
     JobEvent,
     Message,
     NodeInventory,
     Placement,
-    SchedulerState,
     StopJob,
     SubmitJob,
     encode,
+    key_of,
 )
 from gpufleet.ops import Metrics, serve_ops
-from services.scheduler.config import SchedulerSettings
+from services.scheduler.config import SchedulerSettings, group_id, transactional_id
 from services.scheduler.core import SchedulerCore
 from services.scheduler.profile import build_profile
 from services.scheduler.recovery import restore
@@ -39,23 +40,6 @@ from services.scheduler.snapshot import snapshot
 
 log = logging.getLogger(__name__)
 INPUTS = ("jobs.requests", "jobs.events", "nodes", "gpu.util")
-OUTPUT_TOPIC = {"Placement": "jobs.placements", "StopJob": "jobs.placements",
-                "JobEvent": "jobs.events", "SchedulerState": "scheduler.state"}
-
-
-def output_key(msg: Message) -> bytes:
-    """Job topics are keyed by job (so a job's messages stay in order); the snapshot, on a
-    compacted topic, by cluster."""
-    match msg:
-        case Placement():
-            return msg.job.job_id.encode()
-        case StopJob() | JobEvent():
-            return msg.job_id.encode()
-        case SchedulerState():
-            return msg.cluster.encode()
-    return key_of(msg) or b""
-
-
 def make_reader(settings: SchedulerSettings, group_id: str | None) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
                             client_id="gpufleet-scheduler", enable_auto_commit=False,
@@ -140,9 +124,9 @@ class Loop:
     async def turn(self) -> None:
         """One batch: inputs and a cycle through the core, output and offsets in one txn."""
         s = self.settings
-        batch = await self.consumer.getmany(timeout_ms=100, max_records=s.batch_max)
+        batch = await self.consumer.getmany(timeout_ms=100, max_records=s.scheduler_batch_max)
         now = time.monotonic()
-        state_due = now - self.last_state >= s.state_interval_s
+        state_due = now - self.last_state >= s.scheduler_state_interval_s
         if not batch and not self.core.dirty and not state_due:
             return
         async with self.producer.transaction():
@@ -158,11 +142,11 @@ class Loop:
                 self.last_state = now
                 out.append(snapshot(self.core, s.cluster, self._per_second(now)))
             for msg in out:
-                name = OUTPUT_TOPIC[type(msg).__name__]
-                await self.producer.send(topic(s, name), encode(msg), key=output_key(msg))
+                name = TOPIC_OF_TYPE[type(msg)].name
+                await self.producer.send(topic(s, name), encode(msg), key=key_of(msg))
             if batch:
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-                await self.producer.send_offsets_to_transaction(offsets, s.group_id)
+                await self.producer.send_offsets_to_transaction(offsets, group_id(s))
         self.metrics.inc("scheduler_messages_out_total", len(out), help="messages published")
 
     def _cycle(self) -> list[Message]:
@@ -193,9 +177,9 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
     """Run until ``stop`` is set (0) or another instance fences this one (1)."""
     metrics = Metrics()
     core = SchedulerCore(build_profile(settings), clock=time.time, timer=time.perf_counter)
-    producer = make_producer(settings, transactional_id=settings.transactional_id,
+    producer = make_producer(settings, transactional_id=transactional_id(settings),
                              client_id="gpufleet-scheduler")
-    consumer = make_reader(settings, settings.group_id)
+    consumer = make_reader(settings, group_id(settings))
     await producer.start()  # fences any older instance, aborts its open transaction
     await consumer.start()
     ready = {"recovered": False}
@@ -203,7 +187,9 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
     async def readiness() -> dict[str, bool]:
         return dict(ready)
 
-    ops = await serve_ops(metrics, settings.ops_host, settings.ops_port, readiness)
+    ops = await serve_ops(
+        metrics, settings.scheduler_ops_host, settings.scheduler_ops_port, readiness
+    )
     try:
         dead = DeadLetters(producer, settings, "scheduler")
         await recover(settings, core, consumer, dead)

@@ -13,17 +13,19 @@ from services.scheduler.plugins import REGISTRY
 
 def plugin_names(settings: SchedulerSettings) -> list[str]:
     """Queue order, filters, gang (always: all or none), scores, then post-filters."""
-    names = [*parse_list(settings.queue_order), *parse_list(settings.filters), "gang"]
-    names += parse_list(settings.scores)
-    if settings.preemption:
+    names = [*parse_list(settings.scheduler_queue_order),
+             *parse_list(settings.scheduler_filters), "gang"]
+    names += parse_list(settings.scheduler_scores)
+    if settings.scheduler_preemption:
         names.append("preemption")
-    if settings.backfill:
+    if settings.scheduler_backfill:
         names.append("backfill")
     return names
 
 
 def build_profile(settings: SchedulerSettings,
                   workload: Iterable[tuple[Job, float]] = ()) -> Profile:
-    args = PluginArgs(quotas=parse_pairs(settings.quotas), borrowing=settings.quota_borrowing,
-                      weights=parse_pairs(settings.weights), workload=tuple(workload))
+    args = PluginArgs(quotas=parse_pairs(settings.scheduler_quotas),
+                      borrowing=settings.scheduler_quota_borrowing,
+                      weights=parse_pairs(settings.scheduler_weights), workload=tuple(workload))
     return Profile.build(REGISTRY, plugin_names(settings), args)

@@ -25,7 +25,7 @@ MIGRATIONS = ROOT / "services" / "warehouse" / "migrations"
 IMAGE = "gpufleet"
 K8S_KINDS = ("Deployment", "DaemonSet", "Job")
 
-# The settings class each command reads. `fleet-sim` is not in config_cmd.SETTINGS.
+# The settings class each command reads.
 SETTINGS_OF_COMMAND: dict[str, str] = {
     "topics": SETTINGS["bus"],
     "warehouse": SETTINGS["warehouse"],
@@ -34,7 +34,7 @@ SETTINGS_OF_COMMAND: dict[str, str] = {
     "ingest": SETTINGS["ingest"],
     "scheduler": SETTINGS["scheduler"],
     "api": SETTINGS["api"],
-    "fleet-sim": "services.fleet.config:FleetSettings",
+    "fleet-sim": SETTINGS["fleet"],
     "demo-workload": SETTINGS["bus"],
 }
 

@@ -58,7 +58,8 @@ def replay(policy: str, nodes: Sequence[NodeSpec], tasks: Sequence[Task],
     gpu_tasks = sorted((replace(t, created=t.created / speedup) for t in tasks if t.num_gpu > 0),
                        key=lambda t: t.created)
     clock = Clock()
-    settings = SchedulerSettings(scores=",".join(POLICIES[policy]), preemption=False)
+    settings = SchedulerSettings(scheduler_scores=",".join(POLICIES[policy]),
+                                 scheduler_preemption=False)
     cluster = Cluster()
     for spec in nodes:
         cluster.upsert(spec)

@@ -21,7 +21,8 @@ from services.scheduler.profile import build_profile
 
 def core_on(cluster: ClusterBuilder, **settings: object) -> tuple[SchedulerCore, list[float]]:
     now = [0.0]
-    core = SchedulerCore(build_profile(SchedulerSettings(**settings)),  # type: ignore[arg-type]
+    prefixed = {f"scheduler_{k}": v for k, v in settings.items()}
+    core = SchedulerCore(build_profile(SchedulerSettings(**prefixed)),  # type: ignore[arg-type]
                          clock=lambda: now[0], cluster=cluster.build())
     return core, now
 

@@ -63,8 +63,8 @@ def check_placements(core: SchedulerCore, out: list[object], healthy: set[tuple[
 def test_no_overcommit_no_partial_gang_every_job_accounted(
         nodes: list[tuple[int, set[int]]], ops: list[tuple[str, object]], preemption: bool,
         fgd: bool) -> None:
-    settings_ = SchedulerSettings(preemption=preemption,
-                                  scores="fgd,bestfit,topology" if fgd else "spread")
+    settings_ = SchedulerSettings(scheduler_preemption=preemption,
+                                  scheduler_scores="fgd,bestfit,topology" if fgd else "spread")
     core = SchedulerCore(build_profile(settings_), clock=lambda: 0.0)
     healthy: set[tuple[str, int]] = set()
     for i, (gpus, sick) in enumerate(nodes):

@@ -38,8 +38,9 @@ NODES = 16
 def scheduler_env(bus: BusSettings, txn: str) -> dict[str, str]:
     return {**os.environ, "GPUFLEET_KAFKA_BOOTSTRAP": bus.kafka_bootstrap,
             "GPUFLEET_TOPIC_PREFIX": bus.topic_prefix, "GPUFLEET_CLUSTER": bus.cluster,
-            "GPUFLEET_TRANSACTIONAL_ID": txn, "GPUFLEET_GROUP_ID": txn,
-            "GPUFLEET_OPS_PORT": str(free_port()), "GPUFLEET_STATE_INTERVAL_S": "0.5"}
+            "GPUFLEET_SCHEDULER_TRANSACTIONAL_ID": txn, "GPUFLEET_SCHEDULER_GROUP_ID": txn,
+            "GPUFLEET_SCHEDULER_OPS_PORT": str(free_port()),
+            "GPUFLEET_SCHEDULER_STATE_INTERVAL_S": "0.5"}
 
 
 @contextmanager
@@ -202,7 +203,7 @@ async def test_a_second_instance_fences_the_first(bus: BusSettings) -> None:
     with scheduler(env) as first:
         await asyncio.sleep(4.0)  # recovered and publishing snapshots
         assert first.poll() is None
-        with scheduler({**env, "GPUFLEET_OPS_PORT": str(free_port())}) as second:
+        with scheduler({**env, "GPUFLEET_SCHEDULER_OPS_PORT": str(free_port())}) as second:
             code = await asyncio.to_thread(first.wait, 30)
             assert code == 1  # fenced: it exits
             assert second.poll() is None

@@ -150,6 +150,6 @@ def test_restore_rebuilds_what_the_core_had() -> None:
 def test_an_unknown_plugin_stops_the_command_with_a_message(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from gpufleet.cli import main
-    monkeypatch.setenv("GPUFLEET_SCORES", "fgd,nope")
+    monkeypatch.setenv("GPUFLEET_SCHEDULER_SCORES", "fgd,nope")
     assert main(["scheduler"]) == 2
     assert "unknown plugin 'nope'" in capsys.readouterr().err
