@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
 
 from gpufleet.config import BusSettings
 from gpufleet.contracts import (
@@ -52,8 +53,13 @@ def make_producer(settings: BusSettings, **overrides: Any) -> AIOKafkaProducer:
 def make_consumer(
     settings: BusSettings, names: Iterable[str], group_id: str | None, **overrides: Any
 ) -> AIOKafkaConsumer:
-    """A consumer of the named topics with manual commits (commit after the work is done)."""
+    """A consumer of the named topics with manual commits (commit after the work is done).
+
+    It reads committed records only: what a transaction that was rolled back (a scheduler that
+    crashed or was fenced mid-cycle) sent is never seen.
+    """
     opts: dict[str, Any] = {
+        "isolation_level": "read_committed",
         "bootstrap_servers": settings.kafka_bootstrap,
         "group_id": group_id,
         "client_id": f"gpufleet-{group_id or 'reader'}",
@@ -108,7 +114,16 @@ class DeadLetters:
             reason=reason,
             consumer=self._consumer,
         )
-        await self._producer.send_and_wait(topic(self._settings, "dlq"), encode(letter))
+        dlq = topic(self._settings, "dlq")
+        try:
+            await self._producer.send_and_wait(dlq, encode(letter))
+        except KafkaError as e:
+            # Most likely too large once base64-encoded: keep the coordinates and the reason,
+            # so the record can still be found in its own topic; never stop the consumer.
+            log.error("dead letter too large or refused (%s); sending it without its bytes", e)
+            letter.key = letter.value = None
+            letter.reason = f"{reason} (original bytes left out: {type(e).__name__})"
+            await self._producer.send_and_wait(dlq, encode(letter))
 
     async def decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Any | None:
         """The decoded message, or ``None`` after sending the record to the dead-letter topic."""

@@ -78,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from aiokafka.errors import KafkaConnectionError
+
     from gpufleet.config import ConfigError
 
     try:
@@ -85,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"gpufleet {name}: bad setting: {e}", file=sys.stderr)
         return 2
+    except KafkaConnectionError as e:
+        print(f"gpufleet {name}: cannot reach Kafka ({e}); is GPUFLEET_KAFKA_BOOTSTRAP right, "
+              "and is the broker up (make kafka)?", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

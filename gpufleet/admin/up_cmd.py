@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpufleet.cli import available
@@ -51,16 +52,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, default=16, help="simulated GPU nodes (default 16)")
 
 
+class UpError(Exception):
+    """The stack cannot come up; the message says why."""
+
+
 def run(args: argparse.Namespace) -> int:
-    broker: LocalKafka | None = None
+    try:
+        return _run(args)
+    except (UpError, KafkaSetupError) as e:
+        print(f"gpufleet up: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
+    env["GPUFLEET_SIM_NODES"] = env.get("GPUFLEET_SIM_NODES", str(args.nodes))
+    have = available()
+    steps = [s for s in STACK if s.argv[0] in have and (not args.only or s.name in args.only)]
+    ports = {s.name: _port_of(s, env) for s in steps}  # bad values stop us before anything runs
+    broker: LocalKafka | None = None
     if not env.get("GPUFLEET_KAFKA_BOOTSTRAP"):
         broker = default_broker()
-        try:
-            started = broker.start()
-        except KafkaSetupError as e:
-            print(f"gpufleet up: {e}", file=sys.stderr)
-            return 1
+        started = broker.start()
         print(f"kafka: {'started' if started else 'already running'} on {broker.bootstrap}")
         env["GPUFLEET_KAFKA_BOOTSTRAP"] = broker.bootstrap
         if not started:
@@ -69,17 +82,26 @@ def run(args: argparse.Namespace) -> int:
         settings = load(BusSettings, env)
         created = asyncio.run(create_topics(settings))
         print(f"topics: {len(created)} created under prefix {settings.topic_prefix!r}")
-        env["GPUFLEET_SIM_NODES"] = env.get("GPUFLEET_SIM_NODES", str(args.nodes))
-        have = available()
-        steps = [s for s in STACK if s.argv[0] in have and (not args.only or s.name in args.only)]
-        return supervise(steps, env)
+        return supervise(steps, ports, env)
     finally:
         if broker is not None:
             broker.stop()
             print("kafka: stopped")
 
 
-def supervise(steps: list[Step], env: dict[str, str]) -> int:
+def _port_of(step: Step, env: dict[str, str]) -> int | None:
+    if step.wait_port is None:
+        return None
+    raw = env.get(step.port_env or "", str(step.wait_port))
+    try:
+        return int(raw)
+    except ValueError:
+        raise UpError(f"{step.port_env}={raw!r}: not a port number") from None
+
+
+def supervise(steps: list[Step], ports: dict[str, int | None], env: dict[str, str]) -> int:
+    """Start each step; children get sessions of their own, so a Ctrl-C reaches only us and
+    each child then gets exactly one SIGTERM: a clean stop, flushes included."""
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -87,24 +109,31 @@ def supervise(steps: list[Step], env: dict[str, str]) -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    before = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = 0
     try:
         for step in steps:
+            if stopping:
+                return 130
             cmd = [sys.executable, "-m", "gpufleet.cli", *step.argv]
             if step.once:
                 print(f"{step.name}: running {' '.join(step.argv)}", flush=True)
-                done = subprocess.run(cmd, env=env)
+                done = subprocess.run(cmd, env=env, start_new_session=True)
                 if done.returncode != 0:
                     print(f"{step.name}: failed ({done.returncode})", file=sys.stderr)
                     return done.returncode
                 continue
-            children[step.name] = subprocess.Popen(cmd, env=env)
+            port = ports.get(step.name)
+            if port is not None and port_open(port):
+                raise UpError(f"{step.name}: port {port} is already in use "
+                              f"(another program, or a stack already running; {step.port_env})")
+            children[step.name] = subprocess.Popen(cmd, env=env, start_new_session=True)
             print(f"{step.name}: started (pid {children[step.name].pid})", flush=True)
-            if step.wait_port is not None:
-                port = int(env.get(step.port_env or "", step.wait_port))
-                _wait_port(step.name, port, children[step.name])
+            if port is not None:
+                if not _wait_port(port, children[step.name], lambda: stopping):
+                    if stopping:
+                        return 130
+                    raise UpError(f"{step.name} did not come up on port {port}")
                 if step.announce:
                     print(step.announce.format(port=port), flush=True)
         print("all started; Ctrl-C stops everything", flush=True)
@@ -117,15 +146,21 @@ def supervise(steps: list[Step], env: dict[str, str]) -> int:
             time.sleep(0.3)
     finally:
         _stop_all(children)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
     return code
 
 
-def _wait_port(name: str, port: int, child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def _wait_port(
+    port: int, child: subprocess.Popen[bytes], stopping: Callable[[], bool], timeout: float = 60.0
+) -> bool:
+    """True once the port answers; False if the child died, we were stopped, or time ran out."""
     deadline = time.monotonic() + timeout
     while not port_open(port):
-        if child.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not come up on port {port}")
+        if child.poll() is not None or stopping() or time.monotonic() > deadline:
+            return False
         time.sleep(0.2)
+    return True
 
 
 def _stop_all(children: dict[str, subprocess.Popen[bytes]], grace: float = 10.0) -> None:

@@ -118,3 +118,73 @@ def test_starting_the_broker_twice_is_harmless(local_broker: LocalKafka | None) 
                       controller_port=local_broker.controller_port)
     assert twin.start() is False
     assert twin.running_pid() == local_broker.running_pid()
+
+
+async def test_consumers_never_see_what_a_rolled_back_transaction_sent(bus: BusSettings) -> None:
+    txn = make_producer(bus, transactional_id=f"{bus.topic_prefix}-txn")
+    plain = make_producer(bus)
+    consumer = make_consumer(bus, ["jobs.events"], group_id="committed-only")
+    await txn.start()
+    await plain.start()
+    await consumer.start()
+    try:
+        events = topic(bus, "jobs.events")
+        await txn.begin_transaction()
+        await txn.send_and_wait(events, b'{"job_id":"ghost","state":"placed"}')
+        await txn.abort_transaction()
+        await plain.send_and_wait(events, b'{"job_id":"real","state":"placed"}')
+        records = await take(consumer, 1)
+        await asyncio.sleep(0.5)
+        records += [r for rs in (await consumer.getmany(timeout_ms=500)).values() for r in rs]
+        assert [decoder_for("jobs.events").decode(r.value).job_id  # type: ignore[attr-defined]
+                for r in records] == ["real"]
+    finally:
+        await consumer.stop()
+        await plain.stop()
+        await txn.stop()
+
+
+async def test_a_dead_letter_too_large_for_the_broker_keeps_its_coordinates(
+    bus: BusSettings,
+) -> None:
+    import os
+
+    producer = make_producer(bus)
+    consumer = make_consumer(bus, ["jobs.requests"], group_id="big-dlq")
+    dlq_reader = make_consumer(bus, ["dlq"], group_id=None)
+    await producer.start()
+    await consumer.start()
+    await dlq_reader.start()
+    try:
+        # fits the broker as it is, but not once base64-encoded inside a dead letter
+        big = b"\xff" + os.urandom(900_000)
+        await producer.send_and_wait(topic(bus, "jobs.requests"), big, key=b"big")
+        letters = DeadLetters(producer, bus, consumer="big-dlq")
+        [record] = await take(consumer, 1)
+        assert await letters.decode_or_dead_letter(record) is None
+        [dead] = [decoder_for("dlq").decode(r.value) for r in await take(dlq_reader, 1)]  # type: ignore[attr-defined]
+        assert (dead.topic, dead.offset, dead.value) == (topic(bus, "jobs.requests"), 0, None)
+        assert "original bytes left out" in dead.reason
+        assert "does not decode" in dead.reason
+    finally:
+        await dlq_reader.stop()
+        await consumer.stop()
+        await producer.stop()
+
+
+def test_up_refuses_a_port_that_another_program_holds(
+    bus: BusSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from gpufleet.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        monkeypatch.setenv("GPUFLEET_KAFKA_BOOTSTRAP", bus.kafka_bootstrap)
+        monkeypatch.setenv("GPUFLEET_TOPIC_PREFIX", bus.topic_prefix)
+        monkeypatch.setenv("GPUFLEET_WAREHOUSE_PORT", str(port))
+        assert main(["up", "--only", "warehouse"]) == 1
+    assert f"gpufleet up: warehouse: port {port} is already in use" in capsys.readouterr().err
