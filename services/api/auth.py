@@ -71,7 +71,15 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None, True
+        presented = _bytes(token.strip())
         for known, principal in self._tokens.items():
-            if hmac.compare_digest(known.encode(), token.strip().encode()):
+            if hmac.compare_digest(_bytes(known), presented):
                 return principal, True
         return None, True
+
+
+def _bytes(text: str) -> bytes:
+    """Bytes to compare, for any str: header bytes that are not UTF-8 arrive as lone
+    surrogates (aiohttp decodes headers with surrogateescape), which plain ``encode()`` refuses;
+    such a token is compared like any other, so it is a bad token (401), not an error (500)."""
+    return text.encode("utf-8", "surrogatepass")

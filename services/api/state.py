@@ -36,6 +36,9 @@ EVENTS_KEPT = 200
 RECENT_KEPT = 1000
 MAX_SAMPLE_GAP_S = 60.0  # a longer silence is not counted as idle time
 RUNNING_STATES = frozenset({JobState.STARTED, JobState.HEARTBEAT})
+# How the scheduler's rejection of a second submit with a known id starts (its core.DUPLICATE):
+# it speaks of the refused request, not of the job that holds the id.
+DUPLICATE = "duplicate job id"
 
 
 @dataclass
@@ -80,6 +83,11 @@ class LiveState:
     version: int = 0
     seq: int = 0
     recent: deque[tuple[int, str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_KEPT))
+    submitting: set[str] = field(default_factory=set)  # ids of submits on their way to the bus
+
+    def knows(self, job_id: str) -> bool:
+        """Whether ``job_id`` is taken: a job seen, or one being submitted right now."""
+        return job_id in self.jobs or job_id in self.submitting
 
     def apply(self, msg: Any) -> None:
         """Take one message of any topic the api reads."""
@@ -126,12 +134,16 @@ class LiveState:
 
     def _submit(self, msg: SubmitJob) -> None:
         record = self.job(msg.job.job_id)
-        record.take_spec(msg.job)
+        if not record.spec_known:  # the first submit holds the id; a later one is refused
+            record.take_spec(msg.job)
         record.submitted = record.submitted or msg.ts
         record.updated = max(record.updated, msg.ts)
         self._note("job", record.job_id)
 
     def _event(self, ev: JobEvent) -> None:
+        if (ev.state is JobState.REJECTED and (ev.reason or "").startswith(DUPLICATE)
+                and ev.job_id in self.jobs):
+            return  # a second submit was refused; the job that holds the id is unchanged
         record = self.job(ev.job_id)
         record.events.append(ev)
         if ev.tenant:

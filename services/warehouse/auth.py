@@ -40,14 +40,21 @@ def credentials(headers: Mapping[str, str], params: Mapping[str, str]) -> tuple[
     return params.get("user") or "default", params.get("password", "")
 
 
+def _bytes(text: str) -> bytes:
+    """Bytes to compare, for any str: header values that are not UTF-8 arrive with lone
+    surrogates (aiohttp decodes them with surrogateescape), which plain ``encode()`` refuses."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def authenticate(users: Mapping[str, User], name: str, password: str) -> User:
     user = users.get(name)
     # compare even for an unknown user, so the answer takes the same time either way
-    ok = hmac.compare_digest(password.encode(), (user.password if user else "\0").encode())
+    ok = hmac.compare_digest(_bytes(password), _bytes(user.password if user else "\0"))
     if user is None or not ok:
+        shown = name.encode("utf-8", "backslashreplace").decode()  # printable, whatever it is
         raise ClickHouseError(
             AUTHENTICATION_FAILED,
-            f"DB::Exception: {name}: Authentication failed: password is incorrect, "
+            f"DB::Exception: {shown}: Authentication failed: password is incorrect, "
             "or there is no user with such name.",
         )
     return user

@@ -70,13 +70,20 @@ async def submit(request: web.Request) -> web.Response:
     if body.gpus > 1 and body.gpu_milli < 1000:
         raise error(400, "a fraction of a GPU (gpu_milli < 1000) needs gpus = 1", "gpu_milli")
     state = request.app[STATE]
-    existing = state.jobs.get(body.job_id or "")
-    if existing is not None and existing.state not in TERMINAL_STATES:
-        raise error(409, f"job {existing.job_id!r} exists and is {existing.state.value}", "job_id")
     msg = SubmitJob(job=spec_of(body, tenant))
-    await _send(request, msg)
+    job_id = msg.job.job_id
+    if state.knows(job_id):  # the scheduler never accepts an id twice, even of an ended job
+        existing = state.jobs.get(job_id)
+        now = existing.state.value if existing is not None else "being submitted"
+        raise error(409, f"job {job_id!r} exists and is {now}; job ids are never reused",
+                    "job_id")
+    state.submitting.add(job_id)  # taken before the await: a concurrent submit gets 409
+    try:
+        await _send(request, msg)
+    finally:
+        state.submitting.discard(job_id)  # sent: the state holds it below; failed: free again
     state.apply(msg)
-    return json(Accepted(job_id=msg.job.job_id, state="submitted"), status=202)
+    return json(Accepted(job_id=job_id, state="submitted"), status=202)
 
 
 async def cancel(request: web.Request) -> web.Response:

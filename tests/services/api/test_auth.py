@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -49,6 +50,22 @@ async def test_role_matrix(shared_api: RunningApi, method: str, path: str,
         assert "error" in await response.json()
 
 
+@pytest.mark.parametrize("header", [b"Bearer \xff\xfe", b"Bearer abc\xc3", b"\xff abc"])
+async def test_a_token_that_is_not_utf8_is_a_bad_token(shared_api: RunningApi,
+                                                      header: bytes) -> None:
+    server = shared_api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(b"GET /api/v1/cluster HTTP/1.1\r\nHost: api\r\nConnection: close\r\n"
+                     b"Authorization: " + header + b"\r\n\r\n")
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert status_line.split()[1] == b"401", status_line
+
+
 @pytest.mark.parametrize(("tokens", "open_reads", "header", "expected"), [
     ("", False, None, Principal(role=Role.ADMIN, name="local")),  # no tokens: auth is off
     ("abcdefgh:viewer", True, None, Principal(role=Role.VIEWER)),
@@ -56,6 +73,8 @@ async def test_role_matrix(shared_api: RunningApi, method: str, path: str,
     ("abcdefgh:admin", False, "Bearer abcdefgh", Principal(Role.ADMIN, None, "token#1:ADMIN")),
     ("abcdefgh:admin", False, "Bearer wrong", None),
     ("abcdefgh:admin", False, "Basic abcdefgh", None),
+    # header bytes that are not UTF-8 reach the handler as lone surrogates (surrogateescape)
+    ("abcdefgh:admin", False, "Bearer \udcff\udcfe", None),
     ("abcdefgh:submitter:t1", False, "Bearer abcdefgh",
      Principal(Role.SUBMITTER, "t1", "token#1:SUBMITTER")),
 ])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
@@ -9,7 +11,7 @@ from gpufleet.bus import make_consumer
 from gpufleet.contracts import CancelJob, JobState, SubmitJob, decoder_for
 
 from .builders import make_job, make_node, snapshot
-from .conftest import ADMIN, SUBMITTER_A, RunningApi, auth
+from .conftest import ADMIN, SUBMITTER_A, SUBMITTER_B, RunningApi, auth
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +59,43 @@ async def test_submit_then_placed_shows_in_job_detail(running_api: RunningApi) -
     assert [j["job_id"] for j in listed["jobs"]] == ["train-1"]
 
 
+@pytest.mark.parametrize(("token", "ended"), [
+    (SUBMITTER_A, JobState.SUCCEEDED),  # the same submitter
+    (SUBMITTER_B, JobState.SUCCEEDED),  # another tenant's submitter
+    (ADMIN, JobState.FAILED),
+    (SUBMITTER_A, JobState.REJECTED),
+])
+async def test_the_id_of_an_ended_job_is_not_taken_again(shared_api: RunningApi, token: str,
+                                                         ended: JobState) -> None:
+    api = shared_api
+    job_id = f"done-{token}-{ended.value}"
+    first = await api.client.post("/api/v1/jobs", headers=auth(SUBMITTER_A),
+                                  json={"job_id": job_id, "gpus": 2})
+    assert first.status == 202, await first.text()
+    job = make_job(job_id).tenant("team-a").gpus(2)
+    await api.publish("jobs.events", job.event(JobState.QUEUED), job.event(ended))
+    await api.wait_for(f"/api/v1/jobs/{job_id}", lambda b: b["job"]["state"] == ended.value)
+
+    again = await api.client.post("/api/v1/jobs", headers=auth(token),
+                                  json={"job_id": job_id, "gpus": 8, "tenant": "team-b"}
+                                  if token != SUBMITTER_A else {"job_id": job_id, "gpus": 8})
+    assert again.status == 409, await again.text()
+    assert (await again.json())["field"] == "job_id"
+    record = api.state.jobs[job_id]
+    assert (record.tenant, record.gpus, record.state) == ("team-a", 2, ended)
+
+
+async def test_concurrent_submits_of_one_id_take_it_once(running_api: RunningApi) -> None:
+    api = running_api
+    body = {"job_id": "twice", "tenant": "team-a"}
+    responses = await asyncio.gather(*(api.client.post("/api/v1/jobs", headers=auth(ADMIN),
+                                                       json=body) for _ in range(4)))
+    assert sorted(r.status for r in responses) == [202, 409, 409, 409]
+    [request] = await _requests(api, 1)
+    assert isinstance(request, SubmitJob) and request.job.job_id == "twice"
+    assert not api.state.submitting
+
+
 async def test_cancel_publishes_a_cancel_request(running_api: RunningApi) -> None:
     api = running_api
     await api.client.post("/api/v1/jobs", headers=auth(ADMIN), json={
@@ -88,3 +127,4 @@ async def test_cluster_summary_and_nodes_from_live_topics(running_api: RunningAp
     assert [g["state"] for g in node["gpus"]] == ["allocated", "allocated", "free", "free"]
     assert node["gpus"][0]["util"] == 90
     assert (await api.get("/api/v1/nodes/nope")).status == 404
+

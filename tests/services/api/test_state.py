@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.contracts import Alert, AlertState, JobState
+from gpufleet.contracts import Alert, AlertState, JobEvent, JobState, SubmitJob
 from services.api import core
 from services.api.history import fold
 from services.api.state import LiveState
+from services.scheduler.config import SchedulerSettings
+from services.scheduler.core import SchedulerCore
+from services.scheduler.profile import build_profile
 
 from .builders import make_job, make_node, snapshot
 
@@ -75,6 +78,46 @@ def test_snapshot_states(event: JobState, snapshot_state: JobState, expected: Jo
     state.apply(job.event(event))
     job.job_state = snapshot_state
     state.apply(snapshot([make_node("n")], [job]))
+    assert state.jobs["j"].state is expected
+
+
+def duplicate_rejection(submit: SubmitJob) -> JobEvent:
+    """The scheduler's own answer to a second submit with the id of ``submit``."""
+    scheduler = SchedulerCore(build_profile(SchedulerSettings()), clock=lambda: 100.0)
+    scheduler.handle(submit)
+    [answer] = scheduler.handle(submit)
+    assert isinstance(answer, JobEvent) and answer.state is JobState.REJECTED, answer
+    return answer
+
+
+@pytest.mark.parametrize("ended", [JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED])
+def test_a_refused_resubmit_leaves_the_job_that_holds_the_id_alone(ended: JobState) -> None:
+    state = live()
+    job = make_job("j").tenant("team-a").gpus(2).on("n", 0, 1)
+    state.apply(SubmitJob(job=job.spec()))
+    for st in (JobState.QUEUED, JobState.PLACED, ended):
+        state.apply(job.event(st))
+    again = SubmitJob(job=make_job("j").tenant("team-b").gpus(8).spec())
+    state.apply(again)
+    state.apply(duplicate_rejection(again))
+    record = state.jobs["j"]
+    assert (record.state, record.tenant, record.gpus) == (ended, "team-a", 2)
+    assert [e.state for e in record.events] == [JobState.QUEUED, JobState.PLACED, ended]
+
+
+@pytest.mark.parametrize(("reason", "known", "expected"), [
+    ("duplicate job id 'j': taken", True, JobState.QUEUED),  # about a refused second submit
+    ("duplicate job id 'j': taken", False, JobState.REJECTED),  # the only word of this id
+    ("needs 9 GPUs, no node has them", True, JobState.REJECTED),  # the job itself refused
+])
+def test_rejections(reason: str, known: bool, expected: JobState) -> None:
+    state = live()
+    job = make_job("j")
+    if known:
+        state.apply(job.event(JobState.QUEUED))
+    rejected = job.event(JobState.REJECTED)
+    rejected.reason = reason
+    state.apply(rejected)
     assert state.jobs["j"].state is expected
 
 

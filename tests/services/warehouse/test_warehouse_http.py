@@ -96,6 +96,9 @@ def _basic(user: str, password: str) -> dict[str, str]:
     ({}, _basic("analyst", ANALYST_PASSWORD), 200),
     ({}, _basic("analyst", "nope"), 403),
     ({"user": "nobody"}, {}, 403),
+    # header bytes that are not UTF-8 (urllib sends the str as latin-1): a failed login
+    ({}, {"X-ClickHouse-User": "analyst", "X-ClickHouse-Key": "\xff\xfe"}, 403),
+    ({}, {"X-ClickHouse-User": "\xff\xfe", "X-ClickHouse-Key": ANALYST_PASSWORD}, 403),
 ])
 def test_users_and_passwords(warehouse: Warehouse, params: dict[str, str],
                              headers: dict[str, str], status: int) -> None:

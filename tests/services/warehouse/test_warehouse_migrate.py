@@ -69,9 +69,16 @@ def test_pipeline_tables_deduplicate_inserts(writer: Any) -> None:
     assert all("non_replicated_deduplication_window" in q for _, q in rows)
 
 
+VIEWS = {"v_job_utilization", "v_tenant_utilization", "v_node_utilization", "v_nodes_latest",
+         "v_model_utilization", "v_idle_allocated", "v_job_energy", "v_gpu_utilization_raw"}
+
+
 def test_views_answer(writer: Any) -> None:
-    for (view,) in writer.query("SELECT name FROM system.tables WHERE engine = 'View' "
-                                "AND database = currentDatabase()").result_rows:
+    views = {name for (name,) in writer.query(
+        "SELECT name FROM system.tables WHERE engine = 'View' "
+        "AND database = currentDatabase()").result_rows}
+    assert views == VIEWS
+    for view in sorted(views):
         writer.query(f"SELECT * FROM {view} LIMIT 1")
 
 
