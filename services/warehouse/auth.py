@@ -33,7 +33,11 @@ def credentials(headers: Mapping[str, str], params: Mapping[str, str]) -> tuple[
         try:
             user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            user, password = "", ""
+            raise ClickHouseError(
+                AUTHENTICATION_FAILED,
+                "DB::Exception: the Authorization header is not valid Basic credentials "
+                "(base64 of user:password in UTF-8).",
+            ) from None
         return user or "default", password
     if "X-ClickHouse-User" in headers or "X-ClickHouse-Key" in headers:
         return headers.get("X-ClickHouse-User") or "default", headers.get("X-ClickHouse-Key", "")

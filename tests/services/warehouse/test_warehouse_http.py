@@ -99,6 +99,9 @@ def _basic(user: str, password: str) -> dict[str, str]:
     # header bytes that are not UTF-8 (urllib sends the str as latin-1): a failed login
     ({}, {"X-ClickHouse-User": "analyst", "X-ClickHouse-Key": "\xff\xfe"}, 403),
     ({}, {"X-ClickHouse-User": "\xff\xfe", "X-ClickHouse-Key": ANALYST_PASSWORD}, 403),
+    # Basic credentials that do not decode are refused, never taken as `default`
+    ({}, {"Authorization": "Basic !!!not-base64"}, 403),
+    ({}, {"Authorization": "Basic /w=="}, 403),  # base64 of a byte that is not UTF-8
 ])
 def test_users_and_passwords(warehouse: Warehouse, params: dict[str, str],
                              headers: dict[str, str], status: int) -> None:
