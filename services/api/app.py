@@ -56,7 +56,7 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
     letters = DeadLetters(producer, settings, consumer="api")
     task = asyncio.create_task(
         feed(app[STATE], settings, reader, letters, metrics, app[LIVE_READY]), name="api-feed")
-    task.add_done_callback(_log_end)
+    task.add_done_callback(lambda t: _feed_ended(app, t))
     try:
         yield
     finally:
@@ -68,9 +68,11 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
         await app[WAREHOUSE].reset()
 
 
-def _log_end(task: asyncio.Task[None]) -> None:
+def _feed_ended(app: web.Application, task: asyncio.Task[None]) -> None:
+    """A feed that ended on an error leaves the state frozen: say so, and stop being ready."""
     if not task.cancelled() and task.exception() is not None:
-        log.error("the live feed stopped", exc_info=task.exception())
+        app[LIVE_READY].clear()
+        log.error("the live feed stopped; /readyz answers 503", exc_info=task.exception())
 
 
 async def _on_shutdown(app: web.Application) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from gpufleet.config import ConfigError
 from gpufleet.contracts import TERMINAL_STATES, GpuHealth, JobState, NodeInventory
 from services.api.schemas import (
     AlertList,
@@ -229,5 +230,8 @@ def parse_quotas(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, gpus = part.partition(":")
-        out[name.strip()] = float(gpus)
+        try:
+            out[name.strip()] = float(gpus)
+        except ValueError:
+            raise ConfigError(f"GPUFLEET_API_TENANT_QUOTAS: {part!r} is not tenant:gpus") from None
     return out

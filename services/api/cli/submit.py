@@ -34,8 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sim-util", dest="sim_util", type=float)
     parser.add_argument("--cpu-milli", dest="cpu_milli", type=int)
     parser.add_argument("--memory-mib", dest="memory_mib", type=int)
-    parser.add_argument("--env", action="append", default=[], metavar="K=V")
+    parser.add_argument("--env", action="append", default=[], metavar="K=V", type=key_value,
+                        help="an environment variable of the job (repeat it)")
     parser.add_argument("command", nargs="*", help="the command to run (after --)")
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """``K=V`` -> ``("K", "V")``, for argparse."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return key, value
 
 
 def job_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -48,7 +57,7 @@ def job_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.gpu_models:
         body["gpu_models"] = args.gpu_models
     if args.env:
-        body["env"] = {**body.get("env", {}), **dict(e.split("=", 1) for e in args.env)}
+        body["env"] = {**body.get("env", {}), **dict(args.env)}
     if args.command:
         body["command"] = args.command
     return body

@@ -137,3 +137,14 @@ async def _read_until(fd: int, marker: bytes, timeout: float = 20) -> bytes:
         assert loop.time() < deadline, f"no {marker!r} in {seen[-500:]!r}"
         seen += await asyncio.to_thread(os.read, fd, 65536)
     return seen
+
+
+@pytest.mark.parametrize("env", ["FOO", "=1"])
+def test_submit_env_must_be_name_equals_value(env: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from gpufleet.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["submit", "--env", env, "--gpus", "1"])
+    assert exc.value.code == 2
+    assert f"{env!r} is not NAME=VALUE" in capsys.readouterr().err

@@ -185,3 +185,11 @@ def test_history_fold_by_model_weights_by_gpu_seconds() -> None:
     ("", {}), ("a:8", {"a": 8.0}), ("a:8, b:2.5", {"a": 8.0, "b": 2.5})])
 def test_parse_quotas(text: str, expected: dict[str, float]) -> None:
     assert core.parse_quotas(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a:lots", "a", "a:8,b=2"])
+def test_bad_quotas_name_the_variable(text: str) -> None:
+    from gpufleet.config import ConfigError
+
+    with pytest.raises(ConfigError, match="GPUFLEET_API_TENANT_QUOTAS"):
+        core.parse_quotas(text)
