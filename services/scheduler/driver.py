@@ -39,12 +39,14 @@ from services.scheduler.reading import (
     make_reader,
     partitions,
     read_range,
+    wait_for_topics,
 )
 from services.scheduler.recovery import restore
 from services.scheduler.snapshot import snapshot
 
 log = logging.getLogger(__name__)
 INPUTS = ("jobs.requests", "jobs.events", "nodes", "gpu.util")
+READS = (*INPUTS, "jobs.placements")  # inputs, and its own output read back by recovery
 
 
 async def recover(settings: SchedulerSettings, core: SchedulerCore,
@@ -139,7 +141,7 @@ class Loop:
 
 async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
     """Run until ``stop`` is set (0), another instance fences this one (1) or recovery cannot
-    read its topics to the end (1)."""
+    read its topics to the end (1). Waits first for every topic it reads to exist."""
     metrics = Metrics()
     core = SchedulerCore(build_profile(settings), clock=time.time, timer=time.perf_counter)
     producer = make_producer(settings, transactional_id=transactional_id(settings),
@@ -156,6 +158,8 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
         metrics, settings.scheduler_ops_host, settings.scheduler_ops_port, readiness
     )
     try:
+        if not await wait_for_topics(consumer, settings, READS, stop):
+            return 0
         dead = DeadLetters(producer, settings, "scheduler")
         await recover(settings, core, consumer, dead)
         consumer.assign(await partitions(consumer, settings, INPUTS))

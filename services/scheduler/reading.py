@@ -1,9 +1,10 @@
-"""How the scheduler reads its topics: a range of them back in full for recovery (or it fails
-loudly, never with part of the state)."""
+"""How the scheduler finds and reads its topics: waiting for them to exist, and reading a
+range of them back in full for recovery (or failing loudly, never with part of the state)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 
@@ -35,6 +36,31 @@ async def partitions(consumer: AIOKafkaConsumer, settings: SchedulerSettings,
         full = topic(settings, name)
         out += [TopicPartition(full, p) for p in sorted(cluster.partitions_for_topic(full) or ())]
     return out
+
+
+def missing(settings: SchedulerSettings, names: Iterable[str],
+            found: Iterable[TopicPartition]) -> list[str]:
+    """The topics of ``names`` (short names) that have no partition in ``found``."""
+    have = {tp.topic for tp in found}
+    return [name for name in names if topic(settings, name) not in have]
+
+
+async def wait_for_topics(consumer: AIOKafkaConsumer, settings: SchedulerSettings,
+                          names: Iterable[str], stop: asyncio.Event) -> bool:
+    """Wait until every topic of ``names`` has partitions; False if ``stop`` came first."""
+    names = list(names)
+    tries = 0
+    while not stop.is_set():
+        absent = missing(settings, names, await partitions(consumer, settings, names))
+        if not absent:
+            return True
+        if tries % 10 == 0:
+            log.warning("waiting for topics to be created (retrying every second): %s",
+                        ", ".join(topic(settings, n) for n in absent))
+        tries += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+    return False
 
 
 def unread(ends: Mapping[TopicPartition, int],

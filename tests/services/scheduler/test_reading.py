@@ -10,7 +10,7 @@ from gpufleet.bus import make_producer, publish, topic
 from gpufleet.config import BusSettings
 from gpufleet.contracts import JobSpec, SubmitJob
 from services.scheduler.config import SchedulerSettings
-from services.scheduler.reading import RecoveryIncomplete, read_range, unread
+from services.scheduler.reading import RecoveryIncomplete, missing, read_range, unread
 
 A, B = TopicPartition("t", 0), TopicPartition("t", 1)
 
@@ -25,6 +25,17 @@ A, B = TopicPartition("t", 0), TopicPartition("t", 1)
 def test_unread(name: str, ends: dict[TopicPartition, int],
                 positions: dict[TopicPartition, int], left: dict[TopicPartition, int]) -> None:
     assert unread(ends, positions) == left, name
+
+
+@pytest.mark.parametrize(("name", "present", "absent"), [
+    ("all there", ["jobs.requests", "nodes"], []),
+    ("none there", [], ["jobs.requests", "nodes"]),
+    ("one missing", ["nodes"], ["jobs.requests"]),
+])
+def test_missing_topics(name: str, present: list[str], absent: list[str]) -> None:
+    s = SchedulerSettings(topic_prefix="p")
+    found = [TopicPartition(topic(s, n), 0) for n in present]
+    assert missing(s, ["jobs.requests", "nodes"], found) == absent, name
 
 
 def settings_of(bus: BusSettings, timeout_s: float) -> SchedulerSettings:
