@@ -32,6 +32,8 @@ class SchedulerSettings(BusSettings, frozen=True, kw_only=True):
     scheduler_group_id: str = ""  # default: <topic_prefix>-scheduler-<cluster>
     scheduler_state_interval_s: Annotated[float, Meta(gt=0)] = 2.0
     scheduler_batch_max: Annotated[int, Meta(ge=1)] = 500
+    # Longest time recovery may take to read its topics to their end before the process exits.
+    scheduler_recovery_timeout_s: Annotated[float, Meta(gt=0)] = 120.0
     scheduler_ops_host: str = "0.0.0.0"
     scheduler_ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9102
 

@@ -143,7 +143,8 @@ class SchedulerCore:
     def _cancel(self, msg: CancelJob) -> list[Message]:
         job = self.pending.pop(msg.job_id, None)
         if job is not None:
-            return [self._event(job, JobState.CANCELLED, msg.reason)]
+            attempt = self.records[msg.job_id].attempt
+            return [self._event(job, JobState.CANCELLED, msg.reason, attempt=attempt)]
         run = self.running.get(msg.job_id)
         if run is None or run.stopping:
             return []

@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import ProducerFenced
 
 from gpufleet.bus import DeadLetters, make_producer, short_name, topic
@@ -35,52 +34,19 @@ from gpufleet.ops import Metrics, serve_ops
 from services.scheduler.config import SchedulerSettings, group_id, transactional_id
 from services.scheduler.core import SchedulerCore
 from services.scheduler.profile import build_profile
+from services.scheduler.reading import (
+    RecoveryIncomplete,
+    make_reader,
+    partitions,
+    read_range,
+    wait_for_topics,
+)
 from services.scheduler.recovery import restore
 from services.scheduler.snapshot import snapshot
 
 log = logging.getLogger(__name__)
 INPUTS = ("jobs.requests", "jobs.events", "nodes", "gpu.util")
-def make_reader(settings: SchedulerSettings, group_id: str | None) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
-                            client_id="gpufleet-scheduler", enable_auto_commit=False,
-                            isolation_level="read_committed", auto_offset_reset="earliest",
-                            max_partition_fetch_bytes=4 << 20)
-
-
-async def partitions(consumer: AIOKafkaConsumer, settings: SchedulerSettings,
-                     names: Iterable[str]) -> list[TopicPartition]:
-    cluster = await consumer._client.fetch_all_metadata()  # partitions_for_topic needs it
-    out = []
-    for name in names:
-        full = topic(settings, name)
-        out += [TopicPartition(full, p) for p in sorted(cluster.partitions_for_topic(full) or ())]
-    return out
-
-
-async def read_range(settings: SchedulerSettings,
-                     ends: dict[TopicPartition, int]) -> list[ConsumerRecord]:
-    """Every committed record of the partitions from the beginning up to ``ends``."""
-    todo = {tp: end for tp, end in ends.items() if end > 0}
-    if not todo:
-        return []
-    reader = make_reader(settings, None)
-    await reader.start()
-    out: list[ConsumerRecord] = []
-    try:
-        reader.assign(list(todo))
-        await reader.seek_to_beginning(*todo)
-        idle = 0
-        while todo and idle < 6:
-            batch = await reader.getmany(timeout_ms=500, max_records=5000)
-            idle = 0 if batch else idle + 1
-            for tp, records in batch.items():
-                out += [r for r in records if r.offset < todo.get(tp, 0)]
-            for tp in list(todo):
-                if await reader.position(tp) >= todo[tp]:
-                    del todo[tp]
-    finally:
-        await reader.stop()
-    return out
+READS = (*INPUTS, "jobs.placements")  # inputs, and its own output read back by recovery
 
 
 async def recover(settings: SchedulerSettings, core: SchedulerCore,
@@ -174,7 +140,8 @@ class Loop:
 
 
 async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
-    """Run until ``stop`` is set (0) or another instance fences this one (1)."""
+    """Run until ``stop`` is set (0), another instance fences this one (1) or recovery cannot
+    read its topics to the end (1). Waits first for every topic it reads to exist."""
     metrics = Metrics()
     core = SchedulerCore(build_profile(settings), clock=time.time, timer=time.perf_counter)
     producer = make_producer(settings, transactional_id=transactional_id(settings),
@@ -191,6 +158,8 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
         metrics, settings.scheduler_ops_host, settings.scheduler_ops_port, readiness
     )
     try:
+        if not await wait_for_topics(consumer, settings, READS, stop):
+            return 0
         dead = DeadLetters(producer, settings, "scheduler")
         await recover(settings, core, consumer, dead)
         consumer.assign(await partitions(consumer, settings, INPUTS))
@@ -201,6 +170,9 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
         return 0
     except ProducerFenced:
         log.error("another scheduler instance took over (fenced); exiting")
+        return 1
+    except RecoveryIncomplete as e:
+        log.error("%s; exiting", e)
         return 1
     finally:
         await ops.cleanup()

@@ -21,19 +21,24 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from gpufleet.contracts import JobEvent, JobSpec, JobState, Message, Placement, StopJob
 from services.scheduler.cluster import Slot
-from services.scheduler.core import DUPLICATE, Record, SchedulerCore
+from services.scheduler.core import DUPLICATE, SOURCE, Record, SchedulerCore
 from services.scheduler.jobs import from_spec
 
 DONE = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED}
 
 
 def fold(events: Iterable[JobEvent]) -> tuple[JobState, int]:
-    """A job's state and attempt after its events, in order."""
+    """A job's state and attempt after its events, in order.
+
+    An executor's end of a job counts only for the attempt it ran (or a later one); the
+    scheduler's own end of a job (a cancel while queued, a rejection) always counts: it
+    may have been written with an older attempt number than the job's.
+    """
     state, attempt = JobState.QUEUED, 0
     for ev in events:
         if ev.state == JobState.REJECTED and (ev.reason or "").startswith(DUPLICATE):
             continue
-        if ev.state in DONE and ev.attempt >= attempt:
+        if ev.state in DONE and (ev.source == SOURCE or ev.attempt >= attempt):
             state = ev.state
         elif ev.state == JobState.PLACED:
             state, attempt = JobState.PLACED, ev.attempt

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
 from sched_builders import make_node
@@ -29,6 +30,7 @@ from gpufleet.contracts import (
     decoder_for,
 )
 from gpufleet.localkafka import free_port
+from gpufleet.topics import create_topics
 
 pytestmark = pytest.mark.integration
 JOBS = 1000
@@ -209,3 +211,59 @@ async def test_a_second_instance_fences_the_first(bus: BusSettings) -> None:
             assert second.poll() is None
             second.terminate()
             assert second.wait(timeout=20) == 0
+
+
+async def readyz(port: int) -> int | None:
+    """The status of /readyz, or None while nothing answers."""
+    try:
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"http://127.0.0.1:{port}/readyz") as r:
+            return r.status
+    except aiohttp.ClientConnectionError:
+        return None
+
+
+async def test_topics_created_after_the_start_are_waited_for(kafka_bootstrap: str) -> None:
+    bus = BusSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+                      cluster="test")  # no topic of this prefix exists yet
+    env = scheduler_env(bus, f"sched-{uuid.uuid4().hex[:8]}")
+    port = int(env["GPUFLEET_SCHEDULER_OPS_PORT"])
+    with scheduler(env) as proc:
+        async with asyncio.timeout(30):
+            while await readyz(port) is None:
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(2.0)  # time enough to start wrongly with no partitions
+        assert await readyz(port) == 503
+        await create_topics(bus, replication_factor=1, partitions=1)
+        producer = make_producer(bus)
+        await producer.start()
+        await publish(producer, bus, "nodes", make_node("node-00").inventory())
+        await publish(producer, bus, "jobs.requests", SubmitJob(job=JobSpec(job_id="late")))
+        await producer.stop()
+        placements = reader(bus, "jobs.placements")
+        await placements.start()
+        placed: list[str] = []
+        try:
+            async with asyncio.timeout(30):
+                while not placed:
+                    for records in (await placements.getmany(timeout_ms=200)).values():
+                        placed += [decoder_for("jobs.placements").decode(r.value).job.job_id
+                                   for r in records]
+        finally:
+            await placements.stop()
+        assert placed == ["late"]
+        assert await readyz(port) == 200
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+async def test_a_stop_while_waiting_for_topics_exits_cleanly(kafka_bootstrap: str) -> None:
+    bus = BusSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+                      cluster="test")
+    env = scheduler_env(bus, f"sched-{uuid.uuid4().hex[:8]}")
+    with scheduler(env) as proc:
+        async with asyncio.timeout(30):
+            while await readyz(int(env["GPUFLEET_SCHEDULER_OPS_PORT"])) != 503:
+                await asyncio.sleep(0.2)
+        proc.terminate()
+        assert await asyncio.to_thread(proc.wait, 20) == 0
