@@ -47,10 +47,12 @@ async def test_submit_then_placed_shows_in_job_detail(running_api: RunningApi) -
     await api.publish("jobs.events", job.event(JobState.QUEUED), job.event(JobState.PLACED))
     await api.publish("scheduler.state", snapshot([node], [job]))
     await api.publish("nodes", node.inventory())
+    # topics are read in no fixed order between them: the node's samples count for the job once
+    # the api knows where the job runs, as with a live node that samples every second
+    await api.wait_for("/api/v1/jobs/train-1", lambda b: b["job"]["state"] == "placed")
     await api.publish("gpu.samples", node.sample())
 
-    detail = await api.wait_for("/api/v1/jobs/train-1",
-                                lambda b: b["job"]["state"] == "placed" and b["utilization"])
+    detail = await api.wait_for("/api/v1/jobs/train-1", lambda b: b["utilization"])
     assert detail["placements"][0]["node"] == "n1"
     assert detail["placements"][0]["gpus"] == [0, 1]
     assert [e["state"] for e in detail["events"]] == ["queued", "placed"]
