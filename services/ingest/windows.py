@@ -24,8 +24,16 @@ from gpufleet.contracts import NodeSample
 
 GpuKey = tuple[str, str, int]  # cluster, node, gpu index
 Point = tuple[int, float]  # an offset, and the partition's watermark just before it
-# a GPU's last energy reading: sample time, counter, uuid, and the point of its record
-Reading = tuple[float, int, str, Point]
+
+
+@dataclass(slots=True)
+class Meter:
+    """A GPU's last energy-counter reading (the newest sample time), and where its record is."""
+
+    ts: float = -math.inf
+    energy_mj: int | None = None
+    uuid: str = ""
+    point: Point = (0, 0.0)
 
 
 @dataclass(slots=True)
@@ -40,6 +48,7 @@ class Acc:
     power_sum: float = 0.0
     power_n: int = 0
     energy_mj: int = 0
+    meter: Meter = field(default_factory=Meter)  # the GPU's, shared by its windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +100,7 @@ class PartitionWindows:
     # window start -> where a re-read must start to rebuild it: its first record, or earlier
     # the record of the last energy reading one of its samples was measured against
     first: dict[float, Point] = field(default_factory=dict)
-    last: dict[GpuKey, Reading] = field(default_factory=dict)
+    meters: dict[GpuKey, Meter] = field(default_factory=dict)
     too_late: int = 0
 
     def add(self, msg: NodeSample, offset: int = 0) -> bool:
@@ -113,30 +122,35 @@ class PartitionWindows:
             key = (cluster, node, g.index)
             acc = accs.get(key)
             if acc is None:
-                acc = accs[key] = Acc(uuid=g.uuid)
+                acc = accs[key] = Acc(uuid=g.uuid, meter=self._meter(key))
             _fold(acc, g.util_gpu, g.mem_used_bytes, g.power_mw)
             if g.energy_mj is not None:
-                self._energy(key, start, acc, ts, g.energy_mj, g.uuid, point)
+                self._energy(acc, start, ts, g.energy_mj, g.uuid, point)
         return True
 
-    def _energy(self, key: GpuKey, start: float, acc: Acc, ts: float, energy: int, uuid: str,
+    def _meter(self, key: GpuKey) -> Meter:
+        m = self.meters.get(key)
+        if m is None:
+            m = self.meters[key] = Meter()
+        return m
+
+    def _energy(self, acc: Acc, start: float, ts: float, energy: int, uuid: str,
                 point: Point) -> None:
         """Add what the counter grew since the GPU's last reading, if this one is newer."""
-        prev = self.last.get(key)
-        if prev is not None:
-            prev_ts, prev_e, prev_uuid, prev_point = prev
-            if ts <= prev_ts:
-                return  # late or repeated: its energy is in a newer reading already
-            if uuid == prev_uuid and ts - prev_ts <= self.energy_gap_s:
-                acc.energy_mj += max(0, energy - prev_e)
-                if prev_point < self.first[start]:
-                    self.first[start] = prev_point
-        self.last[key] = (ts, energy, uuid, point)
+        m = acc.meter
+        if ts <= m.ts:
+            return  # late or repeated: its energy is in a newer reading already
+        if m.energy_mj is not None and ts - m.ts <= self.energy_gap_s and uuid == m.uuid:
+            if energy > m.energy_mj:  # a decrease is a counter reset: adds 0
+                acc.energy_mj += energy - m.energy_mj
+            if m.ts < start and m.point < self.first[start]:
+                self.first[start] = m.point  # a re-read must start there to measure this
+        m.ts, m.energy_mj, m.uuid, m.point = ts, energy, uuid, point
 
     def _horizon(self) -> float:
-        """Readings older than this are forgotten: a sample not too late for its window is
-        newer than watermark - window - grace, so it is more than ``energy_gap_s`` after such
-        a reading and adds 0 either way (forgetting one changes nothing)."""
+        """Readings older than this are of no more use: a sample not too late for its window
+        is newer than watermark - window - grace, so more than ``energy_gap_s`` after such a
+        reading, and adds 0 whether the reading is there or not."""
         return self.watermark - self.window_s - self.grace_s - self.energy_gap_s
 
     def resume_point(self) -> Point | None:
@@ -144,7 +158,7 @@ class PartitionWindows:
         sample may be measured against: (offset, watermark then)."""
         points = [self.first[s] for s in self.open]
         horizon = self._horizon()
-        points.extend(r[3] for r in self.last.values() if r[0] >= horizon)
+        points.extend(m.point for m in self.meters.values() if m.ts >= horizon)
         return min(points) if points else None
 
     def closable(self) -> list[ClosedWindow]:
@@ -155,9 +169,6 @@ class PartitionWindows:
             del self.first[start]
             for key, acc in self.open.pop(start).items():
                 out.append(close(key, start, self.window_s, acc))
-        if out:
-            horizon = self._horizon()
-            self.last = {k: r for k, r in self.last.items() if r[0] >= horizon}
         return out
 
 

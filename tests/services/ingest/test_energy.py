@@ -142,3 +142,18 @@ def test_rebuilt_by_rereading_from_the_resume_point_gives_the_same_windows(
     new.closable()  # written by the old worker: dropped
     assert windows_after(new, after, commit_at) == expected
     assert sum(w.energy_mj for w in expected if w.key[1] == "n1") > 0
+
+
+@pytest.mark.parametrize(("n2_until", "held_back"), [
+    (150, True),  # n1's reading (T0) may still be measured against: re-read from it
+    (210, True),  # T0+210 - window - grace - gap = T0: still usable
+    (220, False),  # any sample still accepted is more than the gap after it: of no more use
+])
+def test_a_silent_gpu_holds_the_resume_point_back_only_while_its_reading_is_usable(
+        n2_until: int, held_back: bool) -> None:
+    pw = PartitionWindows(window_s=60, grace_s=30, energy_gap_s=120)
+    feed(pw, [("n1", 0, 0)] + [("n2", float(t), 1_000 * t) for t in range(0, n2_until + 1, 10)])
+    pw.closable()
+    point = pw.resume_point()
+    assert point is not None
+    assert (point[0] == 0) is held_back
