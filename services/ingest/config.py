@@ -16,6 +16,8 @@ class IngestSettings(BusSettings, frozen=True, kw_only=True):
     batch_within_s: Annotated[float, Meta(gt=0)] = 1.0  # flush at least this often
     window_s: Annotated[int, Meta(ge=1)] = 60
     grace_s: Annotated[float, Meta(ge=0)] = 30.0  # late samples within this still count
+    # energy counter readings further apart than this: the energy between goes to no window
+    energy_gap_s: Annotated[float, Meta(gt=0)] = 120.0
     max_future_s: Annotated[float, Meta(ge=0)] = 300.0  # later timestamps are impossible
     idle_util_threshold: Annotated[float, Meta(ge=0, le=100)] = 5.0
     idle_after_s: Annotated[float, Meta(gt=0)] = 600.0  # allocated and idle this long: alert

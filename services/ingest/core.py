@@ -27,6 +27,7 @@ class Params:
     idle_util_threshold: float = 5.0
     idle_after_s: float = 600.0
     job_retention_s: float = 86_400.0
+    energy_gap_s: float = 120.0
 
 
 @dataclass
@@ -69,7 +70,8 @@ class Ingest:
     def partition(self, source: object) -> PartitionWindows:
         pw = self.windows.get(source)
         if pw is None:
-            pw = self.windows[source] = PartitionWindows(self.params.window_s, self.params.grace_s)
+            pw = self.windows[source] = PartitionWindows(
+                self.params.window_s, self.params.grace_s, self.params.energy_gap_s)
         return pw
 
     def add_sample(self, source: object, msg: NodeSample, offset: int,

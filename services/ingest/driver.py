@@ -52,7 +52,7 @@ SOURCES = ("gpu.samples", "jobs.events", "jobs.placements", "nodes")
 def params_of(s: IngestSettings) -> Params:
     return Params(window_s=s.window_s, grace_s=s.grace_s, max_future_s=s.max_future_s,
                   idle_util_threshold=s.idle_util_threshold, idle_after_s=s.idle_after_s,
-                  job_retention_s=s.job_retention_s)
+                  job_retention_s=s.job_retention_s, energy_gap_s=s.energy_gap_s)
 
 
 class Worker(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -5,6 +5,14 @@ watermark passes its end plus the grace period; until then late samples still up
 sample for a window already closed is counted (``too_late``), not silently lost. Windows are
 pure state: the same records in the same order give the same windows, which is what lets a
 restarted worker rebuild them by re-reading its partitions.
+
+Energy comes from NVML's cumulative counter. Each GPU's last reading (newest sample time) is
+kept per partition, and each newer sample adds ``max(0, e - last)`` to the window it falls in,
+so the energy between two windows' samples is not lost. A first sample, a decrease (the
+counter reset: driver reload), another GPU under the same index, or a gap longer than
+``energy_gap_s`` adds 0; a sample not newer than the last reading (late, duplicate) adds 0
+and leaves the last reading alone, so nothing is counted twice; a sample too late for its
+window leaves it alone too, so its energy goes to the next sample.
 """
 
 from __future__ import annotations
@@ -15,6 +23,17 @@ from dataclasses import dataclass, field
 from gpufleet.contracts import NodeSample
 
 GpuKey = tuple[str, str, int]  # cluster, node, gpu index
+Point = tuple[int, float]  # an offset, and the partition's watermark just before it
+
+
+@dataclass(slots=True)
+class Meter:
+    """A GPU's last energy-counter reading (the newest sample time), and where its record is."""
+
+    ts: float = -math.inf
+    energy_mj: int | None = None
+    uuid: str = ""
+    point: Point = (0, 0.0)
 
 
 @dataclass(slots=True)
@@ -28,8 +47,8 @@ class Acc:
     mem_n: int = 0
     power_sum: float = 0.0
     power_n: int = 0
-    energy_lo: int | None = None
-    energy_hi: int | None = None
+    energy_mj: int = 0
+    meter: Meter = field(default_factory=Meter)  # the GPU's, shared by its windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +78,13 @@ def p95(values: list[float]) -> float:
 
 def close(key: GpuKey, start: float, window_s: int, acc: Acc) -> ClosedWindow:
     u = acc.utils
-    energy = 0
-    if acc.energy_lo is not None and acc.energy_hi is not None:
-        energy = max(0, acc.energy_hi - acc.energy_lo)
     return ClosedWindow(
         key=key, window_start=start, window_s=window_s, uuid=acc.uuid, samples=acc.samples,
         util_mean=sum(u) / len(u) if u else 0.0, util_min=min(u) if u else 0.0,
         util_max=max(u) if u else 0.0, util_p95=p95(u),
         mem_used_bytes_mean=acc.mem_sum / acc.mem_n if acc.mem_n else 0.0,
         power_mw_mean=acc.power_sum / acc.power_n if acc.power_n else 0.0,
-        energy_mj=energy,
+        energy_mj=acc.energy_mj,
     )
 
 
@@ -78,10 +94,13 @@ class PartitionWindows:
 
     window_s: int
     grace_s: float
+    energy_gap_s: float = 120.0  # readings further apart than this: the energy between is unknown
     watermark: float = 0.0
     open: dict[float, dict[GpuKey, Acc]] = field(default_factory=dict)
-    # window start -> (offset of its first record, the watermark just before it)
-    first: dict[float, tuple[int, float]] = field(default_factory=dict)
+    # window start -> where a re-read must start to rebuild it: its first record, or earlier
+    # the record of the last energy reading one of its samples was measured against
+    first: dict[float, Point] = field(default_factory=dict)
+    meters: dict[GpuKey, Meter] = field(default_factory=dict)
     too_late: int = 0
 
     def add(self, msg: NodeSample, offset: int = 0) -> bool:
@@ -91,10 +110,11 @@ class PartitionWindows:
         if start + self.window_s + self.grace_s <= self.watermark:
             self.too_late += len(msg.gpus)
             return False
+        point = (offset, self.watermark)
         accs = self.open.get(start)
         if accs is None:
             accs = self.open[start] = {}
-            self.first[start] = (offset, self.watermark)
+            self.first[start] = point
         if ts > self.watermark:
             self.watermark = ts
         cluster, node = msg.cluster, msg.node
@@ -102,13 +122,43 @@ class PartitionWindows:
             key = (cluster, node, g.index)
             acc = accs.get(key)
             if acc is None:
-                acc = accs[key] = Acc(uuid=g.uuid)
-            _fold(acc, g.util_gpu, g.mem_used_bytes, g.power_mw, g.energy_mj)
+                acc = accs[key] = Acc(uuid=g.uuid, meter=self._meter(key))
+            _fold(acc, g.util_gpu, g.mem_used_bytes, g.power_mw)
+            if g.energy_mj is not None:
+                self._energy(acc, start, ts, g.energy_mj, g.uuid, point)
         return True
 
-    def resume_point(self) -> tuple[int, float] | None:
-        """Where to re-read from to rebuild the open windows: (offset, watermark then)."""
+    def _meter(self, key: GpuKey) -> Meter:
+        m = self.meters.get(key)
+        if m is None:
+            m = self.meters[key] = Meter()
+        return m
+
+    def _energy(self, acc: Acc, start: float, ts: float, energy: int, uuid: str,
+                point: Point) -> None:
+        """Add what the counter grew since the GPU's last reading, if this one is newer."""
+        m = acc.meter
+        if ts <= m.ts:
+            return  # late or repeated: its energy is in a newer reading already
+        if m.energy_mj is not None and ts - m.ts <= self.energy_gap_s and uuid == m.uuid:
+            if energy > m.energy_mj:  # a decrease is a counter reset: adds 0
+                acc.energy_mj += energy - m.energy_mj
+            if m.ts < start and m.point < self.first[start]:
+                self.first[start] = m.point  # a re-read must start there to measure this
+        m.ts, m.energy_mj, m.uuid, m.point = ts, energy, uuid, point
+
+    def _horizon(self) -> float:
+        """Readings older than this are of no more use: a sample not too late for its window
+        is newer than watermark - window - grace, so more than ``energy_gap_s`` after such a
+        reading, and adds 0 whether the reading is there or not."""
+        return self.watermark - self.window_s - self.grace_s - self.energy_gap_s
+
+    def resume_point(self) -> Point | None:
+        """Where to re-read from to rebuild the open windows and the energy readings a later
+        sample may be measured against: (offset, watermark then)."""
         points = [self.first[s] for s in self.open]
+        horizon = self._horizon()
+        points.extend(m.point for m in self.meters.values() if m.ts >= horizon)
         return min(points) if points else None
 
     def closable(self) -> list[ClosedWindow]:
@@ -122,8 +172,7 @@ class PartitionWindows:
         return out
 
 
-def _fold(acc: Acc, util: float | None, mem: int | None, power: int | None,
-          energy: int | None) -> None:
+def _fold(acc: Acc, util: float | None, mem: int | None, power: int | None) -> None:
     acc.samples += 1
     if util is not None:
         acc.utils.append(util)
@@ -133,8 +182,3 @@ def _fold(acc: Acc, util: float | None, mem: int | None, power: int | None,
     if power is not None:
         acc.power_sum += power
         acc.power_n += 1
-    if energy is not None:
-        if acc.energy_lo is None or energy < acc.energy_lo:
-            acc.energy_lo = energy
-        if acc.energy_hi is None or energy > acc.energy_hi:
-            acc.energy_hi = energy

@@ -59,12 +59,12 @@ async def kill(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> i
     return await asyncio.wait_for(proc.wait(), 30)
 
 
-def counts(ch: Any, prefix: str) -> tuple[int, int, int, int]:
+def counts(ch: Any, prefix: str) -> tuple[int, int, int, int, int]:
     raw = ch.query("SELECT count(), uniqExact(node, gpu, ts) FROM gpu_samples "
                    f"WHERE startsWith(node, '{prefix}')").result_rows[0]
-    util = ch.query("SELECT count(), uniqExact(node, gpu, window_start) FROM gpu_util_1m "
-                    f"WHERE startsWith(node, '{prefix}')").result_rows[0]
-    return int(raw[0]), int(raw[1]), int(util[0]), int(util[1])
+    util = ch.query("SELECT count(), uniqExact(node, gpu, window_start), sum(energy_mj) "
+                    f"FROM gpu_util_1m WHERE startsWith(node, '{prefix}')").result_rows[0]
+    return int(raw[0]), int(raw[1]), int(util[0]), int(util[1]), int(util[2])
 
 
 async def test_sigkill_mid_batch_then_restart_leaves_exact_rows(
@@ -89,9 +89,12 @@ async def test_sigkill_mid_batch_then_restart_leaves_exact_rows(
     second = await spawn(s, log)
     try:
         closed_windows = NODES * GPUS * (TICKS // 60 - 1)  # the last minute stays open
-        expected = (ROWS, ROWS, closed_windows, closed_windows)
+        # the counter grows 1000 mJ a tick: each GPU's closed windows hold every interval
+        # from tick 0 to the last tick before the open minute, however the restart cut them
+        energy = NODES * GPUS * 1000 * (TICKS // 60 * 60 - 60 - 1)
+        expected = (ROWS, ROWS, closed_windows, closed_windows, energy)
         deadline = time.monotonic() + 90
-        got = (0, 0, 0, 0)
+        got = (0, 0, 0, 0, 0)
         while time.monotonic() < deadline and got != expected:
             await asyncio.sleep(0.5)
             got = await asyncio.to_thread(counts, ch, prefix)

@@ -74,9 +74,16 @@ def test_power_memory_and_energy() -> None:
     assert (w.power_mw_mean, w.mem_used_bytes_mean, w.energy_mj) == (200_000, 200, 7_000)
 
 
-def test_resume_point_is_first_offset_of_oldest_open_window() -> None:
+@pytest.mark.parametrize(("energy", "after_close"), [
+    (False, (2, T0 + 30)),  # the first record of the open window [T0+60, T0+120)
+    (True, (1, T0)),  # ... or the reading (T0+30) its first sample's energy is measured from
+])
+def test_resume_point_covers_oldest_open_window_and_energy_readings(
+        energy: bool, after_close: tuple[int, float]) -> None:
     pw = PartitionWindows(window_s=60, grace_s=30)
-    feed(pw, [(0, 1.0), (30, 1.0), (65, 1.0), (100, 1.0)])  # offsets 0..3
+    for i, dt in enumerate([0, 30, 65, 100]):
+        e = {"energy_mj": 1000 * i} if energy else {}
+        pw.add(make_sample("n1").at(T0 + dt).gpu(0, 1.0, **e).build(), offset=i)
     assert pw.resume_point() == (0, 0.0)
     pw.closable()  # closes [T0, T0+60): watermark T0+100 >= T0+90
-    assert pw.resume_point() == (2, T0 + 30)
+    assert pw.resume_point() == after_close
