@@ -40,7 +40,7 @@ async def test_submit_then_placed_shows_in_job_detail(running_api: RunningApi) -
     assert isinstance(request, SubmitJob)
     assert (request.job.job_id, request.job.tenant, request.job.gpus) == ("train-1", "team-a", 2)
 
-    # the scheduler's answer, published here until the scheduler lands in this branch
+    # the scheduler's answer, published here so the test controls it exactly
     node = make_node("n1").gpus(4).busy(0, 1).util(90, 70, 0, 0)
     job = make_job("train-1").tenant("team-a").gpus(2).on("n1", 0, 1)
     await api.publish("jobs.placements", job.placement())
