@@ -206,6 +206,10 @@ class JobState(StrEnum):
     REJECTED = "rejected"
 
 
+# How the scheduler's rejection of a second submit with a known job id starts. It speaks of the
+# refused request, not of the job that holds the id: readers of jobs.events skip it for that job.
+DUPLICATE_JOB_ID = "duplicate job id"
+
 TERMINAL_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.PREEMPTED, JobState.CANCELLED,
      JobState.REJECTED}

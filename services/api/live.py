@@ -74,5 +74,4 @@ async def feed(state: LiveState, settings: ApiSettings, consumer: AIOKafkaConsum
 def make_reader(settings: ApiSettings) -> AIOKafkaConsumer:
     """A consumer of no group (nothing to commit: the api's state is only a cache) that sees
     only committed transactions."""
-    return make_consumer(settings, (), group_id=None, auto_offset_reset="earliest",
-                         isolation_level="read_committed")  # the scheduler writes in transactions
+    return make_consumer(settings, (), group_id=None)

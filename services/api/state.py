@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpufleet.contracts import (
+    DUPLICATE_JOB_ID,
     TERMINAL_STATES,
     Alert,
     AlertState,
@@ -36,9 +37,6 @@ EVENTS_KEPT = 200
 RECENT_KEPT = 1000
 MAX_SAMPLE_GAP_S = 60.0  # a longer silence is not counted as idle time
 RUNNING_STATES = frozenset({JobState.STARTED, JobState.HEARTBEAT})
-# How the scheduler's rejection of a second submit with a known id starts (its core.DUPLICATE):
-# it speaks of the refused request, not of the job that holds the id.
-DUPLICATE = "duplicate job id"
 
 
 @dataclass
@@ -141,7 +139,7 @@ class LiveState:
         self._note("job", record.job_id)
 
     def _event(self, ev: JobEvent) -> None:
-        if (ev.state is JobState.REJECTED and (ev.reason or "").startswith(DUPLICATE)
+        if (ev.state is JobState.REJECTED and (ev.reason or "").startswith(DUPLICATE_JOB_ID)
                 and ev.job_id in self.jobs):
             return  # a second submit was refused; the job that holds the id is unchanged
         record = self.job(ev.job_id)

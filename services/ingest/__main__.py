@@ -52,7 +52,9 @@ async def _worker(settings: IngestSettings, index: int, stop: asyncio.Event) -> 
 def _supervise(n: int) -> int:
     """Start ``n`` single workers as child processes; pass SIGTERM/SIGINT on to them."""
     cmd = [sys.executable, "-m", "services.ingest", "--workers", "1"]
-    children = [subprocess.Popen([*cmd, "--worker-index", str(i)], env=os.environ.copy())
+    # sessions of their own: a Ctrl-C reaches only us, and each worker gets it once, from here
+    children = [subprocess.Popen([*cmd, "--worker-index", str(i)], env=os.environ.copy(),
+                                 start_new_session=True)
                 for i in range(n)]
 
     def forward(signum: int, _frame: object) -> None:

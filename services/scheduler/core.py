@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpufleet.contracts import (
+    DUPLICATE_JOB_ID,
     CancelJob,
     GpuHealth,
     GpuUtilWindow,
@@ -31,7 +32,6 @@ from services.scheduler.jobs import FULL, Job, from_spec, problems
 from services.scheduler.pipeline import Profile
 
 SOURCE = "scheduler"
-DUPLICATE = "duplicate job id"  # how a duplicate's rejection starts (it names the same job)
 FREEING = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED}
 Clock = Callable[[], float]
 
@@ -120,7 +120,7 @@ class SchedulerCore:
         if spec.job_id in self.records:
             return [JobEvent(job_id=spec.job_id, state=JobState.REJECTED, tenant=spec.tenant,
                              source=SOURCE, ts=self.clock(),
-                             reason=f"{DUPLICATE} {spec.job_id!r}: a job with this id was "
+                             reason=f"{DUPLICATE_JOB_ID} {spec.job_id!r}: a job with this id was "
                                     "already submitted; choose a new id")]
         self.records[job.job_id] = Record(job, JobState.SUBMITTED, since=self.clock())
         reason = self._never_fits(spec)

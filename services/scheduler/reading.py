@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from gpufleet.bus import topic
+from gpufleet.bus import make_consumer, topic
 from services.scheduler.config import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -22,10 +22,8 @@ class RecoveryIncomplete(RuntimeError):
 
 
 def make_reader(settings: SchedulerSettings, group_id: str | None) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
-                            client_id="gpufleet-scheduler", enable_auto_commit=False,
-                            isolation_level="read_committed", auto_offset_reset="earliest",
-                            max_partition_fetch_bytes=4 << 20)
+    """The shared consumer (committed records only, manual commits), assigned by hand."""
+    return make_consumer(settings, (), group_id, client_id="gpufleet-scheduler")
 
 
 async def partitions(consumer: AIOKafkaConsumer, settings: SchedulerSettings,

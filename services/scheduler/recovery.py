@@ -19,9 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from gpufleet.contracts import JobEvent, JobSpec, JobState, Message, Placement, StopJob
+from gpufleet.contracts import (
+    DUPLICATE_JOB_ID,
+    JobEvent,
+    JobSpec,
+    JobState,
+    Message,
+    Placement,
+    StopJob,
+)
 from services.scheduler.cluster import Slot
-from services.scheduler.core import DUPLICATE, SOURCE, Record, SchedulerCore
+from services.scheduler.core import SOURCE, Record, SchedulerCore
 from services.scheduler.jobs import from_spec
 
 DONE = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED}
@@ -36,7 +44,7 @@ def fold(events: Iterable[JobEvent]) -> tuple[JobState, int]:
     """
     state, attempt = JobState.QUEUED, 0
     for ev in events:
-        if ev.state == JobState.REJECTED and (ev.reason or "").startswith(DUPLICATE):
+        if ev.state == JobState.REJECTED and (ev.reason or "").startswith(DUPLICATE_JOB_ID):
             continue
         if ev.state in DONE and (ev.source == SOURCE or ev.attempt >= attempt):
             state = ev.state
