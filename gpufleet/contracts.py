@@ -185,7 +185,7 @@ class StopJob(Message, tag="stop", tag_field="kind", kw_only=True):
 
     job_id: Name
     node: Name
-    reason: Literal["cancelled", "preempted"] = "cancelled"
+    reason: Literal["cancelled", "preempted", "lost"] = "cancelled"
     grace_s: float = 10.0
 
 
@@ -204,6 +204,7 @@ class JobState(StrEnum):
     PREEMPTED = "preempted"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
+    LOST = "lost"  # its node stopped reporting for longer than the lease; its GPUs are freed
 
 
 # How the scheduler's rejection of a second submit with a known job id starts. It speaks of the
@@ -212,7 +213,7 @@ DUPLICATE_JOB_ID = "duplicate job id"
 
 TERMINAL_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.PREEMPTED, JobState.CANCELLED,
-     JobState.REJECTED}
+     JobState.REJECTED, JobState.LOST}
 )
 
 

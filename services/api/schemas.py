@@ -228,7 +228,7 @@ class AlertList(Struct):
 # Query parameters, one Struct per operation that takes some (documented as parameters).
 
 JobStateName = Literal["submitted", "queued", "placed", "started", "heartbeat", "succeeded",
-                       "failed", "preempting", "preempted", "cancelled", "rejected"]
+                       "failed", "preempting", "preempted", "cancelled", "rejected", "lost"]
 
 
 class JobsQuery(Struct, kw_only=True, forbid_unknown_fields=True):
