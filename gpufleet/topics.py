@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from gpufleet.config import BusSettings
 from gpufleet.contracts import TOPICS, TopicSpec, topic_name
@@ -48,11 +48,25 @@ async def create_topics(
             return []
         created: list[str] = []
         for new in wanted:  # one by one, so one that a peer created meanwhile is no failure
-            try:
-                await admin.create_topics([new])
+            response = await admin.create_topics([new])
+            if _created(response.topic_errors):
                 created.append(new.name)
-            except TopicAlreadyExistsError:
-                pass
         return created
     finally:
         await admin.close()
+
+
+def _created(topic_errors: list[tuple[object, ...]]) -> bool:
+    """Whether the broker created the topic; raise on any error but "already exists".
+
+    The admin client reports each topic's outcome in the response rather than raising, and
+    the topic list read just before can be stale, so "already exists" is expected here.
+    """
+    for name, code, *message in topic_errors:
+        if code == 0:
+            continue
+        error = for_code(int(code))  # type: ignore[call-overload]
+        if error is TopicAlreadyExistsError:
+            return False
+        raise error(f"creating topic {name}: {message[0] if message else ''}")
+    return True
