@@ -92,7 +92,8 @@ def load(cls: type[S], env: Mapping[str, str] | None = None, **overrides: Any) -
             values[name] = env[env_name(name)]
         elif name in from_file:
             values[name] = from_file[name]
-    unknown = sorted(set(from_file) - set(cls.__struct_fields__) - _all_known_fields())
+    others = set(from_file) - set(cls.__struct_fields__)
+    unknown = sorted(others - _all_known_fields()) if others else []
     if unknown:
         raise ConfigError(f"{ENV_PREFIX}CONFIG: unknown setting(s): {', '.join(unknown)}")
     try:
