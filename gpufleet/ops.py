@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 from prometheus_client import (
@@ -48,6 +49,7 @@ class Metrics:
         self.namespace = namespace
         self.registry = CollectorRegistry(auto_describe=True)
         self._made: dict[str, tuple[str, tuple[str, ...], _Metric]] = {}
+        self._series: dict[tuple[str, str, Labels], _Metric] = {}  # (kind, name, labels)
         self._lock = threading.Lock()
         if process:
             ProcessCollector(registry=self.registry)
@@ -55,6 +57,14 @@ class Metrics:
             GCCollector(registry=self.registry)
 
     def _metric(self, kind: str, name: str, help_text: str, labels: dict[str, str]) -> _Metric:
+        key = (kind, name, tuple(sorted(labels.items())))
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._new_series(kind, name, help_text, labels)
+        return series
+
+    def _new_series(self, kind: str, name: str, help_text: str,
+                    labels: dict[str, str]) -> _Metric:
         label_names = tuple(sorted(labels))
         made = self._made.get(name)
         if made is None:
@@ -86,19 +96,13 @@ class Metrics:
         return self._made[name]
 
     def inc(self, name: str, amount: float = 1.0, help: str = "", **labels: str) -> None:
-        counter = self._metric("counter", name, help, labels)
-        assert isinstance(counter, Counter)
-        counter.inc(amount)
+        cast(Counter, self._metric("counter", name, help, labels)).inc(amount)
 
     def set(self, name: str, value: float, help: str = "", **labels: str) -> None:
-        gauge = self._metric("gauge", name, help, labels)
-        assert isinstance(gauge, Gauge)
-        gauge.set(value)
+        cast(Gauge, self._metric("gauge", name, help, labels)).set(value)
 
     def observe(self, name: str, value: float, help: str = "", **labels: str) -> None:
-        hist = self._metric("histogram", name, help, labels)
-        assert isinstance(hist, Histogram)
-        hist.observe(value)
+        cast(Histogram, self._metric("histogram", name, help, labels)).observe(value)
 
     def value(self, name: str, **labels: str) -> float:
         """A counter's or gauge's value, a histogram's count of observations; 0 when unseen."""
