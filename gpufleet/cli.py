@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("services.api.__main__", "status API and web dashboard"),
     # tools
     "sql": ("services.warehouse.sql_cmd", "run a SQL query against the warehouse"),
+    "cluster-sql": ("gpufleet.admin.cluster_sql_cmd", "warehouse schema for a ClickHouse cluster"),
     "sim": ("services.scheduler.sim_cmd", "replay a cluster trace through the placement policies"),
     "demo-workload": ("services.scheduler.demo_cmd", "submit a stream of demo jobs"),
     "publish-event": ("services.ingest.publish_cmd", "publish a job event (for other systems)"),

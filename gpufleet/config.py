@@ -4,10 +4,15 @@ Every field ``x`` of a settings struct is read from the environment variable ``G
 (upper case), or else from the optional TOML file named by ``GPUFLEET_CONFIG`` (flat keys, the
 field names), or else takes its default. A bad value fails at start with a message naming the
 variable.
+
+One TOML file serves every service: a key that any class of ``SETTINGS`` knows is accepted by
+all of them (each service reads its own and leaves the others'); a key that none knows is
+refused, named.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -35,6 +40,26 @@ class BusSettings(Struct, frozen=True, kw_only=True):
 
 
 S = TypeVar("S", bound=Struct)
+
+# Every settings class, by service: "module:Class". The keys a shared TOML file may hold are
+# the fields of all of these, so a new service's class is listed here (a test checks it).
+SETTINGS: dict[str, str] = {
+    "bus": "gpufleet.config:BusSettings",
+    "warehouse": "services.warehouse.config:WarehouseSettings",
+    "telemetry": "services.telemetry.config:TelemetrySettings",
+    "executor": "services.executor.config:ExecutorSettings",
+    "fleet": "services.fleet.config:FleetSettings",
+    "ingest": "services.ingest.config:IngestSettings",
+    "scheduler": "services.scheduler.config:SchedulerSettings",
+    "api": "services.api.config:ApiSettings",
+}
+
+
+def settings_class(service: str) -> type[BusSettings]:
+    """The settings class of ``service`` (a key of ``SETTINGS``), imported."""
+    module, _, name = SETTINGS[service].partition(":")
+    found: type[BusSettings] = getattr(importlib.import_module(module), name)
+    return found
 
 
 def env_name(field_name: str) -> str:
@@ -67,7 +92,8 @@ def load(cls: type[S], env: Mapping[str, str] | None = None, **overrides: Any) -
             values[name] = env[env_name(name)]
         elif name in from_file:
             values[name] = from_file[name]
-    unknown = sorted(set(from_file) - set(cls.__struct_fields__) - _all_known_fields())
+    others = set(from_file) - set(cls.__struct_fields__)
+    unknown = sorted(others - _all_known_fields()) if others else []
     if unknown:
         raise ConfigError(f"{ENV_PREFIX}CONFIG: unknown setting(s): {', '.join(unknown)}")
     try:
@@ -86,16 +112,10 @@ def _name_the_variable(error: str) -> str:
 
 
 def _all_known_fields() -> set[str]:
-    """Every field of every settings class, so one TOML file can serve all services."""
+    """Every field of every settings class in ``SETTINGS``."""
     known: set[str] = set()
-    stack: list[type] = [Struct]
-    while stack:
-        cls = stack.pop()
-        sub: type
-        for sub in cls.__subclasses__():
-            stack.append(sub)
-            if sub.__module__.endswith(("config", "settings")):
-                known.update(getattr(sub, "__struct_fields__", ()))
+    for service in SETTINGS:
+        known.update(settings_class(service).__struct_fields__)
     return known
 
 

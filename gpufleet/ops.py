@@ -1,110 +1,124 @@
 """Operations surface shared by every service: Prometheus metrics, /healthz, /readyz.
 
-Each service owns one ``Metrics`` registry (no module-level state), counts into it, and serves
-it with ``serve_ops`` on its own port (or mounts ``add_ops_routes`` into its own app).
+Each service owns one ``Metrics`` (a ``prometheus_client`` registry of its own, no module-level
+state), counts into it by name, and serves it with ``serve_ops`` on its own port (or mounts
+``add_ops_routes`` into its own app). ``/metrics`` answers in the Prometheus text format, or in
+OpenMetrics when the scraper's ``Accept`` header asks for it; ``prometheus_client`` writes both.
+
+A metric is made on first use, named ``<namespace>_<name>``: ``inc`` makes a counter (its name
+ends in ``_total``), ``set`` a gauge, ``observe`` a histogram. Its label names are those of the
+first call; a later call with other label names, or the same name used as another kind, is a
+programming error and raises ``ValueError`` naming the metric.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 Labels = tuple[tuple[str, str], ...]
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
-
-def _labels(labels: dict[str, str] | None) -> Labels:
-    return tuple(sorted((labels or {}).items()))
+_Metric = Counter | Gauge | Histogram
 
 
-def _fmt_labels(labels: Labels, extra: Iterable[tuple[str, str]] = ()) -> str:
-    items = [*labels, *extra]
-    if not items:
-        return ""
-    body = ",".join(f'{k}="{_escape(v)}"' for k, v in items)
-    return "{" + body + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _num(v: float) -> str:
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(float(v)) if not float(v).is_integer() else str(int(v))
-
-
-@dataclass
-class Histogram:
-    buckets: tuple[float, ...] = LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    n: int = 0
-
-    def __post_init__(self) -> None:
-        self.counts = [0] * (len(self.buckets) + 1)
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
-        self.n += 1
-
-
-@dataclass
 class Metrics:
-    """Counters, gauges and histograms, rendered in the Prometheus text format."""
+    """One service's metrics: counters, gauges and histograms in a registry of its own.
 
-    namespace: str = "gpufleet"
-    _kinds: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (type, help)
-    _values: dict[str, dict[Labels, float]] = field(default_factory=dict)
-    _hists: dict[str, dict[Labels, Histogram]] = field(default_factory=dict)
+    ``process=True`` (the default) adds the process's own CPU time, memory and open files
+    (``process_*``) and the Python runtime's (``python_*``), as every Prometheus client does.
+    """
 
-    def _declare(self, name: str, kind: str, help_text: str) -> str:
+    def __init__(self, namespace: str = "gpufleet", *, process: bool = True) -> None:
+        self.namespace = namespace
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._made: dict[str, tuple[str, tuple[str, ...], _Metric]] = {}
+        self._series: dict[tuple[str, str, Labels], _Metric] = {}  # (kind, name, labels)
+        self._lock = threading.Lock()
+        if process:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+
+    def _metric(self, kind: str, name: str, help_text: str, labels: dict[str, str]) -> _Metric:
+        key = (kind, name, tuple(sorted(labels.items())))
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._new_series(kind, name, help_text, labels)
+        return series
+
+    def _new_series(self, kind: str, name: str, help_text: str,
+                    labels: dict[str, str]) -> _Metric:
+        label_names = tuple(sorted(labels))
+        made = self._made.get(name)
+        if made is None:
+            with self._lock:
+                made = self._made.get(name) or self._make(kind, name, help_text, label_names)
+        made_kind, made_labels, metric = made
+        if made_kind != kind:
+            raise ValueError(f"metric {self.namespace}_{name} is a {made_kind}, not a {kind}")
+        if made_labels != label_names:
+            raise ValueError(f"metric {self.namespace}_{name} has labels {list(made_labels)}, "
+                             f"not {list(label_names)}")
+        return metric.labels(**labels) if labels else metric
+
+    def _make(self, kind: str, name: str, help_text: str,
+              label_names: tuple[str, ...]) -> tuple[str, tuple[str, ...], _Metric]:
         full = f"{self.namespace}_{name}"
-        self._kinds.setdefault(full, (kind, help_text))
-        return full
+        args = (full, help_text or full, label_names)
+        metric: _Metric
+        try:
+            if kind == "counter":
+                metric = Counter(*args, registry=self.registry)
+            elif kind == "gauge":
+                metric = Gauge(*args, registry=self.registry)
+            else:
+                metric = Histogram(*args, registry=self.registry, buckets=LATENCY_BUCKETS)
+        except ValueError as e:  # a name that clashes with another metric's series
+            raise ValueError(f"metric {full} ({kind}): {e}") from e
+        self._made[name] = (kind, label_names, metric)
+        return self._made[name]
 
     def inc(self, name: str, amount: float = 1.0, help: str = "", **labels: str) -> None:
-        full = self._declare(name, "counter", help)
-        series = self._values.setdefault(full, {})
-        key = _labels(labels)
-        series[key] = series.get(key, 0.0) + amount
+        cast(Counter, self._metric("counter", name, help, labels)).inc(amount)
 
     def set(self, name: str, value: float, help: str = "", **labels: str) -> None:
-        full = self._declare(name, "gauge", help)
-        self._values.setdefault(full, {})[_labels(labels)] = value
+        cast(Gauge, self._metric("gauge", name, help, labels)).set(value)
 
     def observe(self, name: str, value: float, help: str = "", **labels: str) -> None:
-        full = self._declare(name, "histogram", help)
-        hist = self._hists.setdefault(full, {}).setdefault(_labels(labels), Histogram())
-        hist.observe(value)
+        cast(Histogram, self._metric("histogram", name, help, labels)).observe(value)
 
     def value(self, name: str, **labels: str) -> float:
-        return self._values.get(f"{self.namespace}_{name}", {}).get(_labels(labels), 0.0)
+        """A counter's or gauge's value, a histogram's count of observations; 0 when unseen."""
+        made = self._made.get(name)
+        if made is None:
+            return 0.0
+        kind, _, _ = made
+        full = f"{self.namespace}_{name}"
+        sample = {"counter": full.removesuffix("_total") + "_total", "gauge": full,
+                  "histogram": full + "_count"}[kind]
+        found = self.registry.get_sample_value(sample, labels)
+        return 0.0 if found is None else found
 
     def render(self) -> str:
-        out: list[str] = []
-        for full, (kind, help_text) in sorted(self._kinds.items()):
-            out.append(f"# HELP {full} {help_text or full}")
-            out.append(f"# TYPE {full} {kind}")
-            for labels, v in sorted(self._values.get(full, {}).items()):
-                out.append(f"{full}{_fmt_labels(labels)} {_num(v)}")
-            for labels, h in sorted(self._hists.get(full, {}).items()):
-                cumulative = 0
-                for bound, count in zip((*h.buckets, math.inf), h.counts, strict=True):
-                    cumulative += count
-                    le = _fmt_labels(labels, [("le", _num(bound))])
-                    out.append(f"{full}_bucket{le} {cumulative}")
-                out.append(f"{full}_sum{_fmt_labels(labels)} {_num(h.total)}")
-                out.append(f"{full}_count{_fmt_labels(labels)} {h.n}")
-        return "\n".join(out) + "\n"
+        """The Prometheus text format (0.0.4) of everything in the registry."""
+        return generate_latest(self.registry).decode()
 
 
 async def _always_ready() -> dict[str, bool]:
@@ -123,13 +137,9 @@ def add_ops_routes(app: web.Application, metrics: Metrics, ready: ReadyCheck | N
         ok = all(parts.values())
         return web.json_response({"ready": ok, "checks": parts}, status=200 if ok else 503)
 
-    async def metrics_page(_: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8",
-                            headers={"X-Prometheus-Format": "0.0.4"})
-
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
 
 
 async def serve_ops(

@@ -1,26 +1,19 @@
--- The gpufleet warehouse on a ClickHouse cluster: the schema of
--- services/warehouse/migrations/0001..0004, made replicated and sharded.
---
--- Each table T of the migrations becomes
---   T_local  ON CLUSTER: Replicated*MergeTree, the same columns, codecs, keys, TTL and comment;
---   T        ON CLUSTER: Distributed over T_local, so that the services and analysts keep
---            using the names they know (ingest inserts into T, the api and Grafana read T).
--- The materialized view feeds gpu_util_1h_local from gpu_util_1m_local on each shard; both
--- are sharded by (cluster, node), so a GPU's minutes and hours live on one shard. Views are
--- created on every server and read the Distributed tables.
+-- The gpufleet warehouse on a ClickHouse cluster: services/warehouse/migrations, replicated and
+-- sharded. Made by `gpufleet cluster-sql > deploy/clickhouse/cluster.sql`; do not edit by hand
+-- (a test compares it with the migrations). The rules are in gpufleet/admin/cluster_sql_cmd.py.
 --
 -- Needs, on every server: macros {cluster}, {shard} and {replica}, a remote_servers entry
 -- named as {cluster}, and ClickHouse Keeper. Apply once, before `gpufleet warehouse migrate`:
 --   clickhouse-client --host <any server> --user <admin> --multiquery < cluster.sql
 --   gpufleet warehouse migrate --url http://<writer>:<password>@<any server>:8123/default
 -- Every migration statement is CREATE ... IF NOT EXISTS, so migrate then finds every object
--- and only records versions 1..4 in schema_migrations (replicated to every server here).
--- A later migration needs its ON CLUSTER form added here (or in a cluster_NNNN file) and
--- applied the same way first: migrate alone would change one server only.
+-- and only records the versions in schema_migrations (replicated to every server here).
+-- After a new migration NNNN: `gpufleet cluster-sql --since NNNN | clickhouse-client ...`,
+-- then migrate (migrate alone would change one server only).
 -- Inserts through a Distributed table keep their insert_deduplication_token only when they
 -- are forwarded synchronously: give the writer user distributed_foreground_insert = 1.
 
--- Ledger of the migrations, one copy on every server (its path has no {shard}).
+-- Ledger of the migrations, one copy on every server (no {shard} in its path).
 CREATE TABLE IF NOT EXISTS schema_migrations ON CLUSTER '{cluster}'
 (
     version UInt32,
@@ -34,6 +27,7 @@ COMMENT 'One row per schema migration applied to this database';
 
 -- 0001_gpu_samples ------------------------------------------------------------------------
 
+-- sharded by cityHash64(cluster, node)
 CREATE TABLE IF NOT EXISTS gpu_samples_local ON CLUSTER '{cluster}'
 (
     cluster LowCardinality(String) CODEC(ZSTD(1)),
@@ -74,6 +68,7 @@ COMMENT 'One row per GPU per sample tick: the raw telemetry of that GPU at ts (N
 
 -- 0002_jobs_nodes_alerts ------------------------------------------------------------------
 
+-- sharded by cityHash64(job_id)
 CREATE TABLE IF NOT EXISTS job_events_local ON CLUSTER '{cluster}'
 (
     event_id String CODEC(ZSTD(1)),
@@ -99,6 +94,7 @@ CREATE TABLE IF NOT EXISTS job_events ON CLUSTER '{cluster}' AS job_events_local
 ENGINE = Distributed('{cluster}', default, job_events_local, cityHash64(job_id))
 COMMENT 'One row per job lifecycle event (JobEvent): job_id entered state at ts; gpus empty when not given';
 
+-- sharded by cityHash64(job_id)
 CREATE TABLE IF NOT EXISTS placements_local ON CLUSTER '{cluster}'
 (
     event_id String CODEC(ZSTD(1)),
@@ -120,8 +116,7 @@ CREATE TABLE IF NOT EXISTS placements ON CLUSTER '{cluster}' AS placements_local
 ENGINE = Distributed('{cluster}', default, placements_local, cityHash64(job_id))
 COMMENT 'One row per scheduler placement: member of job_id placed on node, GPU indices gpus, share gpu_milli/1000 each';
 
--- Sharded by (cluster, node): the rows that FINAL collapses (same cluster, node, gpu) are on
--- one shard, so FINAL through the Distributed table is exact.
+-- sharded by cityHash64(cluster, node)
 CREATE TABLE IF NOT EXISTS nodes_local ON CLUSTER '{cluster}'
 (
     cluster LowCardinality(String),
@@ -151,6 +146,7 @@ CREATE TABLE IF NOT EXISTS nodes ON CLUSTER '{cluster}' AS nodes_local
 ENGINE = Distributed('{cluster}', default, nodes_local, cityHash64(cluster, node))
 COMMENT 'One row per GPU of a node inventory (NodeInventory, node fields repeated); the latest ts per GPU is its state (read with FINAL or v_nodes_latest)';
 
+-- sharded by cityHash64(alert_id)
 CREATE TABLE IF NOT EXISTS alerts_local ON CLUSTER '{cluster}'
 (
     event_id String CODEC(ZSTD(1)),
@@ -178,6 +174,7 @@ COMMENT 'One row per alert transition (Alert): alert_id went to state (firing or
 
 -- 0003_rollups ----------------------------------------------------------------------------
 
+-- sharded by cityHash64(cluster, node)
 CREATE TABLE IF NOT EXISTS gpu_util_1m_local ON CLUSTER '{cluster}'
 (
     cluster LowCardinality(String),
@@ -208,6 +205,7 @@ CREATE TABLE IF NOT EXISTS gpu_util_1m ON CLUSTER '{cluster}' AS gpu_util_1m_loc
 ENGINE = Distributed('{cluster}', default, gpu_util_1m_local, cityHash64(cluster, node))
 COMMENT 'One row per GPU per window (GpuUtilWindow, normally a minute): utilization aggregates of that GPU and the job on it';
 
+-- sharded by cityHash64(cluster, node)
 CREATE TABLE IF NOT EXISTS gpu_util_1h_local ON CLUSTER '{cluster}'
 (
     cluster LowCardinality(String),
@@ -235,8 +233,6 @@ CREATE TABLE IF NOT EXISTS gpu_util_1h ON CLUSTER '{cluster}' AS gpu_util_1h_loc
 ENGINE = Distributed('{cluster}', default, gpu_util_1h_local, cityHash64(cluster, node))
 COMMENT 'One row per GPU per hour per job (job_id empty: no job): sums over the minutes of gpu_util_1m; util mean = util_seconds / gpu_seconds';
 
--- On each server, local to local: an insert that the Distributed gpu_util_1m forwards to a
--- shard lands in gpu_util_1m_local there and is rolled up into gpu_util_1h_local there.
 CREATE MATERIALIZED VIEW IF NOT EXISTS gpu_util_1h_mv ON CLUSTER '{cluster}' TO gpu_util_1h_local AS
 SELECT
     cluster, node, gpu,
@@ -256,7 +252,7 @@ FROM gpu_util_1m_local
 GROUP BY cluster, node, gpu, hour, job_id, tenant
 COMMENT 'Feeds gpu_util_1h from each insert into gpu_util_1m';
 
--- 0004_views (over the Distributed tables) ------------------------------------------------
+-- 0004_views ------------------------------------------------------------------------------
 
 CREATE VIEW IF NOT EXISTS v_job_utilization ON CLUSTER '{cluster}' AS
 SELECT
@@ -307,8 +303,6 @@ CREATE VIEW IF NOT EXISTS v_nodes_latest ON CLUSTER '{cluster}' AS
 SELECT * FROM nodes FINAL
 COMMENT 'One row per GPU of each node: its latest inventory (model, memory, health, online)';
 
--- GLOBAL: the right side reads the Distributed nodes table once, on the server that runs the
--- query, and ships it to the shards (a plain JOIN of two Distributed tables is refused).
 CREATE VIEW IF NOT EXISTS v_model_utilization ON CLUSTER '{cluster}' AS
 SELECT
     if(m.model = '', 'unknown', m.model) AS model,

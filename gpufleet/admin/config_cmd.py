@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 
-from gpufleet.config import BusSettings, describe, load
-
-# service -> "module:SettingsClass"
-SETTINGS: dict[str, str] = {
-    "bus": "gpufleet.config:BusSettings",
-    "warehouse": "services.warehouse.config:WarehouseSettings",
-    "telemetry": "services.telemetry.config:TelemetrySettings",
-    "executor": "services.executor.config:ExecutorSettings",
-    "fleet": "services.fleet.config:FleetSettings",
-    "ingest": "services.ingest.config:IngestSettings",
-    "scheduler": "services.scheduler.config:SchedulerSettings",
-    "api": "services.api.config:ApiSettings",
-}
+from gpufleet.config import SETTINGS, describe, load, settings_class
 
 
 def available() -> list[str]:
@@ -36,12 +23,6 @@ def _exists(module: str) -> bool:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("service", nargs="?", default="bus", choices=available())
     p.add_argument("--json", action="store_true", help="print JSON instead of NAME=value lines")
-
-
-def settings_class(service: str) -> type[BusSettings]:
-    module, _, cls = SETTINGS[service].partition(":")
-    found: type[BusSettings] = getattr(importlib.import_module(module), cls)
-    return found
 
 
 def run(args: argparse.Namespace) -> int:

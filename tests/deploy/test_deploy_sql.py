@@ -1,10 +1,12 @@
 """cluster.sql and the Grafana dashboard against the schema the migrations make, in chDB.
 
-chDB has no cluster, no Keeper and no Distributed engine to spare, so cluster.sql is checked
-twice: every statement as written goes through ClickHouse's parser (``formatQuery``), and a
-local form of it (ON CLUSTER dropped, Replicated*MergeTree made *MergeTree, each Distributed
-table a Merge table over its local table) is created and compared with what the migrations
-create, table by table, view by view, and on the same rows.
+cluster.sql is made from the migrations by ``gpufleet cluster-sql``: a test fails when the
+checked-in file drifts from what the command writes, others check the rules on made-up
+migrations. chDB has no cluster, no Keeper and no Distributed engine to spare, so cluster.sql
+is checked twice: every statement as written goes through ClickHouse's parser
+(``formatQuery``), and a local form of it (ON CLUSTER dropped, Replicated*MergeTree made
+*MergeTree, each Distributed table a Merge table over its local table) is created and compared
+with what the migrations create, table by table, view by view, and on the same rows.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import yaml
 from chdb import session
 from deploy_model import DEPLOY, migration_objects
 
+from gpufleet.admin.cluster_sql_cmd import ClusterSqlError, render, shard_key
 from services.warehouse.core import split_statements
-from services.warehouse.migrate import load
+from services.warehouse.migrate import Migration, load
 
 CLUSTER_SQL = split_statements((DEPLOY / "clickhouse" / "cluster.sql").read_text())
 MIGRATION_STATEMENTS = [s for m in load() for s in m.statements]
@@ -87,6 +90,69 @@ def _insert_rows(s: Any, suffix: str) -> None:
 def _rows(s: Any, sql: str) -> list[list[Any]]:
     out: list[list[Any]] = json.loads(s.query(sql, "JSONCompact").bytes())["data"]
     return out
+
+
+# -- cluster.sql as made from the migrations ---------------------------------------------
+
+
+def test_cluster_sql_is_what_the_generator_writes() -> None:
+    assert (DEPLOY / "clickhouse" / "cluster.sql").read_text() == render(load()), (
+        "cluster.sql drifted: gpufleet cluster-sql > deploy/clickhouse/cluster.sql")
+
+
+@pytest.mark.parametrize(
+    ("order_by", "key"),
+    [
+        ("(cluster, node, gpu, ts)", "cityHash64(cluster, node)"),
+        ("(job_id, ts)", "cityHash64(job_id)"),
+        ("version", "cityHash64(version)"),
+        ("(toDate(ts, 'UTC'), node)", "cityHash64(toDate(ts, 'UTC'))"),
+        ("(cluster, tenant)", "cityHash64(cluster)"),
+    ],
+)
+def test_a_table_is_sharded_by_the_head_of_its_sorting_key(order_by: str, key: str) -> None:
+    table = f"CREATE TABLE t (x UInt8)\nENGINE = MergeTree\nORDER BY {order_by}"
+    assert shard_key("t", table) == key
+
+
+TABLE = ("CREATE TABLE IF NOT EXISTS t\n(\n    job_id String,\n    ts DateTime\n)\n"
+         "ENGINE = MergeTree\nORDER BY (job_id, ts)\nCOMMENT 'rows'")
+
+
+@pytest.mark.parametrize(
+    ("later", "made"),
+    [
+        ("ALTER TABLE t ADD COLUMN IF NOT EXISTS tenant String",
+         ["ALTER TABLE t_local ON CLUSTER '{cluster}' ADD COLUMN IF NOT EXISTS tenant String",
+          "ALTER TABLE t ON CLUSTER '{cluster}' ADD COLUMN IF NOT EXISTS tenant String"]),
+        ("ALTER TABLE t MODIFY TTL ts + INTERVAL 1 DAY",
+         ["ALTER TABLE t_local ON CLUSTER '{cluster}' MODIFY TTL ts + INTERVAL 1 DAY"]),
+        ("-- a view over t\n"
+         "CREATE VIEW IF NOT EXISTS v AS SELECT * FROM t AS a JOIN t AS b USING job_id",
+         ["CREATE VIEW IF NOT EXISTS v ON CLUSTER '{cluster}' AS "
+          "SELECT * FROM t AS a GLOBAL JOIN t AS b USING job_id"]),
+    ],
+)
+def test_a_later_migration_gets_its_cluster_form(later: str, made: list[str]) -> None:
+    text = render([Migration(1, "t", TABLE), Migration(2, "later", later)], since=2)
+    assert [_code(s) for s in split_statements(text)] == made
+
+
+@pytest.mark.parametrize(
+    ("later", "complaint"),
+    [
+        ("INSERT INTO t VALUES ('j', now())", "0002_later: only CREATE"),
+        ("DROP TABLE t", "0002_later: only CREATE"),
+        ("ALTER TABLE elsewhere ADD COLUMN x UInt8", "0002_later: ALTER TABLE elsewhere: not a"),
+        ("CREATE TABLE IF NOT EXISTS u (x UInt8) ENGINE = Log", "0002_later: u: only *MergeTree"),
+        ("CREATE TABLE IF NOT EXISTS u (node String, job_id String) ENGINE = MergeTree\n"
+         "ORDER BY node;\nCREATE MATERIALIZED VIEW IF NOT EXISTS mv TO u AS SELECT * FROM t",
+         "0002_later: mv: reads t (sharded by cityHash64(job_id)) into u"),
+    ],
+)
+def test_a_statement_without_a_cluster_form_is_refused_named(later: str, complaint: str) -> None:
+    with pytest.raises(ClusterSqlError, match=re.escape(complaint)):
+        render([Migration(1, "t", TABLE), Migration(2, "later", later)])
 
 
 # -- cluster.sql as written ------------------------------------------------------------

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import importlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from msgspec import Struct
 
-from gpufleet.config import BusSettings, ConfigError, describe, load
+from gpufleet.config import SETTINGS, BusSettings, ConfigError, describe, load, settings_class
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class DemoSettings(BusSettings, frozen=True, kw_only=True):
@@ -86,3 +92,65 @@ def test_plain_struct_is_accepted() -> None:
         name: str = "x"
 
     assert load(Tiny, {"GPUFLEET_NAME": "y"}).name == "y"
+
+
+# -- one file for every service --------------------------------------------------------------
+
+SHARED_FILE = """[gpufleet]
+cluster = "east"
+window_s = 120
+api_port = 9001
+scheduler_queue_order = "priority"
+warehouse_data = "/var/lib/gpufleet"
+sim_nodes = 4
+"""
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_one_file_holding_every_services_keys_serves_each_service(
+    tmp_path: Path, service: str
+) -> None:
+    path = tmp_path / "gpufleet.toml"
+    path.write_text(SHARED_FILE)
+    settings = load(settings_class(service), {"GPUFLEET_CONFIG": str(path)})
+    assert settings.cluster == "east"
+    for key, value in (("window_s", 120), ("api_port", 9001), ("sim_nodes", 4)):
+        if key in settings.__struct_fields__:
+            assert getattr(settings, key) == value
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_a_key_no_service_knows_is_refused_by_every_service(
+    tmp_path: Path, service: str
+) -> None:
+    path = tmp_path / "gpufleet.toml"
+    path.write_text(SHARED_FILE + "windows_s = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\): windows_s$"):
+        load(settings_class(service), {"GPUFLEET_CONFIG": str(path)})
+
+
+def test_api_reads_a_file_that_holds_ingests_window(tmp_path: Path) -> None:
+    # Only the api's settings module imported, as in a `gpufleet api` process: the list of
+    # classes is explicit, not what happens to be imported.
+    path = tmp_path / "gpufleet.toml"
+    path.write_text("window_s = 30\napi_port = 8081\n")
+    code = ("import sys; from gpufleet.config import load; "
+            "from services.api.config import ApiSettings; "
+            "assert 'services.ingest.config' not in sys.modules; "
+            "print(load(ApiSettings).api_port)")
+    env = {**os.environ, "GPUFLEET_CONFIG": str(path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert (done.returncode, done.stdout.strip()) == (0, "8081"), done.stderr
+
+
+def test_every_settings_class_of_the_tree_is_listed() -> None:
+    listed = {settings_class(s) for s in SETTINGS}
+    found = set()
+    for path in sorted((ROOT / "services").glob("*/config.py")):
+        module = importlib.import_module(f"services.{path.parent.name}.config")
+        found |= {v for v in vars(module).values()
+                  if isinstance(v, type) and issubclass(v, BusSettings)
+                  and v.__module__ == module.__name__}
+    assert found, "no settings class found under services/"
+    assert found <= listed, f"not in gpufleet.config.SETTINGS: {found - listed}"
