@@ -15,6 +15,7 @@ from gpufleet.contracts import (
     TOPIC_BY_NAME,
     DeadLetter,
     Message,
+    clip,
     decoder_for,
     encode,
     envelope_version,
@@ -124,7 +125,7 @@ class DeadLetters:
             offset=record.offset,
             key=record.key,
             value=record.value,
-            reason=reason[:4096],
+            reason=clip(reason),
             consumer=self._consumer,
         )
         dlq = topic(self._settings, "dlq")
@@ -136,7 +137,7 @@ class DeadLetters:
             # so the record can still be found in its own topic; never stop the consumer.
             log.error("dead letter too large or refused (%s); sending it without its bytes", e)
             letter.key = letter.value = None
-            letter.reason = f"{reason} (original bytes left out: {type(e).__name__})"[:4096]
+            letter.reason = clip(f"{reason} (original bytes left out: {type(e).__name__})")
             await self._producer.send_and_wait(dlq, encode(letter), key=key)
 
     async def decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Any | None:

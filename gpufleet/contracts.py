@@ -51,7 +51,8 @@ Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS)]
 Timestamp = Annotated[float, Meta(ge=0, le=LATEST_TS)]  # Unix seconds, UTC
 Name = Annotated[str, Meta(min_length=1, max_length=253)]
 ShortText = Annotated[str, Meta(max_length=253)]  # an optional name, a source, a model, a uuid
-Text = Annotated[str, Meta(max_length=4096)]  # a reason, a message
+TEXT_MAX = 4096
+Text = Annotated[str, Meta(max_length=TEXT_MAX)]  # a reason, a message
 MemoryMib = Annotated[int, Meta(ge=0, le=2**40)]  # an exbibyte: room to add many in int64
 CpuMilli = Annotated[int, Meta(ge=0, le=INT32_MAX)]
 Labels = Annotated[dict[Name, Text], Meta(max_length=256)]
@@ -89,6 +90,11 @@ def version_problem(version: int | None) -> str | None:
         return (f"schema version {version} is newer than this gpufleet understands "
                 f"({SCHEMA_VERSION}): upgrade the consumer to read it")
     return None
+
+
+def clip(text: str, limit: int = TEXT_MAX) -> str:
+    """``text`` cut to ``limit`` characters (ending in an ellipsis when cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def new_event_id() -> str:
@@ -291,6 +297,11 @@ class JobEvent(Message, kw_only=True):
     source: ShortText = "gpufleet"
     attempt: Attempt = 0
 
+    def __post_init__(self) -> None:
+        # A reason made of other text (a GPU's health reason, model names) stays in bounds.
+        if self.reason is not None and len(self.reason) > TEXT_MAX:
+            self.reason = clip(self.reason)
+
 
 # --------------------------------------------------------------------------------------------
 # Derived: gpufleet.gpu.util (keyed by node), gpufleet.alerts (keyed by alert id),
@@ -337,6 +348,10 @@ class Alert(Message, kw_only=True):
     message: Text = ""
     since: Timestamp | None = None
 
+    def __post_init__(self) -> None:
+        if len(self.message) > TEXT_MAX:
+            self.message = clip(self.message)
+
 
 class NodeState(Struct, kw_only=True, omit_defaults=True):
     node: ShortText
@@ -345,6 +360,12 @@ class NodeState(Struct, kw_only=True, omit_defaults=True):
     free_milli: Annotated[list[Annotated[int, Meta(ge=0, le=1000)]],
                           Meta(max_length=MAX_GPUS_PER_NODE)]  # free share of each GPU, in 1/1000
     healthy: Annotated[list[bool], Meta(max_length=MAX_GPUS_PER_NODE)]
+
+    def __post_init__(self) -> None:
+        if not len(self.free_milli) == len(self.healthy) == self.gpus:
+            raise ValueError(f"node {self.node}: free_milli and healthy need one entry per "
+                             f"GPU ({self.gpus}), not {len(self.free_milli)} and "
+                             f"{len(self.healthy)}")
 
 
 class JobSummary(Struct, kw_only=True, omit_defaults=True):

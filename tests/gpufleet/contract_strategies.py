@@ -18,7 +18,7 @@ from typing import Any
 import msgspec.inspect as mi
 from hypothesis import strategies as st
 
-from gpufleet.contracts import TOPIC_BY_NAME, message_type
+from gpufleet.contracts import TOPIC_BY_NAME, NodeState, message_type
 
 NOW = 1_790_000_000.0  # the clock of the consumers under test (late 2026)
 TIME_FIELDS = frozenset({"ts", "window_start", "since"})  # near NOW, mostly: not all too old
@@ -86,7 +86,25 @@ def _dict(t: mi.DictType, name: str) -> st.SearchStrategy[dict[Any, Any]]:
                            min_size=lo, max_size=min(hi, max(lo, SHORT)))
 
 
+def _node_state(t: mi.StructType) -> st.SearchStrategy[dict[str, Any]]:
+    """A NodeState has one free share and one health flag per GPU: drawn as the count first."""
+    types = {f.name: f.type for f in t.fields}
+    milli = types["free_milli"]
+    assert isinstance(milli, mi.Metadata | mi.ListType)
+    item = strategy(milli.type.item_type if isinstance(milli, mi.Metadata) else milli.item_type)
+
+    def build(n: int) -> st.SearchStrategy[dict[str, Any]]:
+        return st.fixed_dictionaries({
+            "node": strategy(types["node"]), "model": strategy(types["model"]),
+            "gpus": st.just(n), "free_milli": st.lists(item, min_size=n, max_size=n),
+            "healthy": st.lists(st.booleans(), min_size=n, max_size=n)})
+
+    return strategy(types["gpus"]).flatmap(build)
+
+
 def _struct(t: mi.StructType) -> st.SearchStrategy[dict[str, Any]]:
+    if t.cls is NodeState:
+        return _node_state(t)
     fixed: dict[str, Any] = {}
     if t.tag_field is not None:
         fixed[t.tag_field] = t.tag
