@@ -372,7 +372,7 @@ class JobSummary(Struct, kw_only=True, omit_defaults=True):
     job_id: ShortText
     tenant: ShortText
     state: JobState
-    gpus: Annotated[int, Meta(ge=0, le=MAX_GPUS_PER_JOB)]
+    gpus: Annotated[int, Meta(ge=0, le=MAX_GPUS_PER_JOB * MAX_GANG)]  # of all its members
     gpu_milli: Annotated[int, Meta(ge=0, le=1000 * MAX_GPUS_PER_JOB)]
     priority: Priority = 0
     queue: ShortText = "default"

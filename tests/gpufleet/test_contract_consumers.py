@@ -28,11 +28,13 @@ from gpufleet.contracts import (
     GpuSample,
     GpuUtilWindow,
     JobEvent,
+    JobSpec,
     Message,
     NodeInventory,
     NodeSample,
     Placement,
     StopJob,
+    SubmitJob,
     decoder_for,
     encode,
 )
@@ -94,17 +96,36 @@ def test_every_topic_draws_messages_that_decode() -> None:
     check()
 
 
+def big_cluster() -> tuple[SchedulerCore, list[Message]]:
+    """A scheduler of 40 nodes of 64 GPUs: room for gangs larger than one job's bound."""
+    core = SchedulerCore(build_profile(SchedulerSettings()), clock=lambda: NOW)
+    out: list[Message] = []
+    for n in range(40):
+        out += core.handle(inventory(f"n{n}", gpus=64))
+    return core, out
+
+
 @EXAMPLES
 @given(messages("nodes", "jobs.requests", "jobs.events", "gpu.util", max_size=10))
 def test_the_scheduler_core_takes_any_message(msgs: list[tuple[str, Any]]) -> None:
-    core = SchedulerCore(build_profile(SchedulerSettings()), clock=lambda: NOW)
-    out = core.handle(inventory())
+    core, out = big_cluster()
     for _, msg in msgs:
         out += core.handle(msg)
         out += core.cycle()
     out += core.cycle()
     out.append(snapshot(core, "c", 0.0))
     for m in out:
+        in_contract(m)
+
+
+def test_a_gang_of_more_than_1024_gpus_is_in_the_snapshot_in_contract() -> None:
+    core, out = big_cluster()
+    for n in range(3):
+        out += core.handle(SubmitJob(job=JobSpec(job_id=f"gang-{n}", gpus=64, gang=30)))
+    out += core.cycle()
+    snap = snapshot(core, "c", 0.0)
+    assert {s.gpus for s in [*snap.running, *snap.queued]} == {64 * 30}
+    for m in [*out, snap]:
         in_contract(m)
 
 
