@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from gpufleet.config import BusSettings
 from gpufleet.contracts import TOPICS, TopicSpec, topic_name
@@ -51,10 +51,19 @@ async def create_topics(
         created: list[str] = []
         for new in wanted:  # one by one, so one that a peer created meanwhile is no failure
             try:
-                await admin.create_topics([new])
-                created.append(new.name)
+                response = await admin.create_topics([new])
             except TopicAlreadyExistsError:
-                pass
+                continue
+            # The broker answers each topic's outcome as an error code (the client does not
+            # raise): one that exists already (a peer, or a creation not yet in the metadata
+            # that list_topics read) is no failure; any other error is.
+            for name, code, *rest in response.topic_errors:
+                if code == TopicAlreadyExistsError.errno:
+                    continue
+                if code != 0:
+                    error = for_code(code)
+                    raise error(f"cannot create topic {name}: {rest[0] if rest else ''}")
+                created.append(name)
         return created
     finally:
         await admin.close()
