@@ -28,7 +28,11 @@ SCHEMA_VERSION = 1  # the major version: a consumer refuses messages of a newer 
 MAX_GPUS_PER_NODE = 64  # GPU indices are 0..63 (nodes, placements, samples, windows)
 MAX_GPUS_PER_JOB = 1024  # GPUs of one member (the scheduler rejects more than a node has)
 MAX_GANG = 1024  # members of one gang
+MAX_NODES = 100_000  # nodes in one scheduler snapshot
+MAX_JOBS = 1_000_000  # queued or running jobs in one scheduler snapshot
 MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: durations, runtimes, grace periods
+TEXT_MAX = 4096  # characters of a reason or a message
+MAX_RECORD_BYTES = 64 << 20  # the bytes of a dead letter's original record
 LATEST_TS = 4_102_444_800.0  # 2100-01-01 UTC: within DateTime (UInt32) and DateTime64(3)
 INT32_MAX = 2**31 - 1
 UINT16_MAX = 2**16 - 1
@@ -51,7 +55,6 @@ Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS)]
 Timestamp = Annotated[float, Meta(ge=0, le=LATEST_TS)]  # Unix seconds, UTC
 Name = Annotated[str, Meta(min_length=1, max_length=253)]
 ShortText = Annotated[str, Meta(max_length=253)]  # an optional name, a source, a model, a uuid
-TEXT_MAX = 4096
 Text = Annotated[str, Meta(max_length=TEXT_MAX)]  # a reason, a message
 MemoryMib = Annotated[int, Meta(ge=0, le=2**40)]  # an exbibyte: room to add many in int64
 CpuMilli = Annotated[int, Meta(ge=0, le=INT32_MAX)]
@@ -61,9 +64,6 @@ Env = Annotated[dict[Annotated[str, Meta(min_length=1, max_length=256)], Text],
 Command = Annotated[list[Text], Meta(max_length=256)]
 Priority = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)]
 Celsius = Annotated[int, Meta(ge=-273, le=1000)]
-MAX_NODES = 100_000  # nodes in one scheduler snapshot
-MAX_JOBS = 1_000_000  # queued or running jobs in one scheduler snapshot
-MAX_RECORD_BYTES = 64 << 20  # the bytes of a dead letter's original record
 EventId = Annotated[str, Meta(max_length=128)]
 
 
