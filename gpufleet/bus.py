@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -15,10 +15,13 @@ from gpufleet.contracts import (
     TOPIC_BY_NAME,
     DeadLetter,
     Message,
+    clip,
     decoder_for,
     encode,
+    envelope_version,
     key_of,
     topic_name,
+    version_problem,
 )
 
 log = logging.getLogger(__name__)
@@ -78,10 +81,16 @@ async def publish(
     await producer.send_and_wait(topic(settings, name), encode(msg), key=key_of(msg))
 
 
-class DeadLetters:
-    """Decodes records of known topics; what does not decode goes to the dead-letter topic."""
+T = TypeVar("T")
 
-    def __init__(self, producer: AIOKafkaProducer, settings: BusSettings, consumer: str) -> None:
+
+class DeadLetters:
+    """Decodes records of known topics; what does not decode, or is of a newer schema version,
+    or makes the consumer fail, goes to the dead-letter topic with the reason. Without a
+    producer the letters are only logged (and counted)."""
+
+    def __init__(self, producer: AIOKafkaProducer | None, settings: BusSettings,
+                 consumer: str) -> None:
         self._producer = producer
         self._settings = settings
         self._consumer = consumer
@@ -95,9 +104,12 @@ class DeadLetters:
         if record.value is None:
             return None, "empty value (tombstone)"
         try:
-            return decoder_for(name).decode(record.value), None
+            msg = decoder_for(name).decode(record.value)
         except msgspec.DecodeError as e:
-            return None, f"does not decode as {name}: {e}"
+            return None, version_problem(envelope_version(record.value)) or (
+                f"does not decode as {name}: {e}")
+        reason = version_problem(msg.schema)
+        return (None, reason) if reason is not None else (msg, None)
 
     async def send(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         """Put a record on the dead-letter topic with its reason, and log it."""
@@ -105,25 +117,28 @@ class DeadLetters:
         log.warning(
             "dead letter from %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
         )
+        if self._producer is None:
+            return
         letter = DeadLetter(
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             key=record.key,
             value=record.value,
-            reason=reason,
+            reason=clip(reason),
             consumer=self._consumer,
         )
         dlq = topic(self._settings, "dlq")
+        key = key_of(letter)
         try:
-            await self._producer.send_and_wait(dlq, encode(letter))
+            await self._producer.send_and_wait(dlq, encode(letter), key=key)
         except KafkaError as e:
             # Most likely too large once base64-encoded: keep the coordinates and the reason,
             # so the record can still be found in its own topic; never stop the consumer.
             log.error("dead letter too large or refused (%s); sending it without its bytes", e)
             letter.key = letter.value = None
-            letter.reason = f"{reason} (original bytes left out: {type(e).__name__})"
-            await self._producer.send_and_wait(dlq, encode(letter))
+            letter.reason = clip(f"{reason} (original bytes left out: {type(e).__name__})")
+            await self._producer.send_and_wait(dlq, encode(letter), key=key)
 
     async def decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Any | None:
         """The decoded message, or ``None`` after sending the record to the dead-letter topic."""
@@ -132,3 +147,35 @@ class DeadLetters:
             await self.send(record, reason)
             return None
         return msg
+
+    async def failed(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
+        """File a record whose handling raised: the consumer names itself, and goes on."""
+        log.error("%s failed on %s[%d]@%d", self._consumer, record.topic, record.partition,
+                  record.offset, exc_info=error)
+        await self.send(record, f"{self._consumer} failed on this message: "
+                                f"{type(error).__name__}: {error}")
+
+    async def guard(self, record: ConsumerRecord[bytes, bytes], handle: Callable[[Any], T],
+                    msg: Any) -> T | None:
+        """``handle(msg)``; if it raises, the record is dead-lettered and ``None`` returned."""
+        try:
+            return handle(msg)
+        except Exception as e:
+            await self.failed(record, e)
+            return None
+
+    async def guard_async(self, record: ConsumerRecord[bytes, bytes],
+                          handle: Callable[[Any], Awaitable[T]], msg: Any) -> T | None:
+        """``await handle(msg)``; if it raises, the record is dead-lettered, ``None`` returned."""
+        try:
+            return await handle(msg)
+        except Exception as e:
+            await self.failed(record, e)
+            return None
+
+    async def handle(self, record: ConsumerRecord[bytes, bytes],
+                     handle: Callable[[Any], T]) -> T | None:
+        """Decode a record and hand it to ``handle``; a record that does not decode, or that
+        ``handle`` fails on, goes to the dead-letter topic (``None`` is returned)."""
+        msg = await self.decode_or_dead_letter(record)
+        return None if msg is None else await self.guard(record, handle, msg)

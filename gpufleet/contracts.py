@@ -20,17 +20,81 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct, field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the major version: a consumer refuses messages of a newer one
+
+# Limits of the domain, and of the warehouse columns the values land in (see
+# services/warehouse/migrations): every numeric field is bounded, every string and list has a
+# maximum size, so that a message that decodes is one every service can handle and store.
+MAX_GPUS_PER_NODE = 64  # GPU indices are 0..63 (nodes, placements, samples, windows)
+MAX_GPUS_PER_JOB = 1024  # GPUs of one member (the scheduler rejects more than a node has)
+MAX_GANG = 1024  # members of one gang
+MAX_NODES = 100_000  # nodes in one scheduler snapshot
+MAX_JOBS = 1_000_000  # queued or running jobs in one scheduler snapshot
+MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: durations, runtimes, grace periods
+TEXT_MAX = 4096  # characters of a reason or a message
+MAX_RECORD_BYTES = 64 << 20  # the bytes of a dead letter's original record
+LATEST_TS = 4_102_444_800.0  # 2100-01-01 UTC: within DateTime (UInt32) and DateTime64(3)
+INT32_MAX = 2**31 - 1
+UINT16_MAX = 2**16 - 1
+UINT32_MAX = 2**32 - 1
+INT64_MAX = 2**63 - 1  # counters and bytes (UInt64 columns), and numpy's int64 in the scheduler
 
 # Bounded value types, checked when a message is decoded.
 Percent = Annotated[float, Meta(ge=0, le=100)]
-NonNegInt = Annotated[int, Meta(ge=0)]
+NonNegInt = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+Counter = NonNegInt  # a monotonic NVML counter or a byte count (UInt64 columns)
+UInt16 = Annotated[int, Meta(ge=0, le=UINT16_MAX)]
+UInt32 = Annotated[int, Meta(ge=0, le=UINT32_MAX)]
+Int32 = Annotated[int, Meta(ge=-(2**31), le=INT32_MAX)]
+GpuIndex = Annotated[int, Meta(ge=0, lt=MAX_GPUS_PER_NODE)]
+GpuIndices = Annotated[list[GpuIndex], Meta(max_length=MAX_GPUS_PER_NODE)]
 Milli = Annotated[int, Meta(ge=1, le=1000)]
+Attempt = UInt16  # attempts of one job (UInt16 columns)
+Member = Annotated[int, Meta(ge=0, lt=MAX_GANG)]
+Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS)]
+Timestamp = Annotated[float, Meta(ge=0, le=LATEST_TS)]  # Unix seconds, UTC
 Name = Annotated[str, Meta(min_length=1, max_length=253)]
+ShortText = Annotated[str, Meta(max_length=253)]  # an optional name, a source, a model, a uuid
+Text = Annotated[str, Meta(max_length=TEXT_MAX)]  # a reason, a message
+MemoryMib = Annotated[int, Meta(ge=0, le=2**40)]  # an exbibyte: room to add many in int64
+CpuMilli = Annotated[int, Meta(ge=0, le=INT32_MAX)]
+Labels = Annotated[dict[Name, Text], Meta(max_length=256)]
+Env = Annotated[dict[Annotated[str, Meta(min_length=1, max_length=256)], Text],
+                Meta(max_length=256)]
+Command = Annotated[list[Text], Meta(max_length=256)]
+Priority = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)]
+Celsius = Annotated[int, Meta(ge=-273, le=1000)]
+EventId = Annotated[str, Meta(max_length=128)]
 
 
 def schema_version() -> int:
     return SCHEMA_VERSION
+
+
+class _Envelope(Struct):
+    schema: int = SCHEMA_VERSION
+
+
+def envelope_version(raw: bytes) -> int | None:
+    """The ``schema`` version a JSON message says it has, whatever else it holds; None when
+    it says nothing readable."""
+    try:
+        return msgspec.json.decode(raw, type=_Envelope).schema
+    except msgspec.DecodeError:
+        return None
+
+
+def version_problem(version: int | None) -> str | None:
+    """Why a message of this schema version cannot be used here, or None when it can."""
+    if version is not None and version > SCHEMA_VERSION:
+        return (f"schema version {version} is newer than this gpufleet understands "
+                f"({SCHEMA_VERSION}): upgrade the consumer to read it")
+    return None
+
+
+def clip(text: str, limit: int = TEXT_MAX) -> str:
+    """``text`` cut to ``limit`` characters (ending in an ellipsis when cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def new_event_id() -> str:
@@ -44,9 +108,9 @@ def now() -> float:
 class Message(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=False):
     """Fields that every message has."""
 
-    schema: int = field(default_factory=schema_version)  # a factory, so it is always encoded
-    event_id: str = field(default_factory=new_event_id)
-    ts: float = field(default_factory=now)
+    schema: Annotated[int, Meta(ge=0, le=INT32_MAX)] = field(default_factory=schema_version)
+    event_id: EventId = field(default_factory=new_event_id)
+    ts: Timestamp = field(default_factory=now)  # factories, so that they are always encoded
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,35 +119,35 @@ class Message(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=Fa
 
 
 class GpuProcess(Struct, omit_defaults=True):
-    pid: int
-    used_memory_bytes: int | None = None
+    pid: Annotated[int, Meta(ge=0, le=INT32_MAX)]
+    used_memory_bytes: Counter | None = None
 
 
 class GpuSample(Struct, kw_only=True, omit_defaults=True):
     """One GPU at one tick. Units are NVML's own: bytes, milliwatts, millijoules, MHz."""
 
-    index: NonNegInt
-    uuid: str
+    index: GpuIndex
+    uuid: ShortText
     util_gpu: Percent | None = None
     util_mem: Percent | None = None
-    mem_used_bytes: NonNegInt | None = None
-    mem_free_bytes: NonNegInt | None = None
-    mem_reserved_bytes: NonNegInt | None = None
-    power_mw: NonNegInt | None = None
-    energy_mj: NonNegInt | None = None
-    temp_c: int | None = None
-    mem_temp_c: int | None = None
-    sm_clock_mhz: NonNegInt | None = None
-    mem_clock_mhz: NonNegInt | None = None
-    throttle_reasons: NonNegInt | None = None
+    mem_used_bytes: Counter | None = None
+    mem_free_bytes: Counter | None = None
+    mem_reserved_bytes: Counter | None = None
+    power_mw: UInt32 | None = None
+    energy_mj: Counter | None = None
+    temp_c: Celsius | None = None
+    mem_temp_c: Celsius | None = None
+    sm_clock_mhz: UInt16 | None = None
+    mem_clock_mhz: UInt16 | None = None
+    throttle_reasons: Counter | None = None
     sm_active: Percent | None = None
     tensor_active: Percent | None = None
-    processes: list[GpuProcess] | None = None
-    ecc_volatile_corrected: NonNegInt | None = None
-    ecc_volatile_uncorrected: NonNegInt | None = None
+    processes: Annotated[list[GpuProcess], Meta(max_length=1024)] | None = None
+    ecc_volatile_corrected: Counter | None = None
+    ecc_volatile_uncorrected: Counter | None = None
     remapped_rows_pending: bool | None = None
     remapped_rows_failure: bool | None = None
-    xid_errors: list[int] | None = None
+    xid_errors: Annotated[list[UInt32], Meta(max_length=256)] | None = None
 
 
 class NodeSample(Message, kw_only=True):
@@ -91,7 +155,7 @@ class NodeSample(Message, kw_only=True):
 
     cluster: Name
     node: Name
-    gpus: list[GpuSample]
+    gpus: Annotated[list[GpuSample], Meta(max_length=MAX_GPUS_PER_NODE)]
     seq: NonNegInt = 0
     dropped: NonNegInt = 0  # samples the publisher dropped since the last delivered one
 
@@ -103,15 +167,15 @@ class GpuHealth(StrEnum):
 
 
 class GpuInfo(Struct, kw_only=True, omit_defaults=True):
-    index: NonNegInt
-    uuid: str
-    model: str
-    memory_total_bytes: NonNegInt
-    pci_bus_id: str | None = None
+    index: GpuIndex
+    uuid: ShortText
+    model: ShortText
+    memory_total_bytes: Counter
+    pci_bus_id: ShortText | None = None
     mig_mode: bool | None = None
-    nvlink_domain: int | None = None  # GPUs of one node that share an NVLink/NVSwitch domain
+    nvlink_domain: Int32 | None = None  # GPUs of one node that share an NVLink/NVSwitch domain
     health: GpuHealth = GpuHealth.OK
-    health_reason: str | None = None
+    health_reason: Text | None = None
 
 
 class NodeInventory(Message, kw_only=True):
@@ -119,11 +183,11 @@ class NodeInventory(Message, kw_only=True):
 
     cluster: Name
     node: Name
-    gpus: list[GpuInfo]
-    cpu_milli: NonNegInt = 0
-    memory_mib: NonNegInt = 0
-    driver_version: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    gpus: Annotated[list[GpuInfo], Meta(max_length=MAX_GPUS_PER_NODE)]
+    cpu_milli: CpuMilli = 0
+    memory_mib: MemoryMib = 0
+    driver_version: ShortText | None = None
+    labels: Labels = field(default_factory=dict)
     online: bool = True
 
 
@@ -143,17 +207,17 @@ class JobSpec(Struct, kw_only=True, omit_defaults=True):
     job_id: Name
     tenant: Name = "default"
     queue: Name = "default"
-    priority: int = 0
-    gpus: int = 1
-    gpu_milli: int = 1000
-    gpu_models: list[str] = field(default_factory=list)
-    cpu_milli: NonNegInt = 0
-    memory_mib: NonNegInt = 0
-    gang: int = 1
-    est_runtime_s: float | None = None
-    command: list[str] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    sim_duration_s: float | None = None  # simulated nodes run the job for this long
+    priority: Priority = 0
+    gpus: Annotated[int, Meta(ge=0, le=MAX_GPUS_PER_JOB)] = 1  # 0: rejected, with a reason
+    gpu_milli: Annotated[int, Meta(ge=0, le=1000 * MAX_GPUS_PER_JOB)] = 1000  # likewise > 1000
+    gpu_models: Annotated[list[Name], Meta(max_length=64)] = field(default_factory=list)
+    cpu_milli: CpuMilli = 0
+    memory_mib: MemoryMib = 0
+    gang: Annotated[int, Meta(ge=0, le=MAX_GANG)] = 1
+    est_runtime_s: Seconds | None = None
+    command: Command | None = None
+    env: Env = field(default_factory=dict)
+    sim_duration_s: Seconds | None = None  # simulated nodes run the job for this long
     sim_util: Percent | None = None  # and keep its GPUs this busy
 
 
@@ -163,7 +227,7 @@ class SubmitJob(Message, tag="submit", tag_field="kind", kw_only=True):
 
 class CancelJob(Message, tag="cancel", tag_field="kind", kw_only=True):
     job_id: Name
-    reason: str = "cancelled by user"
+    reason: Text = "cancelled by user"
 
 
 JobRequest = SubmitJob | CancelJob
@@ -174,10 +238,10 @@ class Placement(Message, tag="place", tag_field="kind", kw_only=True):
 
     job: JobSpec
     node: Name
-    gpus: list[NonNegInt]
+    gpus: GpuIndices
     gpu_milli: Milli = 1000
-    member: NonNegInt = 0
-    attempt: NonNegInt = 0
+    member: Member = 0
+    attempt: Attempt = 0
 
 
 class StopJob(Message, tag="stop", tag_field="kind", kw_only=True):
@@ -186,7 +250,7 @@ class StopJob(Message, tag="stop", tag_field="kind", kw_only=True):
     job_id: Name
     node: Name
     reason: Literal["cancelled", "preempted", "lost"] = "cancelled"
-    grace_s: float = 10.0
+    grace_s: Seconds = 10.0
 
 
 PlacementCommand = Placement | StopJob
@@ -223,15 +287,20 @@ class JobEvent(Message, kw_only=True):
 
     job_id: Name
     state: JobState
-    tenant: str | None = None
-    node: str | None = None
-    gpus: list[NonNegInt] | None = None
-    gpu_milli: int | None = None
-    member: NonNegInt | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    source: str = "gpufleet"
-    attempt: NonNegInt = 0
+    tenant: ShortText | None = None
+    node: ShortText | None = None
+    gpus: GpuIndices | None = None
+    gpu_milli: UInt16 | None = None  # ingest files values outside 1..1000 as dead letters
+    member: Member | None = None
+    exit_code: Int32 | None = None
+    reason: Text | None = None
+    source: ShortText = "gpufleet"
+    attempt: Attempt = 0
+
+    def __post_init__(self) -> None:
+        # A reason made of other text (a GPU's health reason, model names) stays in bounds.
+        if self.reason is not None and len(self.reason) > TEXT_MAX:
+            self.reason = clip(self.reason)
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,20 +314,20 @@ class GpuUtilWindow(Message, kw_only=True):
 
     cluster: Name
     node: Name
-    gpu: NonNegInt
-    uuid: str = ""
-    window_start: float
-    window_s: int = 60
-    samples: NonNegInt
+    gpu: GpuIndex
+    uuid: ShortText = ""
+    window_start: Timestamp
+    window_s: Annotated[int, Meta(ge=1, le=31 * 24 * 3600)] = 60
+    samples: UInt32
     util_mean: Percent
     util_min: Percent
     util_max: Percent
     util_p95: Percent
-    mem_used_bytes_mean: float = 0.0
-    power_mw_mean: float = 0.0
-    energy_mj: NonNegInt = 0
-    job_id: str | None = None
-    tenant: str | None = None
+    mem_used_bytes_mean: Annotated[float, Meta(ge=0, le=float(2**64))] = 0.0
+    power_mw_mean: Annotated[float, Meta(ge=0, le=float(UINT32_MAX))] = 0.0
+    energy_mj: Counter = 0
+    job_id: ShortText | None = None
+    tenant: ShortText | None = None
 
 
 class AlertState(StrEnum):
@@ -271,57 +340,68 @@ class Alert(Message, kw_only=True):
     kind: Name  # idle_gpu, gpu_lost, xid, ...
     state: AlertState
     severity: Literal["info", "warning", "critical"] = "warning"
-    cluster: str | None = None
-    node: str | None = None
-    gpu: int | None = None
-    job_id: str | None = None
-    tenant: str | None = None
-    message: str = ""
-    since: float | None = None
+    cluster: ShortText | None = None
+    node: ShortText | None = None
+    gpu: GpuIndex | None = None
+    job_id: ShortText | None = None
+    tenant: ShortText | None = None
+    message: Text = ""
+    since: Timestamp | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.message) > TEXT_MAX:
+            self.message = clip(self.message)
 
 
 class NodeState(Struct, kw_only=True, omit_defaults=True):
-    node: str
-    gpus: int
-    model: str
-    free_milli: list[int]  # free share of each GPU, in thousandths
-    healthy: list[bool]
+    node: ShortText
+    gpus: Annotated[int, Meta(ge=0, le=MAX_GPUS_PER_NODE)]
+    model: ShortText
+    free_milli: Annotated[list[Annotated[int, Meta(ge=0, le=1000)]],
+                          Meta(max_length=MAX_GPUS_PER_NODE)]  # free share of each GPU, in 1/1000
+    healthy: Annotated[list[bool], Meta(max_length=MAX_GPUS_PER_NODE)]
+
+    def __post_init__(self) -> None:
+        if not len(self.free_milli) == len(self.healthy) == self.gpus:
+            raise ValueError(f"node {self.node}: free_milli and healthy need one entry per "
+                             f"GPU ({self.gpus}), not {len(self.free_milli)} and "
+                             f"{len(self.healthy)}")
 
 
 class JobSummary(Struct, kw_only=True, omit_defaults=True):
-    job_id: str
-    tenant: str
+    job_id: ShortText
+    tenant: ShortText
     state: JobState
-    gpus: int
-    gpu_milli: int
-    priority: int = 0
-    queue: str = "default"
-    node: str | None = None
-    gpu_indices: list[int] | None = None
-    reason: str | None = None
-    since: float | None = None
+    gpus: Annotated[int, Meta(ge=0, le=MAX_GPUS_PER_JOB * MAX_GANG)]  # of all its members
+    gpu_milli: Annotated[int, Meta(ge=0, le=1000 * MAX_GPUS_PER_JOB)]
+    priority: Priority = 0
+    queue: ShortText = "default"
+    node: ShortText | None = None
+    gpu_indices: GpuIndices | None = None
+    reason: Text | None = None
+    since: Timestamp | None = None
 
 
 class SchedulerState(Message, kw_only=True):
     """The scheduler's periodic snapshot of the cluster, for the API (compacted topic)."""
 
     cluster: Name
-    nodes: list[NodeState]
-    queued: list[JobSummary]
-    running: list[JobSummary]
-    decisions_per_s: float = 0.0
+    nodes: Annotated[list[NodeState], Meta(max_length=MAX_NODES)]
+    queued: Annotated[list[JobSummary], Meta(max_length=MAX_JOBS)]
+    running: Annotated[list[JobSummary], Meta(max_length=MAX_JOBS)]
+    decisions_per_s: Annotated[float, Meta(ge=0, le=1e9)] = 0.0
 
 
 class DeadLetter(Message, kw_only=True):
     """A message that could not be used, with the original bytes and why."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None = None
-    value: bytes | None = None
-    reason: str
-    consumer: str = ""
+    topic: Annotated[str, Meta(max_length=249)]  # Kafka's own limit on a topic name
+    partition: Annotated[int, Meta(ge=0, le=INT32_MAX)]
+    offset: NonNegInt
+    key: Annotated[bytes, Meta(max_length=MAX_RECORD_BYTES)] | None = None
+    value: Annotated[bytes, Meta(max_length=MAX_RECORD_BYTES)] | None = None
+    reason: Text
+    consumer: ShortText = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,10 +412,10 @@ class DeadLetter(Message, kw_only=True):
 class TopicSpec(Struct, frozen=True, kw_only=True):
     name: str  # the name under the prefix, e.g. "gpu.samples"
     types: tuple[Any, ...]  # the message type (or the union members) carried
-    key: Literal["node", "job", "alert", "cluster", "none"]
+    key: Literal["node", "job", "alert", "cluster", "record", "none"]
     partitions: int = 6
     compacted: bool = False
-    retention_ms: int | None = None
+    retention_ms: int | None = None  # with compacted: compacted, and deleted after this
     doc: str = ""
 
 
@@ -356,8 +436,10 @@ TOPICS: tuple[TopicSpec, ...] = (
               doc="idle-GPU and health alerts, firing and resolved"),
     TopicSpec(name="scheduler.state", types=(SchedulerState,), key="cluster", partitions=1,
               compacted=True, doc="the scheduler's cluster snapshot"),
-    TopicSpec(name="dlq", types=(DeadLetter,), key="none", partitions=3,
-              retention_ms=7 * 24 * 3600 * 1000, doc="messages that did not decode, and why"),
+    TopicSpec(name="dlq", types=(DeadLetter,), key="record", partitions=3, compacted=True,
+              retention_ms=7 * 24 * 3600 * 1000,
+              doc="messages that did not decode or could not be handled, and why; keyed by "
+                  "the record's coordinates and the consumer, so a repeat has the same key"),
 )
 
 TOPIC_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}
@@ -365,7 +447,8 @@ TOPIC_OF_TYPE: dict[type, TopicSpec] = {ty: t for t in TOPICS for ty in t.types}
 
 
 def key_of(msg: Message) -> bytes | None:
-    """The partition key of a message, as its topic's contract says: node, job, alert or cluster."""
+    """The partition key of a message, as its topic's contract says: node, job, alert,
+    cluster, or a dead letter's source record."""
     spec = TOPIC_OF_TYPE.get(type(msg))
     kind = spec.key if spec is not None else "none"
     if kind == "job":
@@ -375,9 +458,19 @@ def key_of(msg: Message) -> bytes | None:
         value = getattr(msg, "alert_id", None)
     elif kind in ("node", "cluster"):
         value = getattr(msg, kind, None)
+    elif isinstance(msg, DeadLetter):
+        value = letter_key(msg)
     else:
         value = None
     return value.encode() if isinstance(value, str) else None
+
+
+def letter_key(letter: DeadLetter) -> str:
+    """A dead letter's key: the record's coordinates and the consumer that filed it, e.g.
+    ``gpufleet.jobs.events/3@1042 ingest``. The same record filed again by the same consumer
+    (after a restart, or by another instance of it) has the same key, so compaction and
+    readers keep one letter per record and consumer."""
+    return f"{letter.topic}/{letter.partition}@{letter.offset} {letter.consumer}"
 
 
 def topic_name(name: str, prefix: str = "gpufleet") -> str:

@@ -14,8 +14,10 @@ def topic_configs(spec: TopicSpec) -> dict[str, str]:
     if spec.compacted:
         configs["cleanup.policy"] = "compact"
         configs["min.cleanable.dirty.ratio"] = "0.1"
-    if spec.retention_ms is not None and not spec.compacted:
+    if spec.retention_ms is not None:
         configs["retention.ms"] = str(spec.retention_ms)
+        if spec.compacted:  # the latest record per key, for as long as the retention says
+            configs["cleanup.policy"] = "compact,delete"
     return configs
 
 

@@ -58,9 +58,7 @@ async def feed(state: LiveState, settings: ApiSettings, consumer: AIOKafkaConsum
         for tp, records in batches.items():
             name = short_name(settings, tp.topic)
             for record in records:
-                msg = await letters.decode_or_dead_letter(record)
-                if msg is not None:
-                    state.apply(msg)
+                await letters.handle(record, state.apply)
             metrics.inc("api_messages_in_total", len(records), help="records read", topic=name)
             metrics.observe("api_batch_size", len(records), help="records per fetch", topic=name)
             highwater = consumer.highwater(tp)

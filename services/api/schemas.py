@@ -10,11 +10,20 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct, field
 
-from gpufleet.contracts import JobState, Name
+from gpufleet.contracts import (
+    MAX_SECONDS,
+    Command,
+    CpuMilli,
+    Env,
+    JobState,
+    MemoryMib,
+    Name,
+)
 
 JobId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 GpuCount = Annotated[int, Meta(ge=1, le=1024)]
 Pct = Annotated[float, Meta(ge=0, le=100)]
+Duration = Annotated[float, Meta(gt=0, le=MAX_SECONDS)]  # the contract's Seconds, more than 0
 
 
 class Error(Struct, omit_defaults=True):
@@ -33,15 +42,15 @@ class SubmitRequest(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fie
     priority: Annotated[int, Meta(ge=-1000, le=1000)] = 0
     gpus: GpuCount = 1
     gpu_milli: Annotated[int, Meta(ge=1, le=1000)] = 1000
-    gpu_models: list[Annotated[str, Meta(min_length=1, max_length=64)]] = field(
-        default_factory=list)
-    cpu_milli: Annotated[int, Meta(ge=0)] = 0
-    memory_mib: Annotated[int, Meta(ge=0)] = 0
+    gpu_models: Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]],
+                          Meta(max_length=64)] = field(default_factory=list)
+    cpu_milli: CpuMilli = 0
+    memory_mib: MemoryMib = 0
     gang: Annotated[int, Meta(ge=1, le=1024)] = 1
-    est_runtime_s: Annotated[float, Meta(gt=0)] | None = None
-    command: list[str] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    sim_duration_s: Annotated[float, Meta(gt=0)] | None = None
+    est_runtime_s: Duration | None = None
+    command: Command | None = None
+    env: Env = field(default_factory=dict)
+    sim_duration_s: Duration | None = None
     sim_util: Pct | None = None
 
 

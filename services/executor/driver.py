@@ -9,8 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import msgspec
-
+from gpufleet.bus import DeadLetters
+from gpufleet.config import BusSettings
 from gpufleet.contracts import (
     GpuHealth,
     Message,
@@ -18,7 +18,6 @@ from gpufleet.contracts import (
     Placement,
     PlacementCommand,
     StopJob,
-    decoder_for,
 )
 from services.executor.core import (
     Action,
@@ -137,22 +136,18 @@ async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Even
                            prefix: str, on_idle: Callable[[], None] | None = None) -> None:
     """Feed every placement, stop and node inventory to ``dispatch``; commit after each batch.
 
-    A record that does not decode is logged and skipped: every executor reads every
-    placement, so dead-lettering here would file one copy per node (ingest files it once).
+    A record that does not decode, or that ``dispatch`` fails on, is logged and skipped: every
+    executor reads every placement, so dead-lettering here would file one copy per node
+    (ingest files what does not decode once).
     """
-    decoders = {f"{prefix}.{name}" if prefix else name: decoder_for(name) for name in TOPICS}
+    letters = DeadLetters(None, BusSettings(topic_prefix=prefix), "executor")
     while not stop.is_set():
         batches = await consumer.getmany(timeout_ms=500, max_records=500)
-        for tp, records in batches.items():
-            decoder = decoders[tp.topic]
+        for records in batches.values():
             for record in records:
-                try:
-                    cmd = decoder.decode(record.value)
-                except (msgspec.DecodeError, TypeError) as e:
-                    log.warning("skipped %s[%d]@%d: %s", record.topic, record.partition,
-                                record.offset, e)
-                    continue
-                await dispatch(cmd)
+                cmd = await letters.decode_or_dead_letter(record)
+                if cmd is not None:
+                    await letters.guard_async(record, dispatch, cmd)
         if batches:
             await consumer.commit()
         if on_idle is not None:

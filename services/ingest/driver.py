@@ -196,7 +196,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
                              topic=part.name)
             await self.dead.send(rec, reason)
             return
-        part.add(self.core, msg, rec.offset)
+        await self.dead.guard(rec, lambda m: part.add(self.core, m, rec.offset), msg)
 
     # -- flushing -----------------------------------------------------------------------
 

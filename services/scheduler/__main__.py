@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from gpufleet.config import load
-from gpufleet.runner import run_service
+from gpufleet.runner import run_service, said_in_one_line
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.profile import build_profile
 
@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the scheduler; what is wrong with a setting or the broker is said in one line."""
+    return said_in_one_line("gpufleet scheduler", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     from services.scheduler import driver
 
     settings = load(SchedulerSettings, scheduler_ops_port=args.ops_port)

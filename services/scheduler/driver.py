@@ -99,9 +99,7 @@ class Loop:
             out: list[Message] = []
             for records in batch.values():
                 for record in records:
-                    msg = await self.dead.decode_or_dead_letter(record)
-                    if msg is not None:
-                        out += self.core.handle(msg)
+                    out += await self.dead.handle(record, self.core.handle) or []
             if self.core.dirty:
                 out += self._cycle()
             if state_due:

@@ -120,7 +120,9 @@ def test_unknown_topic_is_a_clear_error() -> None:
         (Alert(alert_id="idle:n1:0", kind="idle_gpu", state=AlertState.FIRING, node="n1"),
          b"idle:n1:0"),  # alert: by alert id even when it names a node
         (SchedulerState(cluster="east", nodes=[], queued=[], running=[]), b"east"),
-        (SAMPLES[-1][1], None),  # dead letter: no key
+        (SAMPLES[-1][1], b"x/0@1 "),  # dead letter: its record's coordinates and consumer
+        (DeadLetter(topic="gpufleet.nodes", partition=2, offset=7, reason="r", consumer="api"),
+         b"gpufleet.nodes/2@7 api"),
     ],
 )
 def test_messages_are_keyed_as_their_topic_says(msg: Any, key: bytes | None) -> None:
