@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaConnectionError
 from gpufleet.config import load
 from gpufleet.runner import run_service
 from services.api.app import create_app
+from services.api.auth import bind_refusal, parse_tokens
 from services.api.config import ApiSettings
 
 log = logging.getLogger("services.api")
@@ -30,7 +31,8 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         await web.TCPSite(runner, settings.api_host, settings.api_port).start()
         log.info("api and dashboard on http://%s:%d/", settings.api_host, settings.api_port)
         if not settings.api_tokens:
-            log.warning("no api tokens set (GPUFLEET_API_TOKENS): authentication is off")
+            log.warning("no api tokens set (GPUFLEET_API_TOKENS): every caller on this "
+                        "machine is admin")
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -38,6 +40,10 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load(ApiSettings, api_host=args.host, api_port=args.port)
+    refusal = bind_refusal(settings.api_host, parse_tokens(settings.api_tokens))
+    if refusal is not None:
+        log.error("%s", refusal)
+        return 2
     failures: list[str] = []
 
     async def main(stop: asyncio.Event) -> None:

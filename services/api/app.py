@@ -106,7 +106,8 @@ def create_app(settings: ApiSettings, state: LiveState | None = None,
     )
     app[SETTINGS] = settings
     app[STATE] = state or LiveState(idle_util_pct=settings.api_idle_util_pct,
-                                    max_jobs=settings.api_max_jobs)
+                                    max_jobs=settings.api_max_jobs,
+                                    job_lease_s=settings.api_job_lease_s)
     app[AUTH] = Authenticator(parse_tokens(settings.api_tokens), settings.api_open_reads)
     app[METRICS] = metrics or Metrics()
     app[QUOTAS] = core.parse_quotas(settings.api_tenant_quotas)

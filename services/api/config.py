@@ -29,3 +29,6 @@ class ApiSettings(BusSettings, frozen=True, kw_only=True):
     api_samples_tail: Annotated[int, Meta(ge=1)] = 5000  # samples re-read per partition at start
     api_events_tail: Annotated[int, Meta(ge=1)] = 100_000  # job events re-read per partition
     api_max_jobs: Annotated[int, Meta(ge=10)] = 20_000  # jobs kept in memory (oldest go first)
+    # a job seen only in its own events (never submitted, placed or listed by the scheduler)
+    # that has sent none for this long is dropped (executors heartbeat every 10 s)
+    api_job_lease_s: Annotated[float, Meta(gt=0)] = 60.0

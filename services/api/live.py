@@ -55,6 +55,7 @@ async def feed(state: LiveState, settings: ApiSettings, consumer: AIOKafkaConsum
     ready.set()
     while True:
         batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+        state.expire_orphans()
         for tp, records in batches.items():
             name = short_name(settings, tp.topic)
             for record in records:

@@ -79,3 +79,16 @@ async def test_gpufleet_api_says_why_when_kafka_is_unreachable() -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     assert "cannot start" in err.decode()
+
+
+async def test_gpufleet_api_refuses_to_listen_beyond_loopback_without_tokens() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GPUFLEET_API_TOKENS"}
+    env |= {"GPUFLEET_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "GPUFLEET_API_HOST": "0.0.0.0", "GPUFLEET_API_PORT": str(free_port())}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gpufleet.cli", "api", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2
+    assert len(lines) == 1 and "refusing to listen on 0.0.0.0" in lines[0], lines
