@@ -15,6 +15,7 @@ from gpufleet.runner import run_service
 from services.api.app import create_app
 from services.api.auth import bind_refusal, parse_tokens
 from services.api.config import ApiSettings
+from services.api.handling import DIED
 
 log = logging.getLogger("services.api")
 
@@ -24,8 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (GPUFLEET_API_PORT)")
 
 
+class Died(Exception):
+    """A background task of the api ended (it has logged why)."""
+
+
 async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.api_host, settings.api_port).start()
@@ -33,7 +39,14 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
         if not settings.api_tokens:
             log.warning("no api tokens set (GPUFLEET_API_TOKENS): every caller on this "
                         "machine is admin")
-        await stop.wait()
+        waits = [asyncio.create_task(e.wait()) for e in (stop, app[DIED])]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if app[DIED].is_set():
+            raise Died()
     finally:
         await runner.cleanup()
 
@@ -49,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> None:
         try:
             await serve(settings, stop)
+        except Died:
+            failures.append("a background task died")
         except (KafkaConnectionError, OSError) as e:
             failures.append(str(e))
             log.error("cannot start: %s (Kafka at %s, listening on %s:%d)", e,

@@ -7,9 +7,9 @@
 3. Flush: commit an intent (``progress.Mark``), insert each partition's rows with its
    de-duplication token, publish closed windows and alerts, then commit the end offset. Offsets
    move only after ClickHouse and Kafka have acknowledged: at-least-once in, exactly-once rows.
-4. While the warehouse is away a write waits for it (``retry``); the next batch fills, then
-   the partitions are paused and the consumer keeps polling (so it stays in its group) until
-   the write is through. Readiness is red meanwhile, and ``/metrics`` shows the lag.
+4. While the warehouse is away a write waits for it (``gpufleet.retry``); the next batch fills,
+   then the partitions are paused and the consumer keeps polling (so it stays in its group)
+   until the write is through. Readiness is red meanwhile, and ``/metrics`` shows the lag.
 
 The consuming loop, the job feed and the monitor run in one task group: if one dies, the
 worker stops.
@@ -33,13 +33,13 @@ from aiokafka.structs import OffsetAndMetadata
 from gpufleet.bus import DeadLetters, make_consumer, make_producer, short_name, topic
 from gpufleet.contracts import Message, encode
 from gpufleet.ops import Metrics
+from gpufleet.retry import Outage, kafka_transient, retrying
 
 from .config import IngestSettings
 from .core import Ingest, Params
 from .jobfeed import JobFeed
 from .partition import Part
 from .progress import Mark, token
-from .retry import Outage, kafka_transient, retrying
 from .sink import ClickHouseSink
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from gpufleet.bus import make_consumer, short_name, topic
 from gpufleet.config import BusSettings
 from gpufleet.contracts import JobEvent, Placement, decoder_for
+from gpufleet.retry import Outage, kafka_transient, retrying
 
 from .core import Ingest
-from .retry import Outage, kafka_transient, retrying
 
 log = logging.getLogger(__name__)
 

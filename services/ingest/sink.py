@@ -20,7 +20,8 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
-from .retry import Outage, first_line, retrying, warehouse_transient
+from gpufleet.retry import Outage, first_line, retrying, warehouse_transient
+
 from .rows import Columns
 
 log = logging.getLogger(__name__)

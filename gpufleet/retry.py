@@ -1,8 +1,8 @@
-"""What ingest retries, and how: only faults that pass (the warehouse or the broker away for a
-while), with capped exponential backoff, for as long as they last. Everything else (bad
-credentials, a table that does not match) stops the worker with one line.
+"""What a service retries, and how: only faults that pass (the warehouse or the broker away
+for a while), with capped exponential backoff, for as long as they last. Everything else (bad
+credentials, a table that does not match) is raised, for the service to stop with one line.
 
-An ``Outage`` is what the worker shows of a fault while it waits: one log line when it begins,
+An ``Outage`` is what a service shows of a fault while it waits: one log line when it begins,
 one a minute while it lasts, one when it ends; a gauge and a counter in ``/metrics``; and
 ``/readyz`` red.
 """
@@ -82,8 +82,9 @@ def first_line(e: BaseException) -> str:
 class Outage:
     """One dependency (``what``) and whether it is away; fed by ``retrying``."""
 
-    what: str
+    what: str  # "warehouse", "broker": its first word names the metrics
     metrics: Metrics | None = None
+    service: str = "ingest"  # the metrics' prefix
     clock: Callable[[], float] = time.monotonic
     since: float | None = None
     last_error: str = ""
@@ -110,7 +111,7 @@ class Outage:
                         self.what, now - self.since, self.last_error, next_try_s)
         self._gauge(1)
         if self.metrics is not None:
-            self.metrics.inc(f"ingest_{self._name}_retries_total",
+            self.metrics.inc(f"{self.service}_{self._name}_retries_total",
                              help=f"tries that failed while the {self.what} was away")
 
     def recovered(self) -> None:
@@ -121,8 +122,8 @@ class Outage:
 
     def _gauge(self, value: int) -> None:
         if self.metrics is not None:
-            self.metrics.set(f"ingest_{self._name}_unavailable", value,
-                             help=f"1 while the {self.what} is away and ingest waits for it")
+            self.metrics.set(f"{self.service}_{self._name}_unavailable", value,
+                             help=f"1 while the {self.what} is away (waited for)")
 
     @property
     def _name(self) -> str:
