@@ -62,8 +62,7 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait([task])  # an error it ended with was logged by _feed_ended
         await reader.stop()
         await producer.stop()
         await app[WAREHOUSE].reset()

@@ -183,3 +183,28 @@ async def test_ingest_stops_with_one_line_when_the_warehouse_refuses_its_credent
     assert code == 1, log.read_text()
     assert len(errors) == 1 and "ingest stops" in errors[0] and "516" in errors[0], errors
     assert "Traceback" not in log.read_text()
+
+
+async def test_a_dying_job_feed_stops_the_worker(settings: IngestSettings, start_worker: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.ingest.core import Ingest
+
+    r = await start_worker(settings)
+    deadline = time.monotonic() + 60
+    while not r.worker.ready and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+    def boom(self: Ingest, ev: Any) -> None:
+        raise RuntimeError("a bug in handling a job event")
+
+    monkeypatch.setattr(Ingest, "on_event", boom)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        ev = make_event("j").on("n", 0).at(T).build()
+        await producer.send_and_wait(topic(settings, "jobs.events"), encode(ev), key=b"j")
+    finally:
+        await producer.stop()
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await asyncio.wait_for(r.task, 60)  # not a live worker that does nothing
+    assert caught.group_contains(RuntimeError, match="a bug")
