@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -153,10 +154,12 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
                         "read again at the next start", self.sink.outage.last_error)
 
     async def _close(self) -> None:
-        if self._writing is not None:  # only when stopping on an error: redone at restart
-            self._writing.cancel()
-            with contextlib.suppress(BaseException):
-                await self._writing
+        writing, self._writing = self._writing, None
+        if writing is not None:  # only when stopping on an error: redone at the next start
+            writing.cancel()
+            await asyncio.wait([writing])
+            if not writing.cancelled() and writing.exception() is not None:
+                log.warning("a write in flight failed: %s", writing.exception())
         for closer in (self.consumer.stop, self.feed.stop, self.admin.close, self.producer.stop,
                        self.sink.close):
             with contextlib.suppress(Exception):
@@ -183,7 +186,8 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
             await asyncio.sleep(every_s)
 
     async def readiness(self) -> dict[str, bool]:
-        return {"consuming": self.ready, "warehouse": not self.sink.outage.down}
+        return {"consuming": self.ready, "warehouse": not self.sink.outage.down,
+                "broker": not self.bus_outage.down}
 
     # -- rebalancing --------------------------------------------------------------------
 
@@ -263,7 +267,8 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         if reason is not None:
             self.metrics.inc("ingest_dead_letters_total", help="records sent to the dlq",
                              topic=part.name)
-            await self.dead.send(rec, reason)
+            await retrying(self.bus_outage, kafka_transient,
+                           functools.partial(self.dead.send, rec, reason))
             return
         part.add(self.core, msg, rec.offset)
 
