@@ -27,7 +27,7 @@ from services.ingest.config import IngestSettings
 pytestmark = pytest.mark.integration
 
 NODES, GPUS, TICKS = 3, 4, 60  # per phase
-OUTAGE_S = 25.0  # longer than the old retry budget (about 16 s), after which ingest exited
+OUTAGE_S = 20.0  # longer than the old retry budget (about 16 s), after which ingest exited
 T = float(int(time.time() // 60 * 60) - 7200)
 
 
