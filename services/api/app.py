@@ -18,6 +18,7 @@ from services.api.config import ApiSettings
 from services.api.handlers import alerts, cluster, history, jobs, stream, tenants
 from services.api.handling import (
     AUTH,
+    DIED,
     LIVE_READY,
     METRICS,
     PRODUCER,
@@ -61,18 +62,20 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait([task])  # an error it ended with was logged by _feed_ended
         await reader.stop()
         await producer.stop()
         await app[WAREHOUSE].reset()
 
 
 def _feed_ended(app: web.Application, task: asyncio.Task[None]) -> None:
-    """A feed that ended on an error leaves the state frozen: say so, and stop being ready."""
-    if not task.cancelled() and task.exception() is not None:
-        app[LIVE_READY].clear()
-        log.error("the live feed stopped; /readyz answers 503", exc_info=task.exception())
+    """A feed that ended leaves the state frozen: stop being ready, and stop the process
+    (``gpufleet api`` waits on ``DIED``) so that its supervisor starts a fresh one."""
+    if task.cancelled():
+        return
+    app[LIVE_READY].clear()
+    app[DIED].set()
+    log.error("the live feed stopped; the api stops", exc_info=task.exception())
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -106,13 +109,15 @@ def create_app(settings: ApiSettings, state: LiveState | None = None,
     )
     app[SETTINGS] = settings
     app[STATE] = state or LiveState(idle_util_pct=settings.api_idle_util_pct,
-                                    max_jobs=settings.api_max_jobs)
+                                    max_jobs=settings.api_max_jobs,
+                                    job_lease_s=settings.api_job_lease_s)
     app[AUTH] = Authenticator(parse_tokens(settings.api_tokens), settings.api_open_reads)
     app[METRICS] = metrics or Metrics()
     app[QUOTAS] = core.parse_quotas(settings.api_tenant_quotas)
     app[WAREHOUSE] = Warehouse(settings.clickhouse_url)
     app[LIVE_READY] = asyncio.Event()
     app[STOPPING] = asyncio.Event()
+    app[DIED] = asyncio.Event()
     app[VIEWS] = ViewCache()
     for r in ALL_ROUTES:
         app.router.add_route(r.method, r.path, r.handler)

@@ -4,6 +4,8 @@ admin does everything. Pure: the decision is a value, the handlers turn it into 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import socket
 from enum import IntEnum
 
 from msgspec import Struct
@@ -83,3 +85,30 @@ def _bytes(text: str) -> bytes:
     surrogates (aiohttp decodes headers with surrogateescape), which plain ``encode()`` refuses;
     such a token is compared like any other, so it is a bad token (401), not an error (500)."""
     return text.encode("utf-8", "surrogatepass")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback one (``""`` means every interface)."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def bind_refusal(host: str, tokens: dict[str, Principal]) -> str | None:
+    """Why the api must not listen on ``host`` with these tokens, or None.
+
+    Without tokens every caller is an admin, and an admin's job runs its command on a node:
+    that is only for this machine's own users, on loopback.
+    """
+    if tokens or is_loopback(host):
+        return None
+    return (f"refusing to listen on {host or '*'} without credentials: set {WHERE} "
+            "(token:role[:tenant],...) or listen on loopback (GPUFLEET_API_HOST=127.0.0.1)")

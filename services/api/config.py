@@ -29,3 +29,10 @@ class ApiSettings(BusSettings, frozen=True, kw_only=True):
     api_samples_tail: Annotated[int, Meta(ge=1)] = 5000  # samples re-read per partition at start
     api_events_tail: Annotated[int, Meta(ge=1)] = 100_000  # job events re-read per partition
     api_max_jobs: Annotated[int, Meta(ge=10)] = 20_000  # jobs kept in memory (oldest go first)
+    # a job seen only in its own events (never submitted, placed or listed by the scheduler)
+    # that has sent none for this long is dropped (executors heartbeat every 10 s)
+    # a submit or cancel the broker has not confirmed in this time is answered 503 with
+    # Retry-After: api_retry_after_s (the broker is away, or its partition has no leader)
+    api_publish_timeout_s: Annotated[float, Meta(gt=0)] = 5.0
+    api_retry_after_s: Annotated[float, Meta(gt=0)] = 5.0
+    api_job_lease_s: Annotated[float, Meta(gt=0)] = 60.0

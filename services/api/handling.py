@@ -33,6 +33,7 @@ WAREHOUSE = web.AppKey("warehouse", Warehouse)
 QUOTAS = web.AppKey("quotas", dict[str, float])
 LIVE_READY = web.AppKey("live_ready", asyncio.Event)
 STOPPING = web.AppKey("stopping", asyncio.Event)
+DIED = web.AppKey("died", asyncio.Event)  # a background task ended: the process must stop
 PRINCIPAL = web.RequestKey("principal", Principal)
 
 _encoder = msgspec.json.Encoder()
@@ -94,6 +95,13 @@ def error(status: int, message: str, field_name: str | None = None) -> web.HTTPE
     headers = {"WWW-Authenticate": 'Bearer realm="gpufleet"'} if status == 401 else None
     exc: web.HTTPException = cls(text=body, content_type="application/json", headers=headers)
     return exc
+
+
+def unavailable(message: str, retry_after_s: int) -> web.HTTPException:
+    """503 with ``Retry-After``: a backend is away for now; the same request may be sent again."""
+    body = _encoder.encode(Error(error=message)).decode()
+    return web.HTTPServiceUnavailable(text=body, content_type="application/json",
+                                      headers={"Retry-After": str(retry_after_s)})
 
 
 def _field_of(e: msgspec.ValidationError) -> str | None:

@@ -8,12 +8,14 @@ recent jobs and the latest samples without reading a day of telemetry.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gpufleet.bus import DeadLetters, make_consumer, short_name, topic
 from gpufleet.ops import Metrics
+from gpufleet.retry import Outage, kafka_transient, retrying
 from services.api.config import ApiSettings
 from services.api.state import LiveState
 
@@ -50,15 +52,19 @@ async def assign_and_seek(consumer: AIOKafkaConsumer, settings: ApiSettings) -> 
 
 async def feed(state: LiveState, settings: ApiSettings, consumer: AIOKafkaConsumer,
                letters: DeadLetters, metrics: Metrics, ready: asyncio.Event) -> None:
-    """Apply every record to the state until cancelled."""
+    """Apply every record to the state until cancelled. A record to dead-letter while the
+    broker is away waits for it (the feed stops there rather than skip it)."""
     await assign_and_seek(consumer, settings)
     ready.set()
+    outage = Outage("broker", metrics, service="api")
     while True:
         batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+        state.expire_orphans()
         for tp, records in batches.items():
             name = short_name(settings, tp.topic)
             for record in records:
-                await letters.handle(record, state.apply)
+                await retrying(outage, kafka_transient,
+                               functools.partial(letters.handle, record, state.apply))
             metrics.inc("api_messages_in_total", len(records), help="records read", topic=name)
             metrics.observe("api_batch_size", len(records), help="records per fetch", topic=name)
             highwater = consumer.highwater(tp)

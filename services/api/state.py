@@ -58,6 +58,13 @@ class JobRecord:
     placements: list[Placement] = field(default_factory=list)
     util: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=UTIL_POINTS_KEPT))
     spec_known: bool = False
+    scheduled: bool = False  # the scheduler's snapshot lists it
+
+    @property
+    def vouched(self) -> bool:
+        """Whether anything but its own events says this job exists (a submit, a placement,
+        the scheduler): a job known only by its events is dropped when they stop."""
+        return self.spec_known or self.scheduled
 
     def take_spec(self, spec: JobSpec) -> None:
         self.spec_known = True
@@ -70,6 +77,7 @@ class LiveState:
     clock: Callable[[], float] = time.time
     idle_util_pct: float = 5.0
     max_jobs: int = 20_000
+    job_lease_s: float = 60.0  # a job known only by its events, silent this long, is dropped
     scheduler: SchedulerState | None = None
     scheduler_seen: float | None = None
     inventory: dict[str, NodeInventory] = field(default_factory=dict)
@@ -82,6 +90,8 @@ class LiveState:
     seq: int = 0
     recent: deque[tuple[int, str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_KEPT))
     submitting: set[str] = field(default_factory=set)  # ids of submits on their way to the bus
+    orphans: dict[str, float] = field(default_factory=dict)  # running, not vouched: last event
+    _expired_at: float = 0.0
 
     def knows(self, job_id: str) -> bool:
         """Whether ``job_id`` is taken: a job seen, or one being submitted right now."""
@@ -107,6 +117,24 @@ class LiveState:
             case Alert():
                 self._alert(msg)
         self.version += 1
+        self.expire_orphans()
+
+    def expire_orphans(self) -> None:
+        """Drop running jobs known only by their own events that have gone silent for the
+        lease (a lone ``started`` of a job nobody submitted or placed is not running forever).
+        Checked at most once a second."""
+        now = self.clock()
+        if now - self._expired_at < 1.0:
+            return
+        self._expired_at = now
+        for job_id, seen in list(self.orphans.items()):
+            if now - seen > self.job_lease_s:
+                del self.orphans[job_id]
+                record = self.jobs.pop(job_id, None)
+                if record is not None:
+                    self._unbind(job_id, record.node)
+                    self._note("job", job_id)
+                    self.version += 1
 
     def job(self, job_id: str) -> JobRecord:
         record = self.jobs.get(job_id)
@@ -115,6 +143,7 @@ class LiveState:
             while len(self.jobs) > self.max_jobs:
                 old_id, old = self.jobs.popitem(last=False)
                 self._unbind(old_id, old.node)
+                self.orphans.pop(old_id, None)
         return record
 
     def allocated(self, node: str) -> set[int]:
@@ -134,6 +163,7 @@ class LiveState:
         record = self.job(msg.job.job_id)
         if not record.spec_known:  # the first submit holds the id; a later one is refused
             record.take_spec(msg.job)
+        self._watch(record)
         record.submitted = record.submitted or msg.ts
         record.updated = max(record.updated, msg.ts)
         self._note("job", record.job_id)
@@ -161,11 +191,19 @@ class LiveState:
             self.running_on.setdefault(ev.node, {})[ev.job_id] = list(ev.gpus)
         if ev.state in TERMINAL_STATES:
             self._unbind(ev.job_id, record.node)
+        self._watch(record)
         self._note("job", record.job_id)
+
+    def _watch(self, record: JobRecord) -> None:
+        if record.state in RUNNING_STATES and not record.vouched:
+            self.orphans[record.job_id] = record.updated
+        else:
+            self.orphans.pop(record.job_id, None)
 
     def _placement(self, p: Placement) -> None:
         record = self.job(p.job.job_id)
         record.take_spec(p.job)
+        self._watch(record)
         record.placements.append(p)
         record.node = p.node
         record.updated = max(record.updated, p.ts)
@@ -184,6 +222,8 @@ class LiveState:
 
     def _take_summary(self, s: JobSummary, ts: float) -> None:
         record = self.job(s.job_id)
+        record.scheduled = True
+        self._watch(record)
         record.updated = record.updated or ts
         if record.state in TERMINAL_STATES and s.state not in TERMINAL_STATES:
             return  # the snapshot is older than the job's end

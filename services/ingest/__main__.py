@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
 from gpufleet.config import describe, load
@@ -47,8 +48,20 @@ def _run(args: argparse.Namespace) -> int:
     settings = load(IngestSettings, ingest_workers=args.workers)
     if settings.ingest_workers > 1 and args.workers != 1:
         return _supervise(settings.ingest_workers)
-    return run_service(lambda stop: _worker(settings, args.worker_index, stop),
-                       settings.log_level)
+    failures: list[str] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        # what retrying cannot fix (the warehouse refuses the credentials or the schema, the
+        # broker a request): one line, and a non-zero exit
+        try:
+            await _worker(settings, args.worker_index, stop)
+        except* (SinkError, KafkaError) as group:
+            for e in group.exceptions:
+                failures.append(str(e))
+                log.error("ingest stops: %s", e)
+
+    code = run_service(main, settings.log_level)
+    return 1 if failures else code
 
 
 async def _worker(settings: IngestSettings, index: int, stop: asyncio.Event) -> None:

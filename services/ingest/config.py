@@ -22,7 +22,12 @@ class IngestSettings(BusSettings, frozen=True, kw_only=True):
     idle_util_threshold: Annotated[float, Meta(ge=0, le=100)] = 5.0
     idle_after_s: Annotated[float, Meta(gt=0)] = 600.0  # allocated and idle this long: alert
     job_retention_s: Annotated[float, Meta(gt=0)] = 86_400.0  # ended jobs kept for attribution
+    # a job no placement vouches for owns its GPUs only this long after its last event
+    job_lease_s: Annotated[float, Meta(gt=0)] = 60.0
     # how soon a dead worker's partitions move to the others
     ingest_session_timeout_ms: Annotated[int, Meta(ge=6000)] = 10_000
+    # at stop, how long the last flush waits for a warehouse that is away (the rest is read
+    # again at the next start)
+    ingest_stop_flush_s: Annotated[float, Meta(ge=0)] = 20.0
     ingest_ops_host: str = "0.0.0.0"
     ingest_ops_port: int = 9104  # worker i serves on this + i; 0: none

@@ -27,6 +27,7 @@ class Params:
     idle_util_threshold: float = 5.0
     idle_after_s: float = 600.0
     job_retention_s: float = 86_400.0
+    job_lease_s: float = 60.0
     energy_gap_s: float = 120.0
 
 
@@ -54,7 +55,8 @@ class Ingest:
     late_dropped: int = 0
 
     def __post_init__(self) -> None:
-        self.jobs = JobIndex(retention_s=self.params.job_retention_s)
+        self.jobs = JobIndex(retention_s=self.params.job_retention_s,
+                             lease_s=self.params.job_lease_s)
         self.idle = IdleTracker(self.params.idle_util_threshold, self.params.idle_after_s)
 
     # -- checks -------------------------------------------------------------------------

@@ -7,6 +7,12 @@
 3. Flush: commit an intent (``progress.Mark``), insert each partition's rows with its
    de-duplication token, publish closed windows and alerts, then commit the end offset. Offsets
    move only after ClickHouse and Kafka have acknowledged: at-least-once in, exactly-once rows.
+4. While the warehouse is away a write waits for it (``gpufleet.retry``); the next batch fills,
+   then the partitions are paused and the consumer keeps polling (so it stays in its group)
+   until the write is through. Readiness is red meanwhile, and ``/metrics`` shows the lag.
+
+The consuming loop, the job feed and the monitor run in one task group: if one dies, the
+worker stops.
 """
 
 from __future__ import annotations
@@ -14,19 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from gpufleet.bus import DeadLetters, make_consumer, make_producer, short_name, topic
-from gpufleet.contracts import encode
+from gpufleet.contracts import Message, encode
 from gpufleet.ops import Metrics
+from gpufleet.retry import Outage, kafka_transient, retrying
 
 from .config import IngestSettings
 from .core import Ingest, Params
@@ -52,7 +60,8 @@ SOURCES = ("gpu.samples", "jobs.events", "jobs.placements", "nodes")
 def params_of(s: IngestSettings) -> Params:
     return Params(window_s=s.window_s, grace_s=s.grace_s, max_future_s=s.max_future_s,
                   idle_util_threshold=s.idle_util_threshold, idle_after_s=s.idle_after_s,
-                  job_retention_s=s.job_retention_s, energy_gap_s=s.energy_gap_s)
+                  job_retention_s=s.job_retention_s, energy_gap_s=s.energy_gap_s,
+                  job_lease_s=s.job_lease_s)
 
 
 class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -60,7 +69,8 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.settings = settings
         self.metrics = metrics
         self.core = Ingest(params_of(settings), cluster=settings.cluster)
-        self.sink = ClickHouseSink(settings.clickhouse_url)
+        self.sink = ClickHouseSink(settings.clickhouse_url, Outage("warehouse", metrics))
+        self.bus_outage = Outage("broker", metrics)
         self.producer: AIOKafkaProducer = make_producer(settings)
         self.consumer: AIOKafkaConsumer = make_consumer(
             settings, (), settings.ingest_group_id, max_poll_records=20_000,
@@ -72,51 +82,112 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         self.parts: dict[TopicPartition, Part] = {}
         self.lock = asyncio.Lock()
         self.ready = False
+        self.stored: dict[TopicPartition, int] = {}  # offsets committed as stored
+        self._paused = False
         self._writing: asyncio.Task[None] | None = None
         self._poll_max = max(1, settings.batch_max_rows // 8)  # node messages hold ~8 GPUs
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.sink.start()
-        await self.producer.start()
-        await self.admin.start()
-        await self.feed.start()
-        self.consumer.subscribe([topic(self.settings, n) for n in SOURCES], listener=self)
-        await self.consumer.start()
-        self.ready = True
-        last_flush = time.monotonic()
         try:
-            while not stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=100, max_records=self._poll_max)
-                async with self.lock:
-                    for tp, records in batches.items():
-                        part = self.parts.get(tp)
-                        if part is not None:
-                            await self._take(part, records)
-                    rows = sum(p.rows for p in self.parts.values())
-                    due = time.monotonic() - last_flush >= self.settings.batch_within_s
-                    if rows >= self.settings.batch_max_rows or due:
-                        await self._flush([p for p in self.parts.values() if p.end is None],
-                                          wait=False)
-                        last_flush = time.monotonic()
-            async with self.lock:
-                await self._flush([p for p in self.parts.values() if p.end is None])
+            await self.sink.start()
+            await self.producer.start()
+            await self.admin.start()
+            await self.feed.start()
+            self.consumer.subscribe([topic(self.settings, n) for n in SOURCES], listener=self)
+            await self.consumer.start()
+            self.ready = True
+            async with asyncio.TaskGroup() as tg:
+                helpers = [tg.create_task(self.feed.follow(), name="ingest-job-feed"),
+                           tg.create_task(self._monitor(), name="ingest-monitor")]
+                try:
+                    await self._consume(stop)
+                finally:
+                    for h in helpers:
+                        h.cancel()
+            await self._last_flush()
         finally:
             self.ready = False
             await self._close()
 
+    async def _consume(self, stop: asyncio.Event) -> None:
+        last_flush = time.monotonic()
+        while not stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=100, max_records=self._poll_max)
+            async with self.lock:
+                for tp, records in batches.items():
+                    part = self.parts.get(tp)
+                    if part is not None:
+                        await self._take(part, records)
+                rows = sum(p.rows for p in self.parts.values())
+                due = time.monotonic() - last_flush >= self.settings.batch_within_s
+                if not (rows >= self.settings.batch_max_rows or due):
+                    continue
+                if self._writing is not None and not self._writing.done():
+                    self._pause()  # the previous write waits on the warehouse: hold here
+                    continue
+                self._unpause()
+                await self._flush([p for p in self.parts.values() if p.end is None],
+                                  wait=False)
+                last_flush = time.monotonic()
+
+    def _pause(self) -> None:
+        if not self._paused:
+            self.consumer.pause(*self.consumer.assignment())
+            self._paused = True
+
+    def _unpause(self) -> None:
+        if self._paused:
+            self.consumer.resume(*self.consumer.paused())
+            self._paused = False
+
+    async def _last_flush(self) -> None:
+        """Store what is held, waiting for the warehouse at most ``ingest_stop_flush_s``;
+        what is left is read again at the next start (its offsets were not committed)."""
+        try:
+            async with asyncio.timeout(self.settings.ingest_stop_flush_s):
+                async with self.lock:
+                    await self._flush([p for p in self.parts.values() if p.end is None])
+        except TimeoutError:
+            log.warning("stopping with the warehouse away (%s): the records not stored are "
+                        "read again at the next start", self.sink.outage.last_error)
+
     async def _close(self) -> None:
-        if self._writing is not None:
-            with contextlib.suppress(Exception):
-                await self._writing
+        writing, self._writing = self._writing, None
+        if writing is not None:  # only when stopping on an error: redone at the next start
+            writing.cancel()
+            await asyncio.wait([writing])
+            if not writing.cancelled() and writing.exception() is not None:
+                log.warning("a write in flight failed: %s", writing.exception())
         for closer in (self.consumer.stop, self.feed.stop, self.admin.close, self.producer.stop,
                        self.sink.close):
             with contextlib.suppress(Exception):
                 await closer()
 
+    async def _monitor(self, every_s: float = 2.0) -> None:
+        """Keep the lag and the outage gauges of ``/metrics`` current, whatever the loop does."""
+        m = self.metrics
+        while True:
+            m.set("ingest_warehouse_unavailable_seconds", self.sink.outage.seconds(),
+                  help="how long the warehouse has been away (0: it is not)")
+            tps = list(self.stored)
+            if tps:
+                try:
+                    ends = await asyncio.wait_for(self.consumer.end_offsets(tps), 5)
+                except (KafkaError, TimeoutError):
+                    ends = {}  # the broker is away too: the gauges keep their last values
+                for tp, end in ends.items():
+                    if tp in self.stored:
+                        m.set("ingest_consumer_lag", max(0, end - self.stored[tp]),
+                              help="records not yet stored (log end - committed offset)",
+                              topic=short_name(self.settings, tp.topic),
+                              partition=str(tp.partition))
+            await asyncio.sleep(every_s)
+
     async def readiness(self) -> dict[str, bool]:
-        return {"consuming": self.ready}
+        return {"consuming": self.ready, "warehouse": not self.sink.outage.down,
+                "broker": not self.bus_outage.down}
 
     # -- rebalancing --------------------------------------------------------------------
 
@@ -127,6 +198,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._flush([p for p in gone if p.end is None])
             for p in gone:
                 del self.parts[p.tp]
+                self.stored.pop(p.tp, None)
                 self.core.forget(p.tp)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -145,6 +217,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         """Start a partition at its committed offset, re-reading first to rebuild windows."""
         part = self.parts[tp] = Part(tp, short_name(self.settings, tp.topic))
         self.core.forget(tp)
+        self.stored[tp] = committed or 0
         if committed is None:
             return
         part.start = part.next = part.replay_until = committed
@@ -194,7 +267,8 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         if reason is not None:
             self.metrics.inc("ingest_dead_letters_total", help="records sent to the dlq",
                              topic=part.name)
-            await self.dead.send(rec, reason)
+            await retrying(self.bus_outage, kafka_transient,
+                           functools.partial(self.dead.send, rec, reason))
             return
         await self.dead.guard(rec, lambda m: part.add(self.core, m, rec.offset), msg)
 
@@ -230,21 +304,46 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         return out
 
     async def _write(self, sealed: list[Sealed]) -> None:
-        """Intent, inserts, published windows and alerts, then the end offsets."""
+        """Intent, inserts, published windows and alerts, then the end offsets. Each step
+        waits out a broker or a warehouse that is away; a repeated step is harmless (the
+        inserts carry their tokens, windows and alerts their event ids)."""
         started = time.monotonic()
-        await self.consumer.commit({s.part.tp: s.intent for s in sealed})
-        sends: list[Any] = []
+        try:
+            await self._commit({s.part.tp: s.intent for s in sealed})
+        except CommitFailedError as e:
+            self._moved(e)
+            return
         for s in sealed:
             p = s.part
             for table, cols in p.tables():
                 await self.sink.insert(table, cols, token(p.tp.topic, p.tp.partition,
                                                           s.intent.offset, p.next, table))
-            for name, msg, key in p.outgoing():
-                sends.append(await self.producer.send(topic(self.settings, name), encode(msg),
-                                                      key=key))
-        await asyncio.gather(*sends)
-        await self.consumer.commit({s.part.tp: s.done for s in sealed})
+        outgoing = [(name, msg, key) for s in sealed for name, msg, key in s.part.outgoing()]
+        if outgoing:
+            await retrying(self.bus_outage, kafka_transient, lambda: self._send(outgoing))
+        try:
+            await self._commit({s.part.tp: s.done for s in sealed})
+        except CommitFailedError as e:
+            self._moved(e)
+            return
+        for s in sealed:
+            if s.part.tp in self.stored:
+                self.stored[s.part.tp] = s.done.offset
         self._account([s.part for s in sealed], time.monotonic() - started)
+
+    @staticmethod
+    def _moved(e: CommitFailedError) -> None:
+        """The partitions went to another worker mid-write: it re-reads from the last commit
+        and stores the same rows again under the same tokens."""
+        log.warning("offsets not committed, the partitions moved (%s)", e)
+
+    async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        await retrying(self.bus_outage, kafka_transient, lambda: self.consumer.commit(offsets))
+
+    async def _send(self, outgoing: list[tuple[str, Message, bytes]]) -> None:
+        sends = [await self.producer.send(topic(self.settings, name), encode(msg), key=key)
+                 for name, msg, key in outgoing]
+        await asyncio.gather(*sends)
 
     def _resume_point(self, p: Part) -> tuple[int, float]:
         if p.name != "gpu.samples":

@@ -1,11 +1,11 @@
 """Every worker follows all job events and placements (not only its own partitions): a
 GPU's samples and the jobs on it are keyed differently, so attribution needs the whole view.
-The feed re-reads both topics from the start when a worker starts (their retention bounds it)."""
+The feed re-reads both topics from the start when a worker starts (their retention bounds it),
+then ``follow`` runs in the worker's task group: a broker that is away is waited for, any
+other error stops the worker."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from gpufleet.bus import make_consumer, short_name, topic
 from gpufleet.config import BusSettings
 from gpufleet.contracts import JobEvent, Placement, decoder_for
+from gpufleet.retry import Outage, kafka_transient, retrying
 
 from .core import Ingest
 
@@ -29,10 +30,10 @@ class JobFeed:
         self._admin = admin
         self._core = core
         self._consumer = make_consumer(settings, (), None, client_id="gpufleet-ingest-jobs")
-        self._task: asyncio.Task[None] | None = None
+        self._outage = Outage("broker (job feed)")
 
     async def start(self) -> None:
-        """Assign every partition, read up to the current end, then follow in the background."""
+        """Assign every partition and read up to the current end."""
         c = self._consumer
         await c.start()
         names = [topic(self._settings, n) for n in FEED_TOPICS]
@@ -46,7 +47,6 @@ class JobFeed:
         ends = await c.end_offsets(tps)
         while await self._behind(tps, ends):
             await self.poll(500)
-        self._task = asyncio.create_task(self._follow())
 
     async def _behind(self, tps: list[TopicPartition], ends: dict[TopicPartition, int]) -> bool:
         for tp in tps:
@@ -70,19 +70,10 @@ class JobFeed:
                 elif isinstance(msg, Placement):
                     self._core.on_placement(msg)
 
-    async def _follow(self) -> None:
+    async def follow(self) -> None:
+        """Apply new job events and placements until cancelled."""
         while True:
-            try:
-                await self.poll(200)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("job feed: poll failed; retrying")
-                await asyncio.sleep(1)
+            await retrying(self._outage, kafka_transient, lambda: self.poll(200))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         await self._consumer.stop()

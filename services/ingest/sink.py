@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+from gpufleet.retry import Outage, first_line, retrying, warehouse_transient
 
 from .rows import Columns
 
@@ -28,7 +31,7 @@ _DT64 = re.compile(r"DateTime64\((\d)")
 
 
 class SinkError(Exception):
-    """ClickHouse did not take a batch (after retries)."""
+    """ClickHouse refused something that retrying cannot fix (credentials, the schema)."""
 
 
 @dataclass(frozen=True)
@@ -78,18 +81,30 @@ def convert(col: Column, values: list[Any]) -> list[Any]:
 
 
 class ClickHouseSink:
-    def __init__(self, url: str, retries: int = 8) -> None:
+    """Every call waits out a warehouse that is away (``outage`` shows it) and raises
+    ``SinkError`` for what retrying cannot fix."""
+
+    def __init__(self, url: str, outage: Outage | None = None) -> None:
         self._url = url
-        self._retries = retries
+        self.outage = outage or Outage("warehouse")
         self._client: Any = None
         self.columns: dict[str, dict[str, Column]] = {}
         self.rows_written: dict[str, int] = {}
 
+    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await retrying(self.outage, warehouse_transient,
+                                  lambda: asyncio.to_thread(fn, *args, **kwargs))
+        except ClickHouseError as e:
+            raise SinkError(f"the warehouse refused {what}: {first_line(e)}") from e
+
     async def start(self, tables: Iterable[str] = TABLES, wait_s: float = 60.0) -> None:
-        """Connect and learn the tables; waits for them (``warehouse migrate`` may still be
-        running) and fails when they do not appear, rather than drop rows."""
-        self._client = await asyncio.to_thread(clickhouse_connect.get_client, dsn=self._url,
-                                               autogenerate_session_id=False)
+        """Connect and learn the tables; waits for the warehouse, and for the tables
+        (``warehouse migrate`` may still be running); fails when they do not appear, rather
+        than drop rows."""
+        self._client = await self._call(
+            "the connection", clickhouse_connect.get_client, dsn=self._url,
+            autogenerate_session_id=False, connect_timeout=5, send_receive_timeout=60)
         deadline = time.monotonic() + wait_s
         while True:
             missing = [t for t in tables if not await self._learn(t)]
@@ -102,8 +117,8 @@ class ClickHouseSink:
             await asyncio.sleep(1.0)
 
     async def _learn(self, table: str) -> bool:
-        result = await asyncio.to_thread(
-            self._client.query,
+        result = await self._call(
+            f"the columns of {table}", self._client.query,
             "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
             "AND table = {t:String} ORDER BY position", parameters={"t": table})
         self.columns[table] = {n: Column(n, t) for n, t in result.result_rows}
@@ -121,20 +136,13 @@ class ClickHouseSink:
             return 0
         data = [convert(known[n], cols[n]) for n in names]
         settings = {"insert_deduplication_token": token}
-        for attempt in range(self._retries):
-            try:
-                await asyncio.to_thread(self._client.insert, table, data, column_names=names,
-                                        column_oriented=True, settings=settings)
-                break
-            except Exception as e:  # the server or the network: retry, the token makes it safe
-                if attempt == self._retries - 1:
-                    raise SinkError(f"insert into {table} failed: {e}") from e
-                log.warning("insert into %s failed (%s); retrying", table, e)
-                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        # a retry of an insert whose answer was lost is stored once: the token says so
+        await self._call(f"an insert into {table}", self._client.insert, table, data,
+                         column_names=names, column_oriented=True, settings=settings)
         n = len(data[0])
         self.rows_written[table] = self.rows_written.get(table, 0) + n
         return n
 
     async def query(self, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
-        result = await asyncio.to_thread(self._client.query, sql, parameters=parameters)
+        result = await self._call("a query", self._client.query, sql, parameters=parameters)
         return list(result.result_rows)

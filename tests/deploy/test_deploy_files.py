@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from deploy_model import (
+    DEPLOY,
     K8S,
     Workload,
     compose,
@@ -195,3 +196,35 @@ def test_overlay_puts_everything_in_the_base_namespace(path: Path) -> None:
     # A component's objects are added at the overlay: the base's namespace does not reach them.
     base = yaml_docs(K8S / "base" / "kustomization.yaml")[0]
     assert yaml_docs(path)[0]["namespace"] == base["namespace"]
+
+
+API = [w for w in gpufleet_workloads() if w.command == "api"]
+
+
+def _env_example() -> dict[str, str]:
+    lines = (DEPLOY / "env.example").read_text().splitlines()
+    return dict(ln.split("=", 1) for ln in lines if "=" in ln and not ln.startswith("#"))
+
+
+@pytest.mark.parametrize("w", API, ids=_ids(API))
+def test_an_api_beyond_loopback_is_given_tokens(w: Workload) -> None:
+    # Without tokens every caller is an admin: the api refuses to listen beyond loopback.
+    from services.api.auth import bind_refusal, is_loopback, parse_tokens
+    from services.api.config import ApiSettings
+
+    host = str(w.env.get("GPUFLEET_API_HOST") or ApiSettings().api_host)
+    if is_loopback(host):
+        return
+    if w.kind == "compose":
+        raw = str(w.spec["environment"].get("GPUFLEET_API_TOKENS", ""))
+        required = re.fullmatch(r"\$\{(\w+):\?[^}]+\}", raw)
+        assert required, f"{w}: GPUFLEET_API_TOKENS must be a required variable: {raw!r}"
+        tokens = _env_example().get(required.group(1), "")
+    else:
+        entry = next((e for e in w.spec.get("env", []) if e["name"] == "GPUFLEET_API_TOKENS"),
+                     None)
+        assert entry is not None, f"{w}: no GPUFLEET_API_TOKENS"
+        ref = entry["valueFrom"]["secretKeyRef"]
+        assert not ref.get("optional"), f"{w}: the tokens' secret must not be optional"
+        tokens = k8s_object("Secret", ref["name"])["stringData"][ref["key"]]
+    assert bind_refusal(host, parse_tokens(tokens)) is None, f"{w}: no tokens for {host}"

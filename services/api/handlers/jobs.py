@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import uuid
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from gpufleet.bus import publish
 from gpufleet.contracts import TERMINAL_STATES, CancelJob, JobSpec, SubmitJob
@@ -21,6 +24,7 @@ from services.api.handling import (
     principal,
     read_body,
     read_query,
+    unavailable,
 )
 from services.api.schemas import (
     Accepted,
@@ -56,9 +60,23 @@ def spec_of(body: SubmitRequest, tenant: str) -> JobSpec:
 
 
 async def _send(request: web.Request, msg: SubmitJob | CancelJob) -> None:
-    await publish(request.app[PRODUCER], request.app[SETTINGS], "jobs.requests", msg)
-    request.app[METRICS].inc("api_messages_out_total", help="requests put on the bus",
-                             topic="jobs.requests", kind=type(msg).__name__)
+    """Put the request on the bus, or answer 503 (``Retry-After``) when the broker does not
+    confirm it within ``api_publish_timeout_s``: it may be away, or its partition leaderless."""
+    settings, metrics = request.app[SETTINGS], request.app[METRICS]
+    kind = type(msg).__name__
+    try:
+        async with asyncio.timeout(settings.api_publish_timeout_s):
+            await publish(request.app[PRODUCER], settings, "jobs.requests", msg)
+    except (KafkaError, TimeoutError) as e:
+        metrics.inc("api_bus_unavailable_total", help="requests answered 503: the bus was away",
+                    kind=kind)
+        what = f"job {msg.job.job_id!r}" if isinstance(msg, SubmitJob) else "the cancel"
+        raise unavailable(
+            f"the job bus did not confirm {what} ({type(e).__name__}); retry later (with the "
+            "same job_id: a job id is taken once)",
+            math.ceil(settings.api_retry_after_s)) from None
+    metrics.inc("api_messages_out_total", help="requests put on the bus",
+                topic="jobs.requests", kind=kind)
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -105,11 +123,11 @@ ROUTES = [
           query=JobsQuery, response=JobList, tag="jobs"),
     Route("POST", "/api/v1/jobs", submit, "Submit a job (a request on jobs.requests)",
           role=Role.SUBMITTER, body=SubmitRequest, response=Accepted, status=202,
-          errors=(400, 401, 403, 409, 413), tag="jobs"),
+          errors=(400, 401, 403, 409, 413, 503), tag="jobs"),
     Route("GET", "/api/v1/jobs/{job_id}", get_job,
           "One job: its events, placement and utilization so far", response=JobDetail,
           errors=(401, 403, 404), tag="jobs"),
     Route("POST", "/api/v1/jobs/{job_id}/cancel", cancel, "Cancel a job",
           role=Role.SUBMITTER, body=CancelRequest, response=Accepted, status=202,
-          errors=(400, 401, 403, 404, 409, 413), tag="jobs"),
+          errors=(400, 401, 403, 404, 409, 413, 503), tag="jobs"),
 ]

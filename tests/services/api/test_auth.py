@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from services.api.auth import Authenticator, Principal, Role, TokenError, parse_tokens
+from services.api.auth import (
+    Authenticator,
+    Principal,
+    Role,
+    TokenError,
+    bind_refusal,
+    parse_tokens,
+)
 
 from .conftest import ADMIN, SUBMITTER_A, SUBMITTER_B, VIEWER, RunningApi, auth
 
@@ -98,3 +105,23 @@ def test_bad_token_settings_are_refused(tokens: str) -> None:
 ])
 def test_may_act_for(who: Principal, tenant: str, allowed: bool) -> None:
     assert who.may_act_for(tenant) is allowed
+
+
+@pytest.mark.parametrize(("host", "tokens", "refused"), [
+    ("127.0.0.1", "", False),
+    ("127.0.0.2", "", False),
+    ("::1", "", False),
+    ("[::1]", "", False),
+    ("localhost", "", False),
+    ("0.0.0.0", "", True),  # every interface
+    ("::", "", True),
+    ("", "", True),
+    ("192.0.2.10", "", True),
+    ("0.0.0.0", "abcdefgh:viewer", False),
+    ("192.0.2.10", "abcdefgh:admin", False),
+])
+def test_without_tokens_only_loopback(host: str, tokens: str, refused: bool) -> None:
+    reason = bind_refusal(host, parse_tokens(tokens))
+    assert (reason is not None) is refused
+    if reason is not None:
+        assert "GPUFLEET_API_TOKENS" in reason

@@ -79,3 +79,49 @@ async def test_gpufleet_api_says_why_when_kafka_is_unreachable() -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     assert "cannot start" in err.decode()
+
+
+async def test_gpufleet_api_refuses_to_listen_beyond_loopback_without_tokens() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GPUFLEET_API_TOKENS"}
+    env |= {"GPUFLEET_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "GPUFLEET_API_HOST": "0.0.0.0", "GPUFLEET_API_PORT": str(free_port())}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gpufleet.cli", "api", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2
+    assert len(lines) == 1 and "refusing to listen on 0.0.0.0" in lines[0], lines
+
+
+async def test_a_dying_live_feed_stops_the_api(bus: BusSettings, warehouse_url: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpufleet.bus import make_producer, publish
+    from services.api.__main__ import Died, serve
+    from services.api.state import LiveState
+
+    from .conftest import api_settings
+
+    original = LiveState.apply
+
+    def apply(self: LiveState, msg: object) -> None:
+        if getattr(msg, "node", None) == "poison-node":
+            raise RuntimeError("a bug in the live state")
+        original(self, msg)
+
+    monkeypatch.setattr(LiveState, "apply", apply)
+    settings = api_settings(bus, clickhouse_url=warehouse_url, api_port=free_port())
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(settings, stop))
+    producer = make_producer(bus)
+    await producer.start()
+    try:
+        await asyncio.sleep(1)
+        await publish(producer, bus, "gpu.samples", make_node("poison-node").gpus(1).sample())
+        with pytest.raises(Died):
+            await asyncio.wait_for(serving, 60)
+    finally:
+        await producer.stop()
+        stop.set()
+        if not serving.done():
+            await asyncio.wait_for(serving, 30)

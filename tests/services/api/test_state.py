@@ -193,3 +193,38 @@ def test_bad_quotas_name_the_variable(text: str) -> None:
 
     with pytest.raises(ConfigError, match="GPUFLEET_API_TENANT_QUOTAS"):
         core.parse_quotas(text)
+
+
+@pytest.mark.parametrize(("vouch", "beats", "kept"), [
+    (None, (), False),  # a lone `started` of a job nobody submitted: dropped after the lease
+    (None, (50.0, 100.0, 150.0), True),  # its heartbeats keep it
+    ("submit", (), True),  # a submitted job is the scheduler's to end (its node lease)
+    ("placement", (), True),
+    ("snapshot", (), True),
+])
+def test_a_job_known_only_by_its_events_expires_without_them(
+        vouch: str | None, beats: tuple[float, ...], kept: bool) -> None:
+    clock = Clock()
+    state = LiveState(clock=clock, job_lease_s=60.0)
+    job = make_job("ghost").on("n", 3)
+    start = job.event(JobState.STARTED)
+    start.ts = clock.now
+    state.apply(start)
+    if vouch == "submit":
+        state.apply(SubmitJob(job=job.spec()))
+    elif vouch == "placement":
+        state.apply(job.placement())
+    elif vouch == "snapshot":
+        state.apply(snapshot([make_node("n").gpus(4)], [job]))
+    assert state.jobs["ghost"].state is JobState.STARTED and state.running_on["n"]["ghost"]
+    start_ts = clock.now
+    for dt in (*beats, 200.0):
+        clock.now = start_ts + dt
+        if dt in beats:
+            beat = job.event(JobState.HEARTBEAT)
+            beat.ts = clock.now
+            state.apply(beat)
+        state.expire_orphans()
+    assert ("ghost" in state.jobs) is kept
+    assert ("ghost" in state.running_on.get("n", {})) is kept
+    assert state.allocated("n") == ({3} if kept else set())

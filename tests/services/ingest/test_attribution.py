@@ -17,12 +17,20 @@ def run(job: str, node: str, gpu: int, start: float, end: float | None,
     return evs
 
 
+def beats(job: str, node: str, gpu: int, *at: float) -> list[JobEvent]:
+    return [make_event(job).state(JobState.HEARTBEAT).on(node, gpu).at(T0 + t).build()
+            for t in at]
+
+
 @pytest.mark.parametrize(
     ("name", "events", "window", "owner"),
     [
         ("starts and ends mid-minute", run("a", "n1", 0, 20, 40), 0, "a"),
         ("before it started", run("a", "n1", 0, 70, None), 0, None),
-        ("still running", run("a", "n1", 0, 20, None), 120, "a"),
+        ("still running", run("a", "n1", 0, 20, None) + beats("a", "n1", 0, 70, 125), 120, "a"),
+        # a lone `started` that no placement vouches for ends a lease (60 s) after it
+        ("a lone start, past its lease", run("a", "n1", 0, 20, None), 120, None),
+        ("a lone start, within its lease", run("a", "n1", 0, 20, None), 60, "a"),
         ("ended before the window", run("a", "n1", 0, 0, 50), 60, None),
         ("other gpu", run("a", "n1", 1, 0, None), 0, None),
         ("other node", run("a", "n2", 0, 0, None), 0, None),
@@ -56,3 +64,29 @@ def test_ended_runs_are_pruned_after_retention() -> None:
         index.on_event(ev)
     assert [r.job_id for r in index.runs.values()] == ["b"]
     assert index.owner("n1", 0, T0, T0 + 60) is None
+
+
+def test_a_placed_run_needs_no_heartbeats() -> None:
+    index = JobIndex(lease_s=60)
+    index.on_placement(make_placement("a", "n1", 0, tenant="t1"))
+    index.on_event(make_event("a").at(T0).build())
+    got = index.owner("n1", 0, T0 + 3600, T0 + 3660)
+    assert got is not None and got.job_id == "a"
+
+
+def test_a_placement_after_the_start_lifts_the_lease() -> None:
+    index = JobIndex(lease_s=60)
+    index.on_event(make_event("a").on("n1", 0).at(T0).build())
+    index.on_placement(make_placement("a", "n1", 0, tenant="t1"))
+    got = index.owner("n1", 0, T0 + 3600, T0 + 3660)
+    assert got is not None and got.job_id == "a"
+
+
+def test_unplaced_silent_runs_and_lone_ends_are_pruned() -> None:
+    index = JobIndex(retention_s=100, lease_s=60)
+    index.on_event(make_event("ghost").on("n1", 0).at(T0).build())
+    index.on_event(make_event("gone").state(END).at(T0).build())  # its start never comes
+    index.on_event(make_event("b").on("n1", 1).at(T0 + 500).build())
+    index.on_event(make_event("b").state(END).at(T0 + 510).build())
+    assert [r.job_id for r in index.runs.values()] == ["b"]
+    assert index.ended == {}
