@@ -229,7 +229,7 @@ def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseSink]:
     proc = start_warehouse(Path(tmp_path_factory.mktemp("warehouse")) / "data", port)
     try:
         migrated(port)
-        sink = ClickHouseSink(url(port), retries=1)
+        sink = ClickHouseSink(url(port))
         asyncio.run(sink.start(wait_s=10))
         yield sink
         asyncio.run(sink.close())
