@@ -1,4 +1,11 @@
-"""Running one async service in the foreground: SIGTERM and Ctrl-C stop it cleanly."""
+"""Running one async service in the foreground: SIGTERM and Ctrl-C stop it cleanly, and a
+background task that dies takes the process down with one clear line.
+
+A service starts its background tasks with ``supervise`` in an ``asyncio.TaskGroup``. A task
+that raises, or that returns while it was meant to run on, raises ``TaskDied``; the group
+cancels the others, and ``run_service`` logs the one line and returns 1. No process stays
+alive with a part of it dead.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,43 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 
-def run_service(main: Callable[[asyncio.Event], Awaitable[None]], log_level: str = "INFO") -> int:
+class TaskDied(Exception):
+    """A background task of a service ended; the message says which and why."""
+
+
+def supervise(group: asyncio.TaskGroup, name: str, coro: Coroutine[Any, Any, None],
+              until: asyncio.Event | None = None) -> asyncio.Task[None]:
+    """Start ``coro`` in ``group`` as the task ``name``.
+
+    If it raises, or returns before ``until`` is set (with no ``until``: at all), it raises
+    ``TaskDied``, which stops the group and, through ``run_service``, the process.
+    """
+    return group.create_task(_watched(name, coro, until), name=name)
+
+
+async def _watched(name: str, coro: Coroutine[Any, Any, None],
+                   until: asyncio.Event | None) -> None:
+    try:
+        await coro
+    except Exception as e:
+        log.debug("task %s died", name, exc_info=True)
+        raise TaskDied(f"{name} died: {type(e).__name__}: {e}") from e
+    if until is None or not until.is_set():
+        raise TaskDied(f"{name} ended while the service was still running")
+
+
+def run_service(main: Callable[[asyncio.Event], Awaitable[None]], log_level: str = "INFO",
+                name: str = "gpufleet") -> int:
     """Run ``main(stop)``; ``stop`` is set on SIGTERM/SIGINT and main is expected to return.
 
-    A second signal cancels main outright.
+    A second signal cancels main outright. Returns 0 after a clean stop, 1 when a background
+    task died (one line on the log says which and why).
     """
     logging.getLogger().setLevel(log_level.upper())
 
@@ -30,6 +67,23 @@ def run_service(main: Callable[[asyncio.Event], Awaitable[None]], log_level: str
             loop.add_signal_handler(sig, _signal)
         await main(stop)
 
-    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
-        asyncio.run(_go())
+    try:
+        with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+            asyncio.run(_go())
+    except TaskDied as e:
+        log.error("%s stopped: %s", name, e)
+        return 1
+    except BaseExceptionGroup as group:
+        dead, rest = group.split(TaskDied)
+        if dead is None or rest is not None:
+            raise
+        log.error("%s stopped: %s", name, "; ".join(map(str, _leaves(dead))))
+        return 1
     return 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out

@@ -16,6 +16,12 @@ Key = tuple[str, int]  # (job id, member)
 LOST_REASON = "executor restarted; job lost"
 UNKNOWN_EXIT_REASON = "ended while adopted after an executor restart; exit status unknown"
 
+# How a job that was stopped ends, by the stop's reason. A job stopped as ``lost`` was given up by
+# the scheduler (its node was silent past the lease; its GPUs went to other jobs): it is stopped
+# here and reported lost again, never as failed or cancelled.
+STOPPED_AS = {"cancelled": JobState.CANCELLED, "preempted": JobState.PREEMPTED,
+              "lost": JobState.LOST}
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -110,6 +116,8 @@ class ExecutorCore:
         if job is None:
             return []
         self._remember(key, job.placement.attempt)
+        if job.stop is not None and job.stop.reason == "lost":
+            return [Emit(event(job.placement, JobState.LOST, now, reason=job.stop.reason))]
         return [Emit(event(job.placement, JobState.FAILED, now, reason=f"did not start: {why}"))]
 
     def on_stop(self, s: StopJob, now: float) -> list[Action]:
@@ -117,10 +125,14 @@ class ExecutorCore:
             return []
         actions: list[Action] = []
         for key, job in self.jobs.items():
-            if key[0] == s.job_id and job.stop is None:
+            if key[0] != s.job_id:
+                continue
+            if job.stop is None:
                 job.stop = s
                 if job.pid is not None or not self.needs_command:
                     actions.append(Terminate(key, s.grace_s))
+            elif s.reason == "lost":  # already stopping; the scheduler has since given it up
+                job.stop = s
         return actions
 
     def on_exit(self, key: Key, exit_code: int | None, now: float,
@@ -131,18 +143,20 @@ class ExecutorCore:
         p = job.placement
         self._remember(key, p.attempt)
         if job.stop is not None:
-            state = JobState.PREEMPTED if job.stop.reason == "preempted" else JobState.CANCELLED
-            return [Emit(event(p, state, now, exit_code=exit_code, reason=job.stop.reason))]
+            return [Emit(event(p, STOPPED_AS[job.stop.reason], now, exit_code=exit_code,
+                               reason=job.stop.reason))]
         if exit_code == 0:
             return [Emit(event(p, JobState.SUCCEEDED, now, exit_code=0))]
         return [Emit(event(p, JobState.FAILED, now, exit_code=exit_code,
                            reason=reason or _exit_reason(exit_code)))]
 
     def heartbeats(self, now: float) -> list[Action]:
+        """Heartbeats of the running jobs, except those given up (they are being stopped)."""
         out: list[Action] = []
         for job in self.jobs.values():
             running = job.pid is not None or not self.needs_command
-            if running and now - job.last_beat >= self.heartbeat_s:
+            given_up = job.stop is not None and job.stop.reason == "lost"
+            if running and not given_up and now - job.last_beat >= self.heartbeat_s:
                 job.last_beat = now
                 out.append(Emit(event(job.placement, JobState.HEARTBEAT, now)))
         return out

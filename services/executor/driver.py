@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
+from aiokafka.errors import KafkaError
 
 from gpufleet.contracts import (
     GpuHealth,
@@ -96,6 +97,11 @@ class NodeExecutor:
         except LaunchError as e:
             self._apply(self.core.on_launch_failed(a.key, str(e), self._clock()))
             return
+        except Exception as e:  # a job's input must not stop the node: that job fails
+            log.exception("launching %s/%d failed", *a.key)
+            why = f"{type(e).__name__}: {e}"
+            self._apply(self.core.on_launch_failed(a.key, why, self._clock()))
+            return
         self._apply(self.core.on_started(a.key, pid, start, self._clock()))
 
     def _exited(self, key: Key, code: int | None) -> None:
@@ -134,15 +140,27 @@ def unhealthy_gpus(inv: NodeInventory) -> dict[int, str]:
 
 
 async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Event,
-                           prefix: str, on_idle: Callable[[], None] | None = None) -> None:
+                           prefix: str, on_idle: Callable[[], None] | None = None,
+                           commit_timeout_s: float = 10.0) -> None:
     """Feed every placement, stop and node inventory to ``dispatch``; commit after each batch.
 
     A record that does not decode is logged and skipped: every executor reads every
     placement, so dead-lettering here would file one copy per node (ingest files it once).
+    A commit that fails or times out (the broker is away) is logged and made again after the
+    next batch; a placement read twice runs once (the core remembers it). A Kafka error that
+    retrying cannot fix ends the loop with that error.
     """
     decoders = {f"{prefix}.{name}" if prefix else name: decoder_for(name) for name in TOPICS}
+    uncommitted = False
     while not stop.is_set():
-        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        try:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        except KafkaError as e:
+            if not e.retriable:
+                raise
+            log.warning("reading placements failed (%s); retrying", e)
+            batches = {}
+            await asyncio.sleep(0.5)
         for tp, records in batches.items():
             decoder = decoders[tp.topic]
             for record in records:
@@ -153,7 +171,17 @@ async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Even
                                 record.offset, e)
                     continue
                 await dispatch(cmd)
-        if batches:
-            await consumer.commit()
+        if batches or uncommitted:
+            uncommitted = not await _commit(consumer, commit_timeout_s)
         if on_idle is not None:
             on_idle()
+
+
+async def _commit(consumer: Any, timeout_s: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await consumer.commit()
+    except (KafkaError, TimeoutError) as e:
+        log.warning("commit of placements failed (%s); will commit again", e or "timed out")
+        return False
+    return True

@@ -56,6 +56,8 @@ class ProcessRunner:
                     stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise LaunchError(f"{p.job.command[0]}: {e.strerror or e}") from e
+        except ValueError as e:  # a NUL byte in the command or the env
+            raise LaunchError(f"the command or its env cannot be passed to a process: {e}") from e
         self._pids[key] = proc.pid
         self._spawn(self._wait_child(key, proc, on_exit))
         return proc.pid, process_start(proc.pid)

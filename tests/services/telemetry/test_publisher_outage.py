@@ -52,10 +52,9 @@ async def test_publisher_survives_a_broker_restart_with_bounded_memory(
     settings = BusSettings(kafka_bootstrap=own_broker.bootstrap, topic_prefix="outage",
                            cluster="t")
     await create_topics(settings, replication_factor=1, partitions=1)
-    producer = make_producer(settings, request_timeout_ms=1500, retry_backoff_ms=100,
-                             linger_ms=0)
-    await producer.start()
-    publisher = Publisher(settings, producer, buffer_samples=BOUND, batch=BOUND)
+    publisher = Publisher(settings, lambda: make_producer(
+        settings, request_timeout_ms=1500, retry_backoff_ms=100, linger_ms=0),
+        buffer_samples=BOUND, batch=BOUND, delivery_timeout_s=5)
     stop = asyncio.Event()
     sender = asyncio.create_task(publisher.run(stop, flush_timeout_s=10))
     offered = 0
@@ -83,7 +82,6 @@ async def test_publisher_survives_a_broker_restart_with_bounded_memory(
     offer()  # and a fresh one after the outage
     stop.set()
     await sender
-    await producer.stop()
 
     delivered = await read_all(settings, publisher.sent)
     seqs = [s.seq for s in delivered]
