@@ -233,7 +233,7 @@ class Publisher:
         await self.close()
 
     async def close(self) -> None:
-        """Stop the producer, giving up after the deadline (a wedged one is left behind)."""
+        """Stop the producer; past the deadline, end it without waiting for its batches."""
         producer, self.producer = self.producer, None
         if producer is None:
             return
@@ -241,10 +241,11 @@ class Publisher:
             async with asyncio.timeout(self._timeout):
                 await producer.stop()
         except TimeoutError:
-            log.warning("the old producer did not stop within %.0fs; left behind",
-                        self._timeout)
+            log.warning("the producer did not stop within %.0fs (its batches wait for a broker"
+                        " that does not answer); ended without them", self._timeout)
+            await _end_wedged(producer)
         except Exception as e:
-            log.warning("stopping the old producer failed: %s", e)
+            log.warning("stopping the producer failed: %s", e)
 
     async def flush(self, timeout_s: float) -> bool:
         """Send what is buffered; False if some of it could not be sent in time."""
@@ -270,6 +271,22 @@ def _error_of(fut: asyncio.Future[Any]) -> BaseException | None:
     if fut.cancelled():
         return asyncio.CancelledError()
     return fut.exception()
+
+
+async def _end_wedged(producer: Any) -> None:
+    """End a producer whose ``stop()`` waits on batches that never finish.
+
+    aiokafka's ``stop()`` first waits for every pending batch, with no deadline, and then stops
+    its sender task and closes its connections; aiokafka has no public call for the second half
+    alone, so this is it, in the one place that reaches inside. Left running, the old sender
+    would deliver its batches after their copies went out through the new producer.
+    """
+    with contextlib.suppress(Exception):
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            await sender.close()
+    with contextlib.suppress(Exception):
+        await producer.client.close()
 
 
 async def connect(factory: Factory, stop: asyncio.Event, retry_s: float = 2.0,

@@ -4,6 +4,7 @@ runs a placement to success; a node restarted mid-job reports the job lost."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from gpufleet.contracts import (
     NodeInventory,
     NodeSample,
     Placement,
+    StopJob,
     decoder_for,
 )
 from services.executor.core import LOST_REASON
@@ -64,7 +66,7 @@ def job_is(job_id: str, state: JobState) -> Any:
     return lambda m: isinstance(m, JobEvent) and m.job_id == job_id and m.state == state
 
 
-async def place(bus: BusSettings, p: Placement) -> None:
+async def place(bus: BusSettings, p: Placement | StopJob) -> None:
     producer = make_producer(bus)
     await producer.start()
     try:
@@ -118,3 +120,47 @@ async def test_a_restarted_fleet_reports_the_jobs_it_lost(
         finally:
             stop.set()
             await fleet
+
+
+async def test_a_job_with_a_bad_sim_exit_fails_and_the_node_goes_on(
+    bus: BusSettings, tmp_path: Path
+) -> None:
+    stop = asyncio.Event()
+    fleet = asyncio.create_task(serve(fleet_settings(bus, tmp_path), stop))
+    try:
+        async with Reader(bus, ["jobs.events"]) as r:
+            boom = JobSpec(job_id="boom", env={"GPUFLEET_SIM_EXIT": "boom"})
+            await place(bus, Placement(job=boom, node="sim-0000", gpus=[0]))
+            failed = await r.until(job_is("boom", JobState.FAILED))
+            assert failed.reason == ("did not start: GPUFLEET_SIM_EXIT must be an exit code"
+                                     " from -255 to 255, not 'boom'")
+            ok = JobSpec(job_id="after-boom", sim_duration_s=0.2)
+            await place(bus, Placement(job=ok, node="sim-0000", gpus=[0]))
+            await r.until(job_is("after-boom", JobState.SUCCEEDED))
+            assert not fleet.done()
+    finally:
+        stop.set()
+        await fleet
+
+
+async def test_a_job_given_up_as_lost_is_stopped_and_reported_lost(
+    bus: BusSettings, tmp_path: Path
+) -> None:
+    stop = asyncio.Event()
+    fleet = asyncio.create_task(serve(fleet_settings(bus, tmp_path), stop))
+    try:
+        async with Reader(bus, ["jobs.events"]) as r:
+            job = JobSpec(job_id="given-up", sim_duration_s=600)
+            await place(bus, Placement(job=job, node="sim-0001", gpus=[2]))
+            await r.until(job_is("given-up", JobState.STARTED))
+            await place(bus, StopJob(job_id="given-up", node="sim-0001", reason="lost"))
+            lost = await r.until(job_is("given-up", JobState.LOST))
+            assert (lost.source, lost.reason, lost.gpus) == ("executor", "lost", [2])
+            with contextlib.suppress(TimeoutError):  # read on for a few heartbeat intervals
+                await r.until(lambda m: False, timeout=1.5)
+            after = [m.state for m in r.seen if isinstance(m, JobEvent)
+                     and m.job_id == "given-up" and m.ts > lost.ts]
+            assert after == []
+    finally:
+        stop.set()
+        await fleet
