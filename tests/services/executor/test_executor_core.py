@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -67,7 +68,7 @@ def core(**kw: object) -> ExecutorCore:
     return ExecutorCore(node="n1", gpus=8, heartbeat_s=10, **kw)  # type: ignore[arg-type]
 
 
-def events(actions: list[object]) -> list[tuple[JobState, str | None]]:
+def events(actions: Sequence[object]) -> list[tuple[JobState, str | None]]:
     return [(a.event.state, a.event.reason) for a in actions if isinstance(a, Emit)]
 
 
