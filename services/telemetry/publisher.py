@@ -120,16 +120,18 @@ class Publisher:
         if self._droppable <= self._bound_other:
             return
         excess = self._droppable - self._bound_other + self._bound_other // 10
+        dropped = excess
         kept: deque[Item] = deque()
-        for name, msg in self._other:
-            if excess and not must_keep(msg):
+        for item in self._other:
+            if excess and not must_keep(item[1]):
                 excess -= 1
-                self._droppable -= 1
-                self.dropped_other += 1
-                log.warning("outbox full: dropped the oldest %s message", name)
                 continue
-            kept.append((name, msg))
+            kept.append(item)
         self._other = kept
+        self._droppable -= dropped
+        self.dropped_other += dropped
+        log.warning("outbox full: dropped the %d oldest inventories, alerts and heartbeats "
+                    "(job events are kept)", dropped)
 
     def _take(self) -> list[Item]:
         out: list[Item] = []
@@ -176,6 +178,10 @@ class Publisher:
         except TimeoutError:
             log.warning("delivery of %d messages timed out after %.0fs", len(items),
                         self._timeout)
+        except asyncio.CancelledError:  # a stop's flush ran out of time: count them unsent
+            self.in_flight = 0
+            self._put_back(items)
+            raise
         except Exception as e:
             log.warning("send failed: %s", e)
         self.in_flight = 0
@@ -223,7 +229,7 @@ class Publisher:
             else:
                 backoff = 0.2
         await self.flush(flush_timeout_s)
-        await self.close()
+        await self.close(max(1.0, flush_timeout_s))
 
     async def _replace_producer(self) -> None:
         """Close the producer that failed; ``run`` starts a new one."""
@@ -232,17 +238,19 @@ class Publisher:
                          help="producers replaced after a failed or timed-out delivery")
         await self.close()
 
-    async def close(self) -> None:
-        """Stop the producer; past the deadline, end it without waiting for its batches."""
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Stop the producer; past the deadline (default: the delivery deadline), end it
+        without waiting for its batches."""
         producer, self.producer = self.producer, None
         if producer is None:
             return
+        deadline = self._timeout if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(deadline):
                 await producer.stop()
         except TimeoutError:
             log.warning("the producer did not stop within %.0fs (its batches wait for a broker"
-                        " that does not answer); ended without them", self._timeout)
+                        " that does not answer); ended without them", deadline)
             await _end_wedged(producer)
         except Exception as e:
             log.warning("stopping the producer failed: %s", e)
