@@ -4,7 +4,8 @@ background task that dies takes the process down with one clear line.
 A service starts its background tasks with ``supervise`` in an ``asyncio.TaskGroup``. A task
 that raises, or that returns while it was meant to run on, raises ``TaskDied``; the group
 cancels the others, and ``run_service`` logs the one line and returns 1. No process stays
-alive with a part of it dead.
+alive with a part of it dead. Short-lived tasks started one by one (a job's watcher) go through
+a ``Spawned``, whose ``watch`` is supervised in turn: the first of them to raise stops it too.
 """
 
 from __future__ import annotations
@@ -37,11 +38,61 @@ async def _watched(name: str, coro: Coroutine[Any, Any, None],
                    until: asyncio.Event | None) -> None:
     try:
         await coro
+    except TaskDied:
+        raise
     except Exception as e:
         log.debug("task %s died", name, exc_info=True)
         raise TaskDied(f"{name} died: {type(e).__name__}: {e}") from e
     if until is None or not until.is_set():
         raise TaskDied(f"{name} ended while the service was still running")
+
+
+class Spawned:
+    """Short-lived tasks that may end at any time but must not die unseen."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._died: BaseException | None = None
+        self._wake: asyncio.Event | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None or self._died is not None:
+            return
+        self._died = task.exception()
+        log.debug("a %s task died", self._name, exc_info=self._died)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def watch(self, until: asyncio.Event) -> None:
+        """Return once ``until`` is set; raise ``TaskDied`` if one of the tasks died first."""
+        self._wake = self._wake or asyncio.Event()
+        waits = [asyncio.ensure_future(until.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            if self._died is None:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if self._died is not None:
+            e = self._died
+            raise TaskDied(f"a {self._name} task died: {type(e).__name__}: {e}") from e
+
+    async def close(self) -> None:
+        """Cancel the tasks still running and wait for them."""
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
 
 
 def run_service(main: Callable[[asyncio.Event], Awaitable[None]], log_level: str = "INFO",

@@ -100,6 +100,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             supervise(tasks, "sender", outbox.run(sender_stop, settings.flush_timeout_s),
                       until=sender_stop)
+            supervise(tasks, "jobs", executor.runner.tasks.watch(stop), until=stop)
             await supervise(tasks, "placements", consume_commands(
                 consumer, executor.handle, stop, settings.topic_prefix, on_idle=on_idle),
                 until=stop)

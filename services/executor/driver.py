@@ -21,6 +21,7 @@ from gpufleet.contracts import (
     StopJob,
     decoder_for,
 )
+from gpufleet.runner import Spawned
 from services.executor.core import (
     Action,
     Adopt,
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 class Runner(Protocol):
     needs_command: bool
+    tasks: Spawned  # its watchers and simulated runs; the service supervises tasks.watch()
 
     async def launch(self, key: Key, p: Placement, on_exit: OnExit) -> Started: ...
     def adopt(self, key: Key, pid: int, start: int | None, on_exit: OnExit) -> None: ...

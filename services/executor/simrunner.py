@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 
 from gpufleet.contracts import Placement
+from gpufleet.runner import Spawned
 from services.executor.core import Key
 from services.executor.runner import LaunchError, OnExit, Started
 
@@ -20,15 +21,16 @@ EXIT_VAR = "GPUFLEET_SIM_EXIT"
 class SimRunner:
     needs_command = False
 
-    def __init__(self, default_duration_s: float = 60.0) -> None:
+    def __init__(self, default_duration_s: float = 60.0, tasks: Spawned | None = None) -> None:
         self._default = default_duration_s
+        self.tasks = tasks or Spawned("simulated job")  # the service supervises its watch()
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._closing = False
 
     async def launch(self, key: Key, p: Placement, on_exit: OnExit) -> Started:
         duration = p.job.sim_duration_s or p.job.est_runtime_s or self._default
         code = sim_exit_code(p.job.env.get(EXIT_VAR, "0"))
-        self._tasks[key] = asyncio.create_task(self._run(key, duration, code, on_exit))
+        self._tasks[key] = self.tasks.spawn(self._run(key, duration, code, on_exit))
         return None, None
 
     async def _run(self, key: Key, duration: float, code: int, on_exit: OnExit) -> None:

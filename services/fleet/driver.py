@@ -66,6 +66,7 @@ async def serve(settings: FleetSettings, stop: asyncio.Event) -> None:
             reader = supervise(tasks, "placements", consume_commands(
                 consumer, fleet.dispatch, stop, settings.topic_prefix, on_idle=on_idle),
                 until=stop)
+            supervise(tasks, "jobs", fleet.tasks.watch(stop), until=stop)
             if settings.sim_duration_s:
                 tasks.create_task(_stop_after(stop, settings.sim_duration_s))
             await stop.wait()

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from gpufleet.runner import run_service, supervise
+from gpufleet.runner import Spawned, run_service, supervise
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
 
@@ -71,3 +71,27 @@ def test_an_error_outside_the_tasks_is_not_hidden() -> None:
 
     with pytest.raises(RuntimeError, match="a bug in main"):
         run_service(main)
+
+
+@pytest.mark.parametrize(("job", "code", "line"), [
+    (returns, 0, None),  # short-lived tasks may end
+    (raises, 1, "svc stopped: a job watcher task died: ValueError: invalid literal for int():"
+                " 'boom'"),
+])
+def test_a_spawned_task_that_raises_stops_the_service(
+    job: Callable[[asyncio.Event], Awaitable[None]], code: int, line: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main(stop: asyncio.Event) -> None:
+        spawned = Spawned("job watcher")
+        async with asyncio.TaskGroup() as tasks:
+            supervise(tasks, "jobs", spawned.watch(stop), until=stop)
+            spawned.spawn(job(stop))  # type: ignore[arg-type]
+            await asyncio.sleep(0.05)
+            stop.set()
+        await spawned.close()
+
+    with caplog.at_level(logging.INFO, logger="gpufleet.runner"):
+        assert run_service(main, name="svc") == code
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ([line] if line else [])
