@@ -96,18 +96,18 @@ class NodeExecutor:
     async def _launch(self, a: Launch) -> None:
         try:
             pid, start = await self.runner.launch(a.key, a.placement, self._exited)
-        except LaunchError as e:
-            self._apply(self.core.on_launch_failed(a.key, str(e), self._clock()))
-            return
         except Exception as e:  # a job's input must not stop the node: that job fails
-            log.exception("launching %s/%d failed", *a.key)
-            why = f"{type(e).__name__}: {e}"
-            self._apply(self.core.on_launch_failed(a.key, why, self._clock()))
+            if not isinstance(e, LaunchError):
+                log.exception("launching %s/%d failed", *a.key)
+            why = str(e) if isinstance(e, LaunchError) else f"{type(e).__name__}: {e}"
+            for launch in self._apply(self.core.on_launch_failed(a.key, why, self._clock())):
+                self.runner.tasks.spawn(self._launch(launch))
             return
         self._apply(self.core.on_started(a.key, pid, start, self._clock()))
 
     def _exited(self, key: Key, code: int | None) -> None:
-        self._apply(self.core.on_exit(key, code, self._clock()))
+        for launch in self._apply(self.core.on_exit(key, code, self._clock())):
+            self.runner.tasks.spawn(self._launch(launch))  # a later attempt that waited
 
     def _apply(self, actions: list[Action], save: bool = True) -> list[Launch]:
         """Carry out the actions that need no waiting; return the launches."""

@@ -50,6 +50,10 @@ class PlacementBuilder:
         self._command = None
         return self
 
+    def attempt(self, n: int) -> PlacementBuilder:
+        self._attempt = n
+        return self
+
     def at(self, ts: float) -> PlacementBuilder:
         self._ts = ts
         return self
@@ -195,3 +199,24 @@ def test_a_job_given_up_before_it_started_is_reported_lost_not_failed() -> None:
     c.on_placement(place("a").build(), NOW)
     assert c.on_stop(StopJob(job_id="a", node="n1", reason="lost"), NOW) == []
     assert events(c.on_launch_failed(("a", 0), "no such file", NOW)) == [(JobState.LOST, "lost")]
+
+
+@pytest.mark.parametrize(("stop", "then"), [
+    ("lost", "launched"),  # given up, placed here again: it starts once the old one ended
+    ("cancelled", "launched"),
+    (None, "ignored"),  # the old attempt was never stopped: a retry is not for this node now
+])
+def test_a_later_attempt_waits_for_the_stopped_one_to_end(stop: str | None, then: str) -> None:
+    c = core()
+    c.on_placement(place("a").gpus(0).build(), NOW)
+    c.on_started(("a", 0), 42, None, NOW)
+    if stop is not None:
+        c.on_stop(StopJob(job_id="a", node="n1", reason=stop), NOW)  # type: ignore[arg-type]
+    retry = place("a").gpus(0).attempt(1).build()
+    assert c.on_placement(retry, NOW + 1) == []
+    end, *rest = c.on_exit(("a", 0), -15, NOW + 2)
+    assert isinstance(end, Emit) and end.event.attempt == 0
+    if then == "launched":
+        assert rest == [Launch(("a", 0), retry)] and c.jobs[("a", 0)].placement.attempt == 1
+    else:
+        assert rest == [] and c.jobs == {}

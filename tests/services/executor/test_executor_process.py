@@ -163,6 +163,22 @@ async def test_a_job_env_no_process_can_take_fails_that_job_and_the_node_goes_on
     await out.until("good", JobState.SUCCEEDED)
 
 
+async def test_a_job_given_up_and_placed_here_again_runs_once_the_old_one_is_gone(
+    node: tuple[NodeExecutor, ListOutbox],
+) -> None:
+    ex, out = node
+    await ex.handle(job("j", "sleep", "30"))
+    await out.until("j", JobState.STARTED)
+    await ex.handle(StopJob(job_id="j", node="n1", reason="lost", grace_s=1))
+    again = Placement(job=JobSpec(job_id="j", command=["true"]), node="n1", gpus=[0], attempt=1)
+    await ex.handle(again)
+    done = await out.until("j", JobState.SUCCEEDED)
+    assert done.attempt == 1
+    assert [(e.state, e.attempt) for e in out.events] == [
+        (JobState.STARTED, 0), (JobState.LOST, 0), (JobState.STARTED, 1),
+        (JobState.SUCCEEDED, 1)]
+
+
 async def test_heartbeats_while_running(node: tuple[NodeExecutor, ListOutbox]) -> None:
     ex, out = node
     await ex.handle(job("j", "sleep", "30"))
