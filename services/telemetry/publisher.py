@@ -232,28 +232,34 @@ class Publisher:
         await self.close(max(1.0, flush_timeout_s))
 
     async def _replace_producer(self) -> None:
-        """Close the producer that failed; ``run`` starts a new one."""
+        """End the producer that failed, its unsent batches with it (they are queued here
+        again); ``run`` starts a new one."""
         self.reconnects += 1
         self.metrics.inc("telemetry_producer_restarts_total",
                          help="producers replaced after a failed or timed-out delivery")
-        await self.close()
+        await self.close(abort=True)
 
-    async def close(self, timeout_s: float | None = None) -> None:
-        """Stop the producer; past the deadline (default: the delivery deadline), end it
-        without waiting for its batches."""
+    async def close(self, timeout_s: float | None = None, abort: bool = False) -> None:
+        """Stop the producer, flushing its batches; past the deadline (default: the delivery
+        deadline), or at once with ``abort``, end it without them."""
         producer, self.producer = self.producer, None
         if producer is None:
             return
         deadline = self._timeout if timeout_s is None else timeout_s
-        try:
-            async with asyncio.timeout(deadline):
-                await producer.stop()
-        except TimeoutError:
-            log.warning("the producer did not stop within %.0fs (its batches wait for a broker"
-                        " that does not answer); ended without them", deadline)
-            await _end_wedged(producer)
-        except Exception as e:
-            log.warning("stopping the producer failed: %s", e)
+        stopping = asyncio.ensure_future(producer.stop())  # marks it closed at once
+        if not abort:
+            await asyncio.wait([stopping], timeout=deadline)
+            if not stopping.done():
+                log.warning("the producer did not stop within %.0fs (its batches wait for a"
+                            " broker that does not answer); ended without them", deadline)
+        if not stopping.done():
+            await asyncio.sleep(0)
+            await _end_sender(producer)
+            await asyncio.wait([stopping], timeout=deadline)
+        if not stopping.done():
+            stopping.cancel()
+        elif not stopping.cancelled() and stopping.exception() is not None:
+            log.warning("stopping the producer failed: %s", stopping.exception())
 
     async def flush(self, timeout_s: float) -> bool:
         """Send what is buffered; False if some of it could not be sent in time."""
@@ -281,13 +287,14 @@ def _error_of(fut: asyncio.Future[Any]) -> BaseException | None:
     return fut.exception()
 
 
-async def _end_wedged(producer: Any) -> None:
-    """End a producer whose ``stop()`` waits on batches that never finish.
+async def _end_sender(producer: Any) -> None:
+    """Make a producer's ``stop()`` return without waiting for its unsent batches.
 
-    aiokafka's ``stop()`` first waits for every pending batch, with no deadline, and then stops
-    its sender task and closes its connections; aiokafka has no public call for the second half
-    alone, so this is it, in the one place that reaches inside. Left running, the old sender
-    would deliver its batches after their copies went out through the new producer.
+    aiokafka's ``stop()`` first waits for every pending batch, with no deadline (an idempotent
+    producer retries a batch for ever), and only then stops its sender task and closes its
+    connections. aiokafka has no public call for the second half alone, so this is it, in the
+    one place that reaches inside. Left to run, the old sender would deliver its batches after
+    their copies went out through the new producer.
     """
     with contextlib.suppress(Exception):
         sender = getattr(producer, "_sender", None)
