@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 from gpufleet.ops import Metrics
 from services.telemetry.node import NodeTelemetry
-from services.telemetry.publisher import Publisher
+from services.telemetry.publisher import Publisher, connect
+
+__all__ = ["connect", "publish_tick", "tick_loop"]  # connect lives with the sender now
 
 log = logging.getLogger(__name__)
 
