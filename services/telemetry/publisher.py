@@ -246,15 +246,15 @@ class Publisher:
         if producer is None:
             return
         deadline = self._timeout if timeout_s is None else timeout_s
-        stopping = asyncio.ensure_future(producer.stop())  # marks it closed at once
-        if not abort:
-            await asyncio.wait([stopping], timeout=deadline)
-            if not stopping.done():
-                log.warning("the producer did not stop within %.0fs (its batches wait for a"
-                            " broker that does not answer); ended without them", deadline)
+        if abort:
+            await _abort(producer)
+            return
+        stopping = asyncio.ensure_future(producer.stop())
+        await asyncio.wait([stopping], timeout=deadline)
         if not stopping.done():
-            await asyncio.sleep(0)
-            await _end_sender(producer)
+            log.warning("the producer did not stop within %.0fs (its batches wait for a broker"
+                        " that does not answer); ended without them", deadline)
+            await _abort(producer)
             await asyncio.wait([stopping], timeout=deadline)
         if not stopping.done():
             stopping.cancel()
@@ -281,27 +281,33 @@ class Publisher:
 def _error_of(fut: asyncio.Future[Any]) -> BaseException | None:
     """The failure of a delivery future; a future still pending counts as failed."""
     if not fut.done():
+        fut.add_done_callback(_ignore_outcome)  # its outcome, when it comes, is not needed
         return TimeoutError("not delivered in time")
     if fut.cancelled():
         return asyncio.CancelledError()
     return fut.exception()
 
 
-async def _end_sender(producer: Any) -> None:
-    """Make a producer's ``stop()`` return without waiting for its unsent batches.
+async def _abort(producer: Any) -> None:
+    """End a producer at once, the batches it has not delivered with it.
 
     aiokafka's ``stop()`` first waits for every pending batch, with no deadline (an idempotent
     producer retries a batch for ever), and only then stops its sender task and closes its
     connections. aiokafka has no public call for the second half alone, so this is it, in the
-    one place that reaches inside. Left to run, the old sender would deliver its batches after
-    their copies went out through the new producer.
+    one place that reaches inside. Left to run, the old producer would deliver its batches
+    after their copies went out through the new one.
     """
     with contextlib.suppress(Exception):
         sender = getattr(producer, "_sender", None)
         if sender is not None:
             await sender.close()
-    with contextlib.suppress(Exception):
         await producer.client.close()
+        producer._closed = True  # as stop() leaves it: no "unclosed producer" warning
+
+
+def _ignore_outcome(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def connect(factory: Factory, stop: asyncio.Event, retry_s: float = 2.0,
