@@ -80,7 +80,8 @@ def _busy_fleet(settings: FleetSettings, outbox: Any) -> Fleet:
 async def _fleet_tick_cost(nodes: int, ticks: int) -> tuple[float, int]:
     settings = FleetSettings(sim_nodes=nodes, sim_gpus_per_node=8)
     producer = CountingProducer()
-    publisher = Publisher(settings, producer, buffer_samples=nodes * 2)
+    publisher = Publisher(settings, lambda: producer, buffer_samples=nodes * 2)
+    publisher.producer = producer
     fleet = _busy_fleet(settings, publisher)
     t0 = time.time()
     start = time.process_time()
@@ -107,9 +108,8 @@ async def _real_broker_run(nodes: int, seconds: float) -> dict[str, float]:
 
 
 async def _run_fleet(settings: FleetSettings, seconds: float) -> dict[str, float]:
-    producer = make_producer(settings)
-    await producer.start()
-    publisher = Publisher(settings, producer, buffer_samples=settings.sim_nodes * 60)
+    publisher = Publisher(settings, lambda: make_producer(settings),
+                          buffer_samples=settings.sim_nodes * 60)
     fleet = _busy_fleet(settings, publisher)
     stop, sender_stop = asyncio.Event(), asyncio.Event()
     sender = asyncio.create_task(publisher.run(sender_stop, 30))
@@ -121,7 +121,6 @@ async def _run_fleet(settings: FleetSettings, seconds: float) -> dict[str, float
     sender_stop.set()
     await sender
     cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
-    await producer.stop()
     node_ticks = publisher.sent + publisher.dropped - settings.sim_nodes  # less the inventories
     return {"cpu_per_tick": cpu / max(1, node_ticks), "sent": publisher.sent,
             "dropped": publisher.dropped, "cpu_share": cpu / wall}

@@ -3,6 +3,7 @@ unless GPUFLEET_KAFKA_BOOTSTRAP names one to use."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -43,3 +44,16 @@ async def bus(kafka_bootstrap: str) -> AsyncIterator[BusSettings]:
     )
     await create_topics(settings, replication_factor=1, partitions=1)
     yield settings
+
+
+@pytest.fixture
+async def own_broker(tmp_path: Path) -> AsyncIterator[LocalKafka]:
+    """A broker of the test's own (free ports, a temporary folder), for a test that stops and
+    starts it without disturbing the session's broker."""
+    broker = LocalKafka(data=tmp_path / "kafka", port=free_port(), controller_port=free_port(),
+                        heap="384m")
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.stop)

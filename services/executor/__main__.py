@@ -7,20 +7,20 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from pathlib import Path
 
 from gpufleet.bus import make_consumer, make_producer
 from gpufleet.config import load
 from gpufleet.ops import Metrics, serve_ops
-from gpufleet.runner import run_service
+from gpufleet.runner import run_service, supervise
 from services.executor.config import ExecutorSettings
 from services.executor.core import ExecutorCore
-from services.executor.driver import TOPICS, Command, NodeExecutor, Runner, consume_commands
+from services.executor.driver import TOPICS, NodeExecutor, Runner, consume_commands
 from services.executor.runner import ProcessRunner
 from services.executor.simrunner import SimRunner
 from services.executor.state import StateFile, default_state_dir
-from services.telemetry.driver import connect
-from services.telemetry.publisher import Publisher
+from services.telemetry.publisher import Publisher, connect
 
 log = logging.getLogger(__name__)
 
@@ -62,42 +62,54 @@ def build(settings: ExecutorSettings, outbox: Publisher) -> NodeExecutor:
 
 def run(args: argparse.Namespace) -> int:
     settings = load(ExecutorSettings, node=args.node, mode=args.mode, gpus=args.gpus)
-    return run_service(lambda stop: serve(settings, stop), settings.log_level)
+    return run_service(lambda stop: serve(settings, stop), settings.log_level,
+                       name="gpufleet executor")
 
 
 async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
+    """Run placements until ``stop``; a dead task (sender or placements) stops the process.
+
+    Ready while the sender delivers and the placement reader keeps polling.
+    """
     metrics = Metrics()
-    producer = await connect(lambda: make_producer(
-        settings, request_timeout_ms=int(settings.send_timeout_s * 1000)), stop)
-    if producer is None:
-        return
-    outbox = Publisher(settings, producer, buffer_samples=1, metrics=metrics)
+    outbox = Publisher(settings, lambda: make_producer(
+        settings, request_timeout_ms=int(settings.send_timeout_s * 1000)),
+        buffer_samples=1, metrics=metrics, delivery_timeout_s=settings.delivery_timeout_s)
     executor = build(settings, outbox)
     executor.recover()
     consumer = await connect(lambda: make_consumer(
         settings, TOPICS, group_id=f"executor-{settings.cluster}-{settings.node}"),
         stop)
-    ops = (await serve_ops(metrics, settings.ops_host, settings.executor_ops_port)
+    if consumer is None:
+        return
+    polled = [time.monotonic()]
+
+    def on_idle() -> None:
+        polled[0] = time.monotonic()
+        executor.tick()
+
+    async def ready() -> dict[str, bool]:
+        return {"sender": outbox.delivering(),
+                "placements": time.monotonic() - polled[0] < settings.delivery_timeout_s}
+
+    ops = (await serve_ops(metrics, settings.ops_host, settings.executor_ops_port, ready)
            if settings.executor_ops_port else None)
-    sender_stop = asyncio.Event()
-    sender = asyncio.create_task(outbox.run(sender_stop))
     log.info("executor of %s: %d GPUs, %s mode", settings.node, executor.core.gpus, settings.mode)
-
-    async def dispatch(cmd: Command) -> None:
-        await executor.handle(cmd)
-
+    sender_stop = asyncio.Event()
     try:
-        if consumer is not None:
-            await consume_commands(consumer, dispatch, stop, settings.topic_prefix,
-                                   on_idle=executor.tick)
+        async with asyncio.TaskGroup() as tasks:
+            supervise(tasks, "sender", outbox.run(sender_stop, settings.flush_timeout_s),
+                      until=sender_stop)
+            supervise(tasks, "jobs", executor.runner.tasks.watch(stop), until=stop)
+            await supervise(tasks, "placements", consume_commands(
+                consumer, executor.handle, stop, settings.topic_prefix, on_idle=on_idle),
+                until=stop)
+            sender_stop.set()
     finally:
         await executor.close()
-        if consumer is not None:
-            await consumer.stop()
-        sender_stop.set()
-        await sender
         with contextlib.suppress(Exception):
-            await producer.stop()
+            await consumer.stop()
+        await outbox.close()
         if ops is not None:
             await ops.cleanup()
 

@@ -22,6 +22,10 @@ class ExecutorSettings(BusSettings, frozen=True, kw_only=True):
     heartbeat_s: Annotated[float, Meta(gt=0)] = 10.0
     max_placement_age_s: Annotated[float, Meta(gt=0)] = 600.0  # older placements are ignored
     default_sim_duration_s: Annotated[float, Meta(gt=0)] = 60.0
+    flush_timeout_s: Annotated[float, Meta(ge=0)] = 5.0
     send_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
+    # the longest wait for a delivery before the producer is replaced; readiness turns red when
+    # messages have waited this long with none getting through
+    delivery_timeout_s: Annotated[float, Meta(gt=0)] = 30.0
     ops_host: str = "0.0.0.0"
     executor_ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9402  # 0: no ops endpoint

@@ -16,6 +16,12 @@ Key = tuple[str, int]  # (job id, member)
 LOST_REASON = "executor restarted; job lost"
 UNKNOWN_EXIT_REASON = "ended while adopted after an executor restart; exit status unknown"
 
+# How a job that was stopped ends, by the stop's reason. A job stopped as ``lost`` was given up by
+# the scheduler (its node was silent past the lease; its GPUs went to other jobs): it is stopped
+# here and reported lost again, never as failed or cancelled.
+STOPPED_AS = {"cancelled": JobState.CANCELLED, "preempted": JobState.PREEMPTED,
+              "lost": JobState.LOST}
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -78,12 +84,20 @@ class ExecutorCore:
     unhealthy: dict[int, str] = field(default_factory=dict)  # GPU -> why it is not usable
     jobs: dict[Key, RunningJob] = field(default_factory=dict)
     _done: OrderedDict[tuple[Key, int], None] = field(default_factory=OrderedDict)
+    # a later attempt placed here while the earlier one is still being stopped: it starts
+    # once that one has ended
+    _next: dict[Key, Placement] = field(default_factory=dict)
 
     # inputs -----------------------------------------------------------------------------
 
     def on_placement(self, p: Placement, now: float) -> list[Action]:
         key = (p.job.job_id, p.member)
-        if p.node != self.node or key in self.jobs or (key, p.attempt) in self._done:
+        held = self.jobs.get(key)
+        if (p.node == self.node and held is not None and held.stop is not None
+                and p.attempt > held.placement.attempt):
+            self._next[key] = p
+            return []
+        if p.node != self.node or held is not None or (key, p.attempt) in self._done:
             return []  # not ours, or delivered again
         if now - p.ts > self.max_placement_age_s:
             return []
@@ -110,17 +124,25 @@ class ExecutorCore:
         if job is None:
             return []
         self._remember(key, job.placement.attempt)
-        return [Emit(event(job.placement, JobState.FAILED, now, reason=f"did not start: {why}"))]
+        if job.stop is not None and job.stop.reason == "lost":
+            end = Emit(event(job.placement, JobState.LOST, now, reason=job.stop.reason))
+        else:
+            end = Emit(event(job.placement, JobState.FAILED, now, reason=f"did not start: {why}"))
+        return [end, *self._start_next(key, now)]
 
     def on_stop(self, s: StopJob, now: float) -> list[Action]:
         if s.node != self.node:
             return []
         actions: list[Action] = []
         for key, job in self.jobs.items():
-            if key[0] == s.job_id and job.stop is None:
+            if key[0] != s.job_id:
+                continue
+            if job.stop is None:
                 job.stop = s
                 if job.pid is not None or not self.needs_command:
                     actions.append(Terminate(key, s.grace_s))
+            elif s.reason == "lost":  # already stopping; the scheduler has since given it up
+                job.stop = s
         return actions
 
     def on_exit(self, key: Key, exit_code: int | None, now: float,
@@ -131,18 +153,27 @@ class ExecutorCore:
         p = job.placement
         self._remember(key, p.attempt)
         if job.stop is not None:
-            state = JobState.PREEMPTED if job.stop.reason == "preempted" else JobState.CANCELLED
-            return [Emit(event(p, state, now, exit_code=exit_code, reason=job.stop.reason))]
-        if exit_code == 0:
-            return [Emit(event(p, JobState.SUCCEEDED, now, exit_code=0))]
-        return [Emit(event(p, JobState.FAILED, now, exit_code=exit_code,
-                           reason=reason or _exit_reason(exit_code)))]
+            end = Emit(event(p, STOPPED_AS[job.stop.reason], now, exit_code=exit_code,
+                             reason=job.stop.reason))
+        elif exit_code == 0:
+            end = Emit(event(p, JobState.SUCCEEDED, now, exit_code=0))
+        else:
+            end = Emit(event(p, JobState.FAILED, now, exit_code=exit_code,
+                             reason=reason or _exit_reason(exit_code)))
+        return [end, *self._start_next(key, now)]
+
+    def _start_next(self, key: Key, now: float) -> list[Action]:
+        """The later attempt that waited for this one to end, if any."""
+        p = self._next.pop(key, None)
+        return [] if p is None else self.on_placement(p, now)
 
     def heartbeats(self, now: float) -> list[Action]:
+        """Heartbeats of the running jobs, except those given up (they are being stopped)."""
         out: list[Action] = []
         for job in self.jobs.values():
             running = job.pid is not None or not self.needs_command
-            if running and now - job.last_beat >= self.heartbeat_s:
+            given_up = job.stop is not None and job.stop.reason == "lost"
+            if running and not given_up and now - job.last_beat >= self.heartbeat_s:
                 job.last_beat = now
                 out.append(Emit(event(job.placement, JobState.HEARTBEAT, now)))
         return out

@@ -9,6 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from aiokafka.errors import KafkaError
+
 from gpufleet.bus import DeadLetters
 from gpufleet.config import BusSettings
 from gpufleet.contracts import (
@@ -19,6 +21,7 @@ from gpufleet.contracts import (
     PlacementCommand,
     StopJob,
 )
+from gpufleet.runner import Spawned
 from services.executor.core import (
     Action,
     Adopt,
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 
 class Runner(Protocol):
     needs_command: bool
+    tasks: Spawned  # its watchers and simulated runs; the service supervises tasks.watch()
 
     async def launch(self, key: Key, p: Placement, on_exit: OnExit) -> Started: ...
     def adopt(self, key: Key, pid: int, start: int | None, on_exit: OnExit) -> None: ...
@@ -92,13 +96,18 @@ class NodeExecutor:
     async def _launch(self, a: Launch) -> None:
         try:
             pid, start = await self.runner.launch(a.key, a.placement, self._exited)
-        except LaunchError as e:
-            self._apply(self.core.on_launch_failed(a.key, str(e), self._clock()))
+        except Exception as e:  # a job's input must not stop the node: that job fails
+            if not isinstance(e, LaunchError):
+                log.exception("launching %s/%d failed", *a.key)
+            why = str(e) if isinstance(e, LaunchError) else f"{type(e).__name__}: {e}"
+            for launch in self._apply(self.core.on_launch_failed(a.key, why, self._clock())):
+                self.runner.tasks.spawn(self._launch(launch))
             return
         self._apply(self.core.on_started(a.key, pid, start, self._clock()))
 
     def _exited(self, key: Key, code: int | None) -> None:
-        self._apply(self.core.on_exit(key, code, self._clock()))
+        for launch in self._apply(self.core.on_exit(key, code, self._clock())):
+            self.runner.tasks.spawn(self._launch(launch))  # a later attempt that waited
 
     def _apply(self, actions: list[Action], save: bool = True) -> list[Launch]:
         """Carry out the actions that need no waiting; return the launches."""
@@ -133,22 +142,44 @@ def unhealthy_gpus(inv: NodeInventory) -> dict[int, str]:
 
 
 async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Event,
-                           prefix: str, on_idle: Callable[[], None] | None = None) -> None:
+                           prefix: str, on_idle: Callable[[], None] | None = None,
+                           commit_timeout_s: float = 10.0) -> None:
     """Feed every placement, stop and node inventory to ``dispatch``; commit after each batch.
 
     A record that does not decode, or that ``dispatch`` fails on, is logged and skipped: every
     executor reads every placement, so dead-lettering here would file one copy per node
     (ingest files what does not decode once).
+    A commit that fails or times out (the broker is away) is logged and made again after the
+    next batch; a placement read twice runs once (the core remembers it). A Kafka error that
+    retrying cannot fix ends the loop with that error.
     """
     letters = DeadLetters(None, BusSettings(topic_prefix=prefix), "executor")
+    uncommitted = False
     while not stop.is_set():
-        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        try:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        except KafkaError as e:
+            if not e.retriable:
+                raise
+            log.warning("reading placements failed (%s); retrying", e)
+            batches = {}
+            await asyncio.sleep(0.5)
         for records in batches.values():
             for record in records:
                 cmd = await letters.decode_or_dead_letter(record)
                 if cmd is not None:
                     await letters.guard_async(record, dispatch, cmd)
-        if batches:
-            await consumer.commit()
+        if batches or uncommitted:
+            uncommitted = not await _commit(consumer, commit_timeout_s)
         if on_idle is not None:
             on_idle()
+
+
+async def _commit(consumer: Any, timeout_s: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await consumer.commit()
+    except (KafkaError, TimeoutError) as e:
+        log.warning("commit of placements failed (%s); will commit again", e or "timed out")
+        return False
+    return True

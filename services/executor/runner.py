@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.contracts import Placement
+from gpufleet.runner import Spawned
 from services.executor.core import Key
 from services.executor.state import process_start
 
@@ -40,7 +41,7 @@ class ProcessRunner:
         self._poll_s = poll_s
         self._pids: dict[Key, int] = {}
         self._stopping: dict[Key, float] = {}  # key -> when SIGKILL is due
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.tasks = Spawned("job watcher")  # the service supervises its watch()
 
     async def launch(self, key: Key, p: Placement, on_exit: OnExit) -> Started:
         """Start the command; return (pid, its start time)."""
@@ -56,6 +57,8 @@ class ProcessRunner:
                     stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise LaunchError(f"{p.job.command[0]}: {e.strerror or e}") from e
+        except ValueError as e:  # a NUL byte in the command or the env
+            raise LaunchError(f"the command or its env cannot be passed to a process: {e}") from e
         self._pids[key] = proc.pid
         self._spawn(self._wait_child(key, proc, on_exit))
         return proc.pid, process_start(proc.pid)
@@ -114,17 +117,11 @@ class ProcessRunner:
         self._stopping.pop(key, None)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.spawn(coro)
 
     async def close(self) -> None:
         """Stop watching; the jobs themselves keep running."""
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await self.tasks.close()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

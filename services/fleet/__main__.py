@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"gpufleet fleet-sim: {e}", file=sys.stderr)
         return 2
-    return run_service(lambda stop: serve(settings, stop), settings.log_level)
+    return run_service(lambda stop: serve(settings, stop), settings.log_level,
+                       name="gpufleet fleet-sim")
 
 
 if __name__ == "__main__":

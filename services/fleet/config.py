@@ -23,6 +23,9 @@ class FleetSettings(BusSettings, frozen=True, kw_only=True):
     max_placement_age_s: Annotated[float, Meta(gt=0)] = 600.0
     default_sim_duration_s: Annotated[float, Meta(gt=0)] = 60.0
     send_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
+    # the longest wait for a delivery before the producer is replaced; readiness turns red when
+    # messages have waited this long with none getting through
+    delivery_timeout_s: Annotated[float, Meta(gt=0)] = 30.0
     flush_timeout_s: Annotated[float, Meta(ge=0)] = 5.0
     state_dir: str = ""  # default: $GPUFLEET_CACHE/executor (.cache/executor)
     ops_host: str = "0.0.0.0"

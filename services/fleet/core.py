@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpufleet.runner import Spawned
 from services.executor.core import ExecutorCore
 from services.executor.driver import Command, NodeExecutor, Outbox
 from services.executor.simrunner import SimRunner
@@ -38,6 +39,7 @@ class Fleet:
 
     def __init__(self, settings: FleetSettings, outbox: Outbox, state_dir: Path | None) -> None:
         models = models_of(settings.sim_models)
+        self.tasks = Spawned("simulated job")  # every node's runs; the service watches them
         self.nodes: dict[str, SimNode] = {}
         for i, name in enumerate(node_names(settings.sim_node_prefix, settings.sim_nodes)):
             core = ExecutorCore(node=name, gpus=settings.sim_gpus_per_node,
@@ -45,8 +47,8 @@ class Fleet:
                                 max_placement_age_s=settings.max_placement_age_s,
                                 needs_command=False)
             state = StateFile(state_dir / f"{name}.json") if state_dir is not None else None
-            executor = NodeExecutor(core, SimRunner(settings.default_sim_duration_s), outbox,
-                                    state)
+            executor = NodeExecutor(core, SimRunner(settings.default_sim_duration_s, self.tasks),
+                                    outbox, state)
             source = SimSource(name, settings.sim_gpus_per_node, models[i % len(models)],
                                load=core.gpu_load, seed=i)
             telemetry = NodeTelemetry(settings.cluster, name, source,

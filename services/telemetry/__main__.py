@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from pathlib import Path
 
 from gpufleet.bus import make_producer
 from gpufleet.config import load
 from gpufleet.ops import Metrics, serve_ops
-from gpufleet.runner import run_service
+from gpufleet.runner import run_service, supervise
 from services.telemetry.config import TelemetrySettings
-from services.telemetry.driver import connect, tick_loop
+from services.telemetry.driver import tick_loop
 from services.telemetry.node import NodeTelemetry
 from services.telemetry.publisher import Publisher
 from services.telemetry.sources import GpuSource
@@ -45,43 +44,41 @@ def run(args: argparse.Namespace) -> int:
     except (NvmlUnavailable, ValueError) as e:
         print(f"gpufleet telemetry: {e} (use --source sim without a GPU)", file=sys.stderr)
         return 1
-    return run_service(lambda stop: serve(settings, source, stop), settings.log_level)
+    return run_service(lambda stop: serve(settings, source, stop), settings.log_level,
+                       name="gpufleet telemetry")
 
 
 async def serve(settings: TelemetrySettings, source: GpuSource, stop: asyncio.Event) -> None:
+    """Tick and send until ``stop``; a dead task (ticks or sender) stops the process.
+
+    Ready while the sender delivers: connected, and nothing has waited past the deadline.
+    """
     metrics = Metrics()
     node = NodeTelemetry(settings.cluster, settings.node, source,
                          settings.processes_every_s, settings.health_every_s)
-    publisher = Publisher(settings, None, buffer_samples=settings.buffer_samples, metrics=metrics)
+    publisher = Publisher(settings, lambda: make_producer(
+        settings, request_timeout_ms=int(settings.send_timeout_s * 1000)),
+        buffer_samples=settings.buffer_samples, metrics=metrics,
+        delivery_timeout_s=settings.delivery_timeout_s)
 
     async def ready() -> dict[str, bool]:
-        return {"kafka": publisher.failures == 0 or publisher.buffered < settings.buffer_samples}
+        return {"sender": publisher.delivering()}
 
     ops = (await serve_ops(metrics, settings.ops_host, settings.telemetry_ops_port, ready)
            if settings.telemetry_ops_port else None)
     sender_stop = asyncio.Event()
-    sender = asyncio.create_task(_send(settings, publisher, sender_stop))
     try:
-        await tick_loop([node], publisher, settings.interval_s, stop, metrics)
+        async with asyncio.TaskGroup() as tasks:
+            supervise(tasks, "sender", publisher.run(sender_stop, settings.flush_timeout_s),
+                      until=sender_stop)
+            await supervise(tasks, "ticks", tick_loop([node], publisher, settings.interval_s,
+                                                      stop, metrics), until=stop)
+            sender_stop.set()
     finally:
-        sender_stop.set()
-        await sender
+        await publisher.close()
         source.close()
         if ops is not None:
             await ops.cleanup()
-
-
-async def _send(settings: TelemetrySettings, publisher: Publisher, stop: asyncio.Event) -> None:
-    producer = await connect(lambda: make_producer(
-        settings, request_timeout_ms=int(settings.send_timeout_s * 1000)), stop)
-    if producer is None:
-        return
-    publisher.producer = producer
-    try:
-        await publisher.run(stop, settings.flush_timeout_s)
-    finally:
-        with contextlib.suppress(Exception):
-            await producer.stop()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ class TelemetrySettings(BusSettings, frozen=True, kw_only=True):
     health_every_s: Annotated[float, Meta(ge=0)] = 60.0
     buffer_samples: Annotated[int, Meta(ge=1)] = 600  # node samples held while Kafka is away
     send_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
+    # the longest wait for a delivery before the producer is replaced; readiness turns red when
+    # messages have waited this long with none getting through
+    delivery_timeout_s: Annotated[float, Meta(gt=0)] = 30.0
     flush_timeout_s: Annotated[float, Meta(ge=0)] = 5.0
     sim_gpus: Annotated[int, Meta(ge=1, le=64)] = 8
     sim_model: str = "H100-80GB"

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
-
-from aiokafka.errors import KafkaError
+from collections.abc import Sequence
 
 from gpufleet.ops import Metrics
 from services.telemetry.node import NodeTelemetry
-from services.telemetry.publisher import Publisher
+from services.telemetry.publisher import Publisher, connect
+
+__all__ = ["connect", "publish_tick", "tick_loop"]  # connect lives with the sender now
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +50,3 @@ async def tick_loop(nodes: Sequence[NodeTelemetry], publisher: Publisher, interv
             delay = 0
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
-
-
-async def connect(factory: Callable[[], Any], stop: asyncio.Event,
-                  retry_s: float = 2.0) -> Any | None:
-    """Start a producer (or consumer) from ``factory``, retrying while Kafka is unreachable;
-    None if ``stop`` came first."""
-    while not stop.is_set():
-        client = factory()
-        try:
-            await client.start()
-            return client
-        except KafkaError as e:
-            log.warning("Kafka not reachable (%s); retrying in %.0fs", e, retry_s)
-            with contextlib.suppress(Exception):
-                await client.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), retry_s)
-    return None

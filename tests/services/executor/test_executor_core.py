@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -49,6 +50,10 @@ class PlacementBuilder:
         self._command = None
         return self
 
+    def attempt(self, n: int) -> PlacementBuilder:
+        self._attempt = n
+        return self
+
     def at(self, ts: float) -> PlacementBuilder:
         self._ts = ts
         return self
@@ -67,7 +72,7 @@ def core(**kw: object) -> ExecutorCore:
     return ExecutorCore(node="n1", gpus=8, heartbeat_s=10, **kw)  # type: ignore[arg-type]
 
 
-def events(actions: list[object]) -> list[tuple[JobState, str | None]]:
+def events(actions: Sequence[object]) -> list[tuple[JobState, str | None]]:
     return [(a.event.state, a.event.reason) for a in actions if isinstance(a, Emit)]
 
 
@@ -120,6 +125,8 @@ def test_a_placement_delivered_twice_runs_once() -> None:
     (None, -9, JobState.FAILED, -9, "killed by signal 9"),
     ("cancelled", -15, JobState.CANCELLED, -15, "cancelled"),
     ("preempted", -9, JobState.PREEMPTED, -9, "preempted"),
+    ("lost", -15, JobState.LOST, -15, "lost"),
+    ("lost", 0, JobState.LOST, 0, "lost"),  # it ended on its own while being stopped
 ])
 def test_how_a_job_ends_decides_its_last_event(
     stop: str | None, code: int, state: JobState, exit_code: int, reason: str | None
@@ -168,3 +175,48 @@ def test_after_a_restart_jobs_are_adopted_or_reported() -> None:
     assert events(actions) == [(JobState.FAILED, LOST_REASON), (JobState.SUCCEEDED, None)]
     assert list(c.jobs) == [("alive", 0)]
     assert c.on_placement(gone.placement, NOW) == []  # a replay does not run it again
+
+
+def test_a_job_given_up_as_lost_is_stopped_and_reported_lost_whatever_came_before() -> None:
+    c = core()
+    c.on_placement(place("a").build(), NOW)
+    c.on_placement(place("b").gpus(1).build(), NOW)
+    c.on_started(("a", 0), 42, None, NOW)
+    c.on_started(("b", 0), 43, None, NOW)
+    lost = StopJob(job_id="a", node="n1", reason="lost", grace_s=1)
+    assert c.on_stop(lost, NOW) == [Terminate(("a", 0), 1)]
+    assert events(c.heartbeats(NOW + 60)) == [(JobState.HEARTBEAT, None)]  # only b beats
+    # b was being cancelled when the scheduler gave it up: it is reported lost, stopped once
+    assert c.on_stop(StopJob(job_id="b", node="n1"), NOW) == [Terminate(("b", 0), 10.0)]
+    assert c.on_stop(StopJob(job_id="b", node="n1", reason="lost"), NOW) == []
+    assert events(c.on_exit(("b", 0), -15, NOW + 1)) == [(JobState.LOST, "lost")]
+    assert events(c.on_exit(("a", 0), 1, NOW + 1)) == [(JobState.LOST, "lost")]
+    assert c.jobs == {}
+
+
+def test_a_job_given_up_before_it_started_is_reported_lost_not_failed() -> None:
+    c = core()
+    c.on_placement(place("a").build(), NOW)
+    assert c.on_stop(StopJob(job_id="a", node="n1", reason="lost"), NOW) == []
+    assert events(c.on_launch_failed(("a", 0), "no such file", NOW)) == [(JobState.LOST, "lost")]
+
+
+@pytest.mark.parametrize(("stop", "then"), [
+    ("lost", "launched"),  # given up, placed here again: it starts once the old one ended
+    ("cancelled", "launched"),
+    (None, "ignored"),  # the old attempt was never stopped: a retry is not for this node now
+])
+def test_a_later_attempt_waits_for_the_stopped_one_to_end(stop: str | None, then: str) -> None:
+    c = core()
+    c.on_placement(place("a").gpus(0).build(), NOW)
+    c.on_started(("a", 0), 42, None, NOW)
+    if stop is not None:
+        c.on_stop(StopJob(job_id="a", node="n1", reason=stop), NOW)  # type: ignore[arg-type]
+    retry = place("a").gpus(0).attempt(1).build()
+    assert c.on_placement(retry, NOW + 1) == []
+    end, *rest = c.on_exit(("a", 0), -15, NOW + 2)
+    assert isinstance(end, Emit) and end.event.attempt == 0
+    if then == "launched":
+        assert rest == [Launch(("a", 0), retry)] and c.jobs[("a", 0)].placement.attempt == 1
+    else:
+        assert rest == [] and c.jobs == {}

@@ -127,6 +127,8 @@ async def test_a_gpu_that_telemetry_found_lost_gets_no_new_job(
     ("touch ready; exec sleep 30", "cancelled", JobState.CANCELLED, -signal.SIGTERM),
     ("trap '' TERM; touch ready; sleep 30 & wait; sleep 30", "preempted", JobState.PREEMPTED,
      -signal.SIGKILL),  # ignores SIGTERM: SIGKILL after the grace period
+    # given up by the scheduler (its node was away past the lease): stopped, reported lost
+    ("touch ready; exec sleep 30", "lost", JobState.LOST, -signal.SIGTERM),
 ])
 async def test_a_stop_ends_the_job_within_its_grace_period(
     node: tuple[NodeExecutor, ListOutbox], tmp_path: Path, script: str, reason: str,
@@ -143,8 +145,38 @@ async def test_a_stop_ends_the_job_within_its_grace_period(
     await ex.handle(StopJob(job_id="j", node="n1", reason=reason, grace_s=0.5))  # type: ignore[arg-type]
     end = await out.until("j", state, timeout=5)
     assert (end.reason, end.exit_code) == (reason, signalled)
+    assert out.states("j") == [JobState.STARTED, state]  # one end, and only that one
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # nothing of the job is left
+
+
+async def test_a_job_env_no_process_can_take_fails_that_job_and_the_node_goes_on(
+    node: tuple[NodeExecutor, ListOutbox],
+) -> None:
+    ex, out = node
+    bad = Placement(job=JobSpec(job_id="bad", command=["true"], env={"X": "a\x00b"}),
+                    node="n1", gpus=[0])
+    await ex.handle(bad)
+    failed = await out.until("bad", JobState.FAILED)
+    assert failed.reason is not None and "cannot be passed to a process" in failed.reason
+    await ex.handle(job("good", "true"))
+    await out.until("good", JobState.SUCCEEDED)
+
+
+async def test_a_job_given_up_and_placed_here_again_runs_once_the_old_one_is_gone(
+    node: tuple[NodeExecutor, ListOutbox],
+) -> None:
+    ex, out = node
+    await ex.handle(job("j", "sleep", "30"))
+    await out.until("j", JobState.STARTED)
+    await ex.handle(StopJob(job_id="j", node="n1", reason="lost", grace_s=1))
+    again = Placement(job=JobSpec(job_id="j", command=["true"]), node="n1", gpus=[0], attempt=1)
+    await ex.handle(again)
+    done = await out.until("j", JobState.SUCCEEDED)
+    assert done.attempt == 1
+    assert [(e.state, e.attempt) for e in out.events] == [
+        (JobState.STARTED, 0), (JobState.LOST, 0), (JobState.STARTED, 1),
+        (JobState.SUCCEEDED, 1)]
 
 
 async def test_heartbeats_while_running(node: tuple[NodeExecutor, ListOutbox]) -> None:
