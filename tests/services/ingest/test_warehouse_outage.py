@@ -183,6 +183,7 @@ async def test_ingest_stops_with_one_line_when_the_warehouse_refuses_its_credent
     assert code == 1, log.read_text()
     assert len(errors) == 1 and "ingest stops" in errors[0] and "516" in errors[0], errors
     assert "Traceback" not in log.read_text()
+    assert "wrong-password" not in log.read_text()  # the line names the warehouse, not its secret
 
 
 async def test_a_dying_job_feed_stops_the_worker(settings: IngestSettings, start_worker: Any,
