@@ -312,6 +312,34 @@ class SchedulerState(Message, kw_only=True):
     decisions_per_s: float = 0.0
 
 
+class JobSlot(Struct, kw_only=True, omit_defaults=True):
+    """One member of a running job: its node, GPUs and share of each."""
+
+    node: Name
+    gpus: list[NonNegInt]
+    gpu_milli: Milli = 1000
+
+
+class SchedulerJob(Message, kw_only=True):
+    """The scheduler's own record of one job (compacted, keyed by job id), written in the
+    transaction that changed it: what a restarted scheduler recovers from, whatever the
+    retention of the other topics. A job holds GPUs while ``slots`` is not empty."""
+
+    job: JobSpec
+    state: JobState
+    seq: NonNegInt = 0  # arrival order
+    attempt: NonNegInt = 0
+    losses: NonNegInt = 0
+    reason: str = ""
+    since: float = 0.0
+    slots: list[JobSlot] = field(default_factory=list)
+    placed_at: float = 0.0
+    started: list[NonNegInt] = field(default_factory=list)  # members reported running
+    stopping: bool = False
+    cancelling: bool = False
+    borrowed: bool = False
+
+
 class DeadLetter(Message, kw_only=True):
     """A message that could not be used, with the original bytes and why."""
 
@@ -356,6 +384,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               doc="idle-GPU and health alerts, firing and resolved"),
     TopicSpec(name="scheduler.state", types=(SchedulerState,), key="cluster", partitions=1,
               compacted=True, doc="the scheduler's cluster snapshot"),
+    TopicSpec(name="scheduler.jobs", types=(SchedulerJob,), key="job", partitions=6,
+              compacted=True, doc="the scheduler's record of each job, for its recovery"),
     TopicSpec(name="dlq", types=(DeadLetter,), key="none", partitions=3,
               retention_ms=7 * 24 * 3600 * 1000, doc="messages that did not decode, and why"),
 )
