@@ -368,8 +368,8 @@ class SchedulerCore:
             stats.decisions += 1
             if reason is None:
                 stats.placed += 1
-            elif self.records[job.job_id].reason != reason:
-                out.append(self._event(job, JobState.QUEUED, reason))
+            elif (rec := self.records[job.job_id]).reason != reason:
+                out.append(self._event(job, JobState.QUEUED, reason, attempt=rec.attempt))
         self.last = stats
         return out
 
