@@ -4,8 +4,9 @@ one-partition ``scheduler.state`` topic. The others wait as standbys.
 Kafka's group coordinator does the work: a member that stops heartbeating (killed, hung,
 cut off) is dropped after ``SESSION_MS`` and the partition goes to a standby; a member that
 stops cleanly leaves the group at once. Member ids start with the client id, which carries
-the start time, and the range assignor sorts members by id: the oldest member holds the
-partition, so a newly started standby does not take over from a healthy active one.
+the start time, and the round-robin assignor hands out partitions in the order of the sorted
+member ids: the oldest member holds the partition, so a newly started standby does not take
+over from a healthy active one.
 Safety does not rest on this (two members may both believe they lead for a moment during a
 rebalance): the fixed transactional id fences every older producer.
 """
@@ -19,6 +20,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from gpufleet.bus import make_consumer, topic
 from services.scheduler.config import SchedulerSettings, group_id
@@ -48,7 +50,8 @@ class Election:
             settings, (), f"{group_id(settings)}.active",
             client_id=f"gpufleet-scheduler-{time.time_ns():020d}",
             session_timeout_ms=SESSION_MS, heartbeat_interval_ms=HEARTBEAT_MS,
-            rebalance_timeout_ms=REBALANCE_MS)
+            rebalance_timeout_ms=REBALANCE_MS,
+            partition_assignment_strategy=(RoundRobinPartitionAssignor,))
         self.leading = False
         self.changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
