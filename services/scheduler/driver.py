@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerFenced
+from aiokafka.errors import KafkaError
 
 from gpufleet.bus import DeadLetters, make_consumer, make_producer, topic
 from gpufleet.contracts import (
@@ -46,6 +46,7 @@ from services.scheduler.reading import (
     make_reader,
     partitions,
     read_range,
+    transient,
     wait_for_topics,
 )
 from services.scheduler.recovery import records_of, restore
@@ -82,13 +83,6 @@ def leases(settings: SchedulerSettings) -> Leases:
     return Leases(node_lease_s=settings.scheduler_node_lease_s,
                   start_timeout_s=settings.scheduler_start_timeout_s,
                   max_attempts=settings.scheduler_max_attempts)
-
-
-def transient(error: BaseException) -> bool:
-    """A Kafka error that a new session can get past (the broker restarting, a leader moving,
-    a newer producer that has since gone); anything else is fatal."""
-    return isinstance(error, KafkaConnectionError | KafkaTimeoutError | ProducerFenced) or (
-        isinstance(error, KafkaError) and bool(getattr(error, "retriable", False)))
 
 
 @dataclass
@@ -140,9 +134,11 @@ class Loop:
             if state_due:
                 self.last_state = now
                 out.append(snapshot(self.core, s.cluster, self._per_second(now)))
-            for msg in out:
-                name = TOPIC_OF_TYPE[type(msg)].name
-                await self.producer.send(topic(s, name), encode(msg), key=key_of(msg))
+            sent = [await self.producer.send(topic(s, TOPIC_OF_TYPE[type(msg)].name),
+                                             encode(msg), key=key_of(msg)) for msg in out]
+            # A batch that fails (no leader until it expired) must abort the transaction:
+            # the commit alone would go through without it.
+            await asyncio.gather(*sent)
             if batch:
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                 await self.producer.send_offsets_to_transaction(offsets, group_id(s))
@@ -279,6 +275,10 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
         if stop.is_set():
             raise
         log.error("scheduler stopped: a task it depends on was cancelled")
+        return 1
+    except Exception as e:
+        log.error("scheduler stopped: %s: %s", type(e).__name__, e)
+        log.debug("where it stopped", exc_info=True)
         return 1
     finally:
         await _quietly(election.stop())

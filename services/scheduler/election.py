@@ -21,9 +21,11 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.errors import KafkaError
 
 from gpufleet.bus import make_consumer, topic
 from services.scheduler.config import SchedulerSettings, group_id
+from services.scheduler.reading import transient
 
 log = logging.getLogger(__name__)
 LOCK_TOPIC = "scheduler.state"
@@ -74,7 +76,13 @@ class Election:
         """Keep polling so the group's rebalances run their callbacks (records never come:
         the partition is paused)."""
         while True:
-            await self.consumer.getmany(timeout_ms=1000)
+            try:
+                await self.consumer.getmany(timeout_ms=1000)
+            except KafkaError as e:
+                if not transient(e):
+                    raise
+                log.warning("election: %s: %s; polling again", type(e).__name__, e)
+                await asyncio.sleep(1.0)
 
     def check(self) -> None:
         """Raise what stopped the polling task, if it stopped: a dead task ends the process."""

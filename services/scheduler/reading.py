@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerFenced
 
 from gpufleet.bus import make_consumer, topic
 from services.scheduler.config import SchedulerSettings
@@ -19,6 +20,13 @@ PROGRESS_EVERY_S = 5.0
 
 class RecoveryIncomplete(RuntimeError):
     """The committed state could not be read to its end in time."""
+
+
+def transient(error: BaseException) -> bool:
+    """A Kafka error that a new try can get past (the broker restarting, a leader moving, a
+    newer producer that has since gone); anything else is fatal."""
+    return isinstance(error, KafkaConnectionError | KafkaTimeoutError | ProducerFenced) or (
+        isinstance(error, KafkaError) and bool(getattr(error, "retriable", False)))
 
 
 def make_reader(settings: SchedulerSettings, group_id: str | None) -> AIOKafkaConsumer:
