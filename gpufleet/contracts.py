@@ -286,6 +286,7 @@ class NodeState(Struct, kw_only=True, omit_defaults=True):
     model: str
     free_milli: list[int]  # free share of each GPU, in thousandths
     healthy: list[bool]
+    online: bool = True  # False: offline by its inventory, or silent past its lease
 
 
 class JobSummary(Struct, kw_only=True, omit_defaults=True):
