@@ -196,8 +196,9 @@ class SchedulerCore:
             return []
         if ev.state in ALIVE:
             members = self.started.setdefault(ev.job_id, set())
-            if ev.member is not None and ev.member not in members:
-                members.add(ev.member)
+            now_running = set(range(len(run.slots))) if ev.member is None else {ev.member}
+            if not now_running <= members:  # an event without a member speaks for all
+                members |= now_running
                 self.touched.add(ev.job_id)
             return []
         if ev.state not in FREEING:

@@ -261,6 +261,7 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
         await probe.start()
         if not await wait_for_topics(probe, settings, READS, stop):
             return 0
+        await probe.stop()
         await election.start()
         await lead(settings, stop, election, metrics, ready)
         return 0
@@ -268,8 +269,13 @@ async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
         log.error("%s; exiting", e)
         return 1
     except KafkaError as e:
-        log.error("scheduler stopped by a Kafka error that retrying cannot fix: %s: %s",
-                  type(e).__name__, e)
+        if transient(e):  # before the first session: the broker is not there at all
+            log.error("scheduler stopped: cannot reach Kafka at %s (%s: %s); is "
+                      "GPUFLEET_KAFKA_BOOTSTRAP right and the broker up?",
+                      settings.kafka_bootstrap, type(e).__name__, e)
+        else:
+            log.error("scheduler stopped by a Kafka error that retrying cannot fix: %s: %s",
+                      type(e).__name__, e)
         return 1
     except asyncio.CancelledError:
         if stop.is_set():

@@ -190,3 +190,19 @@ def test_a_late_report_of_the_lost_attempt_frees_nothing() -> None:
 def test_leases_off_never_expire() -> None:
     f = Fleet(Leases()).submit("j").at(1_000_000)
     assert not f.core.expired and "j" in f.core.running
+
+
+@pytest.mark.parametrize(("name", "members", "lost"), [
+    ("every member started", [0, 1], False),
+    ("one member of two started", [0], True),
+    ("an event without a member speaks for all", [None], False),
+    ("nothing started", [], True),
+])
+def test_a_gang_is_started_when_all_its_members_are(
+        name: str, members: list[int | None], lost: bool) -> None:
+    f = Fleet(Leases(start_timeout_s=60)).submit("g", gpus=8, gang=2)
+    for m in members:
+        f.out += f.core.handle(JobEvent(job_id="g", state=JobState.STARTED, member=m,
+                                        source="executor"))
+    f.at(1061)
+    assert (L in [s for s, _ in f.states("g")]) is lost, name
