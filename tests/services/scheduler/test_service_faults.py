@@ -8,6 +8,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,17 @@ async def test_a_job_older_than_the_retention_survives_a_restart(bus: BusSetting
     assert w.placed() == Counter({("old", 0): 1, ("new", 0): 1})
 
 
+@contextlib.contextmanager
+def report(log: Path) -> Iterator[None]:
+    """On a failure, print the scheduler's own lines (pytest shows them with the failure)."""
+    try:
+        yield
+    except BaseException:
+        print("".join(ln for ln in log.read_text().splitlines(keepends=True)
+                      if "services.scheduler" in ln or "Error" in ln)[-5000:])
+        raise
+
+
 async def test_the_scheduler_rides_out_a_broker_restart(
         local_broker: LocalKafka | None, bus: BusSettings, tmp_path: Path) -> None:
     if local_broker is None:
@@ -254,11 +266,11 @@ async def test_the_scheduler_rides_out_a_broker_restart(
     await submit(bus, JobSpec(job_id="before"), nodes=("n0",))
     env = scheduler_env(bus, f"sched-{uuid.uuid4().hex[:8]}")
     log = tmp_path / "scheduler.log"
-    with log.open("wb") as err, scheduler(env, err) as proc:
+    with log.open("wb") as err, scheduler(env, err) as proc, report(log):
         async with Watch(bus) as w:
             await w.until("placed before", lambda: w.placed()[("before", 0)] == 1)
         await asyncio.to_thread(local_broker.stop)
-        await asyncio.sleep(5.0)  # the scheduler meets the broker's absence
+        await asyncio.sleep(10.0)  # the scheduler meets the broker's absence, as in make run
         assert proc.poll() is None, log.read_text()[-2000:]
         await asyncio.to_thread(local_broker.start)
         await submit(bus, JobSpec(job_id="after"))
