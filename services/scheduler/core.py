@@ -291,7 +291,12 @@ class SchedulerCore:
                 self.expired.add(node)
                 self._apply(node)
         out: list[Message] = []
+        if not gone and lease.start_timeout_s <= 0:
+            return out
         for job_id, run in list(self.running.items()):
+            if not gone and (run.stopping or now - run.started_at <= lease.start_timeout_s
+                             or len(self.started.get(job_id, ())) >= len(run.slots)):
+                continue  # the common case, decided without looking at its nodes
             names = [self.cluster.names[s.node] for s in run.slots]
             dead = sorted({n for n in names if n in gone})
             if dead:
