@@ -223,8 +223,14 @@ async def lead(settings: SchedulerSettings, stop: asyncio.Event, election: Elect
         try:
             await session(settings, stop, election, metrics, ready)
             tries = 0
-        except KafkaError as e:
-            if not transient(e):
+        except (KafkaError, asyncio.CancelledError) as e:
+            if isinstance(e, asyncio.CancelledError):
+                # Ours (a second signal): go. Else a future of the Kafka client, cancelled
+                # when its sender task failed (the broker went away mid-commit): retry.
+                task = asyncio.current_task()
+                if stop.is_set() or (task is not None and task.cancelling()):
+                    raise
+            elif not transient(e):
                 raise
             wait = RETRY_S[min(tries, len(RETRY_S) - 1)]
             tries += 1

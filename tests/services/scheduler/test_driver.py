@@ -42,9 +42,10 @@ class Elected:
     ("the broker restarts: a new session", [KafkaConnectionError()], 2),
     ("no leader for a while: new sessions", [LeaderNotAvailableError()] * 3, 4),
     ("fenced by a transaction timeout: a new session", [ProducerFenced()], 2),
+    ("the client's sender died mid-commit: a new session", [asyncio.CancelledError()], 2),
 ])
 async def test_a_transient_error_starts_a_new_session(
-        monkeypatch: pytest.MonkeyPatch, name: str, errors: list[Exception],
+        monkeypatch: pytest.MonkeyPatch, name: str, errors: list[BaseException],
         sessions: int) -> None:
     calls: list[int] = []
     stop = asyncio.Event()
@@ -93,3 +94,16 @@ async def test_a_fatal_error_exits_non_zero_with_one_line(
               if r.levelno >= logging.ERROR and r.name.startswith("services.scheduler")]
     assert len(errors) == 1 and "TopicAuthorizationFailedError" in errors[0].getMessage()
     assert not any(r.exc_info for r in errors)
+
+
+async def test_a_stop_while_a_session_runs_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    stop = asyncio.Event()
+
+    async def session(*_: object) -> None:
+        stop.set()
+        raise asyncio.CancelledError  # the second signal's cancel
+
+    monkeypatch.setattr(driver, "session", session)
+    with pytest.raises(asyncio.CancelledError):
+        await driver.lead(SchedulerSettings(), stop, Elected(10),  # type: ignore[arg-type]
+                          Metrics(), {})
