@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from gpufleet.config import BusSettings
 from gpufleet.contracts import TOPICS, TopicSpec, topic_name
@@ -17,6 +19,18 @@ def topic_configs(spec: TopicSpec) -> dict[str, str]:
     if spec.retention_ms is not None and not spec.compacted:
         configs["retention.ms"] = str(spec.retention_ms)
     return configs
+
+
+def raise_topic_errors(topic_errors: list[tuple[Any, ...]]) -> None:
+    """Raise the error a broker answered for a topic (the client returns them, never raises).
+
+    Each entry is ``(topic, error_code, ...)``; code 0 is success."""
+    for entry in topic_errors:
+        name, code = entry[0], entry[1]
+        if code:
+            error = for_code(code)
+            message = entry[2] if len(entry) > 2 and entry[2] else error.description
+            raise error(f"{name}: {message}")
 
 
 async def create_topics(
@@ -49,10 +63,11 @@ async def create_topics(
         created: list[str] = []
         for new in wanted:  # one by one, so one that a peer created meanwhile is no failure
             try:
-                await admin.create_topics([new])
+                response = await admin.create_topics([new])
+                raise_topic_errors(response.topic_errors)
                 created.append(new.name)
             except TopicAlreadyExistsError:
-                pass
+                pass  # a peer created it, or the topic list we read was behind
         return created
     finally:
         await admin.close()
