@@ -360,6 +360,7 @@ class NodeState(Struct, kw_only=True, omit_defaults=True):
     free_milli: Annotated[list[Annotated[int, Meta(ge=0, le=1000)]],
                           Meta(max_length=MAX_GPUS_PER_NODE)]  # free share of each GPU, in 1/1000
     healthy: Annotated[list[bool], Meta(max_length=MAX_GPUS_PER_NODE)]
+    online: bool = True  # False: offline by its inventory, or silent past its lease
 
     def __post_init__(self) -> None:
         if not len(self.free_milli) == len(self.healthy) == self.gpus:
@@ -390,6 +391,35 @@ class SchedulerState(Message, kw_only=True):
     queued: Annotated[list[JobSummary], Meta(max_length=MAX_JOBS)]
     running: Annotated[list[JobSummary], Meta(max_length=MAX_JOBS)]
     decisions_per_s: Annotated[float, Meta(ge=0, le=1e9)] = 0.0
+
+
+class JobSlot(Struct, kw_only=True, omit_defaults=True):
+    """One member of a running job: its node, GPUs and share of each."""
+
+    node: Name
+    gpus: GpuIndices
+    gpu_milli: Milli = 1000
+
+
+class SchedulerJob(Message, kw_only=True):
+    """The scheduler's own record of one job (compacted, keyed by job id), written in the
+    transaction that changed it: what a restarted scheduler recovers from, whatever the
+    retention of the other topics. A job holds GPUs while ``slots`` is not empty."""
+
+    job: JobSpec
+    state: JobState
+    seq: NonNegInt = 0  # arrival order
+    attempt: Attempt = 0
+    losses: Attempt = 0
+    reason: Text = ""
+    since: Timestamp = 0.0
+    slots: Annotated[list[JobSlot], Meta(max_length=MAX_GANG)] = field(default_factory=list)
+    placed_at: Timestamp = 0.0
+    started: Annotated[list[Member], Meta(max_length=MAX_GANG)] = field(
+        default_factory=list)  # members reported running
+    stopping: bool = False
+    cancelling: bool = False
+    borrowed: bool = False
 
 
 class DeadLetter(Message, kw_only=True):
@@ -440,6 +470,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               retention_ms=7 * 24 * 3600 * 1000,
               doc="messages that did not decode or could not be handled, and why; keyed by "
                   "the record's coordinates and the consumer, so a repeat has the same key"),
+    TopicSpec(name="scheduler.jobs", types=(SchedulerJob,), key="job", partitions=6,
+              compacted=True, doc="the scheduler's record of each job, for its recovery"),
 )
 
 TOPIC_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}

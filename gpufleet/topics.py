@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
@@ -19,6 +21,18 @@ def topic_configs(spec: TopicSpec) -> dict[str, str]:
         if spec.compacted:  # the latest record per key, for as long as the retention says
             configs["cleanup.policy"] = "compact,delete"
     return configs
+
+
+def raise_topic_errors(topic_errors: list[tuple[Any, ...]]) -> None:
+    """Raise the error a broker answered for a topic (the client returns them, never raises).
+
+    Each entry is ``(topic, error_code, ...)``; code 0 is success."""
+    for entry in topic_errors:
+        name, code = entry[0], entry[1]
+        if code:
+            error = for_code(code)
+            message = entry[2] if len(entry) > 2 and entry[2] else error.description
+            raise error(f"{name}: {message}")
 
 
 async def create_topics(
@@ -50,25 +64,13 @@ async def create_topics(
             return []
         created: list[str] = []
         for new in wanted:  # one by one, so one that a peer created meanwhile is no failure
-            response = await admin.create_topics([new])
-            if _created(response.topic_errors):
+            try:
+                response = await admin.create_topics([new])
+                raise_topic_errors(response.topic_errors)
                 created.append(new.name)
+            except TopicAlreadyExistsError:
+                pass  # a peer created it, or the topic list we read was behind
         return created
     finally:
         await admin.close()
 
-
-def _created(topic_errors: list[tuple[object, ...]]) -> bool:
-    """Whether the broker created the topic; raise on any error but "already exists".
-
-    The admin client reports each topic's outcome in the response rather than raising, and
-    the topic list read just before can be stale, so "already exists" is expected here.
-    """
-    for name, code, *message in topic_errors:
-        if code == 0:
-            continue
-        error = for_code(int(code))  # type: ignore[call-overload]
-        if error is TopicAlreadyExistsError:
-            return False
-        raise error(f"creating topic {name}: {message[0] if message else ''}")
-    return True

@@ -34,6 +34,13 @@ class SchedulerSettings(BusSettings, frozen=True, kw_only=True):
     scheduler_batch_max: Annotated[int, Meta(ge=1)] = 500
     # Longest time recovery may take to read its topics to their end before the process exits.
     scheduler_recovery_timeout_s: Annotated[float, Meta(gt=0)] = 120.0
+    # A node not heard from (samples, inventory, its jobs' events) for this long is offline and
+    # its jobs are lost; 0 turns node leases off.
+    scheduler_node_lease_s: Annotated[float, Meta(ge=0)] = 30.0
+    # A placement not reported started by all its members within this long is lost; 0: off.
+    scheduler_start_timeout_s: Annotated[float, Meta(ge=0)] = 60.0
+    # A lost job goes back to its queue while it was lost fewer times than this.
+    scheduler_max_attempts: Annotated[int, Meta(ge=1, le=1000)] = 3
     scheduler_ops_host: str = "0.0.0.0"
     scheduler_ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9102
 

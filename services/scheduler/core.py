@@ -8,7 +8,7 @@ runs one scheduling cycle over the queue and returns placements, stops and job e
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -33,7 +33,25 @@ from services.scheduler.pipeline import Profile
 
 SOURCE = "scheduler"
 FREEING = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED}
+ALIVE = {JobState.STARTED, JobState.HEARTBEAT}  # an executor's word that an attempt runs
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Leases:
+    """When a node counts as gone, and what becomes of its jobs (0 turns a limit off).
+
+    A node that has not been heard from (inventory, samples, its executor's job events) for
+    ``node_lease_s`` is offline: its jobs are lost and their GPUs freed. A placement whose
+    members have not all reported ``started`` within ``start_timeout_s`` is lost too, and the
+    nodes that did not start it take no placement for one lease. A lost job goes back to its
+    queue (attempt + 1) while it has been lost fewer than ``max_attempts`` times.
+    """
+
+    node_lease_s: float = 0.0
+    start_timeout_s: float = 0.0
+    max_attempts: int = 3
+    check_every_s: float = 1.0
 
 
 @dataclass
@@ -45,6 +63,8 @@ class Record:
     reason: str = ""
     attempt: int = 0
     since: float = 0.0
+    losses: int = 0  # times it was lost (node lease, start timeout)
+    cancelling: bool = False  # a cancel's StopJob is out; its end is a cancel, never a retry
 
 
 @dataclass
@@ -72,7 +92,7 @@ def node_spec(inv: NodeInventory) -> NodeSpec:
 
 class SchedulerCore:
     def __init__(self, profile: Profile, clock: Clock, cluster: Cluster | None = None,
-                 seed: int = 0, timer: Clock | None = None) -> None:
+                 seed: int = 0, timer: Clock | None = None, leases: Leases | None = None) -> None:
         self.profile = profile
         self.clock = clock
         self.timer = timer  # for decision latency; None: not measured
@@ -86,6 +106,14 @@ class SchedulerCore:
         self.seq = 0
         self.dirty = True  # something changed since the last cycle
         self.last = CycleStats()
+        self.leases = leases or Leases()
+        self.specs: dict[str, NodeSpec] = {}  # each node's latest inventory
+        self.seen: dict[str, float] = {}  # when each node was last heard from
+        self.expired: set[str] = set()  # silent for longer than the lease: offline
+        self.cordoned: dict[str, float] = {}  # did not start a placement: none until then
+        self.started: dict[str, set[int]] = {}  # members that reported the attempt running
+        self.touched: set[str] = set()  # jobs whose record changed since take_touched()
+        self.next_check = 0.0
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -98,14 +126,14 @@ class SchedulerCore:
             case JobEvent():
                 return self._on_event(msg)
             case NodeInventory():
-                self.cluster.upsert(node_spec(msg))
-                self.dirty = True
+                self._inventory(node_spec(msg))
             case GpuUtilWindow():
                 self.util[(msg.node, msg.gpu)] = msg.util_mean
         return []
 
     def _event(self, job: Job, state: JobState, reason: str | None = None,
                **extra: object) -> JobEvent:
+        self.touched.add(job.job_id)
         rec = self.records.get(job.job_id)
         if rec is not None:
             rec.state, rec.since = state, self.clock()
@@ -149,6 +177,8 @@ class SchedulerCore:
         if run is None or run.stopping:
             return []
         run.stopping = True
+        self.records[msg.job_id].cancelling = True
+        self.touched.add(msg.job_id)
         return self._stops(run, "cancelled")
 
     def _stops(self, run: Running, why: str) -> list[Message]:
@@ -157,10 +187,21 @@ class SchedulerCore:
                         ts=self.clock()) for n in nodes]
 
     def _on_event(self, ev: JobEvent) -> list[Message]:
-        if ev.source == SOURCE or ev.state not in FREEING:
+        if ev.source == SOURCE:
             return []
+        if ev.node is not None:
+            self.heartbeat(ev.node)
         run = self.running.get(ev.job_id)
         if run is None or ev.attempt != run.attempt:
+            return []
+        if ev.state in ALIVE:
+            members = self.started.setdefault(ev.job_id, set())
+            now_running = set(range(len(run.slots))) if ev.member is None else {ev.member}
+            if not now_running <= members:  # an event without a member speaks for all
+                members |= now_running
+                self.touched.add(ev.job_id)
+            return []
+        if ev.state not in FREEING:
             return []
         self.free(ev.job_id)
         rec = self.records.get(ev.job_id)
@@ -168,22 +209,138 @@ class SchedulerCore:
             self.pending[ev.job_id] = run.job
             if rec is not None:
                 rec.attempt += 1
-            return [self._event(run.job, JobState.QUEUED, "preempted; back in its queue")]
+            return [self._event(run.job, JobState.QUEUED, "preempted; back in its queue",
+                                attempt=rec.attempt if rec is not None else run.attempt + 1)]
         if rec is not None:
-            rec.state, rec.since = ev.state, ev.ts
+            rec.state, rec.since, rec.cancelling = ev.state, ev.ts, False
         return []
 
     def free(self, job_id: str) -> None:
         run = self.running.pop(job_id)
+        self.started.pop(job_id, None)
+        self.touched.add(job_id)
         for slot in run.slots:
             self.cluster.release(slot)
         self.dirty = True
 
-    def hold(self, job: Job, slots: list[Slot], attempt: int, borrowed: bool = False) -> None:
+    def hold(self, job: Job, slots: list[Slot], attempt: int, borrowed: bool = False,
+             since: float | None = None) -> None:
         """Record a job as running on ``slots`` (allocating them); used by recovery too."""
         for slot in slots:
             self.cluster.allocate(slot)
-        self.running[job.job_id] = Running(job, slots, self.clock(), attempt, borrowed)
+        at = self.clock() if since is None else since
+        self.running[job.job_id] = Running(job, slots, at, attempt, borrowed)
+        self.touched.add(job.job_id)
+
+    def take_touched(self) -> list[str]:
+        """The jobs whose record changed since the last call (for the state topic)."""
+        out = sorted(self.touched)
+        self.touched.clear()
+        return out
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def _inventory(self, spec: NodeSpec) -> None:
+        changed = self.specs.get(spec.name) != spec
+        self.specs[spec.name] = spec
+        self.heartbeat(spec.name)
+        if changed:
+            self._apply(spec.name)
+
+    def _apply(self, node: str) -> None:
+        """Put a node's inventory into the model, offline while its lease ran out or while
+        it is cordoned."""
+        spec = self.specs[node]
+        away = node in self.expired or node in self.cordoned
+        self.cluster.upsert(replace(spec, online=spec.online and not away))
+        self.dirty = True
+
+    def heartbeat(self, node: str) -> None:
+        """``node`` was heard from now: its lease starts again (and it is back if it was gone).
+        Only nodes with an inventory have a lease."""
+        if node not in self.specs:
+            return
+        self.seen[node] = self.clock()
+        if node in self.expired:
+            self.expired.discard(node)
+            if node in self.specs:
+                self._apply(node)
+
+    def lease_due(self) -> bool:
+        """Whether ``expire`` has anything to look at now."""
+        on = self.leases.node_lease_s > 0 or self.leases.start_timeout_s > 0
+        return on and self.clock() >= self.next_check
+
+    def expire(self) -> list[Message]:
+        """Nodes silent for longer than the lease go offline and their jobs are lost; jobs not
+        started in time are lost; cordons that ran out end. At most once per ``check_every_s``."""
+        if not self.lease_due():
+            return []
+        now = self.clock()
+        lease = self.leases
+        self.next_check = now + lease.check_every_s
+        for node in [n for n, until in self.cordoned.items() if until <= now]:
+            del self.cordoned[node]
+            if node in self.specs:
+                self._apply(node)
+        gone: set[str] = set()
+        if lease.node_lease_s > 0:
+            gone = {n for n, t in self.seen.items()
+                    if n not in self.expired and n in self.specs and now - t > lease.node_lease_s}
+            for node in sorted(gone):
+                self.expired.add(node)
+                self._apply(node)
+        out: list[Message] = []
+        if not gone and lease.start_timeout_s <= 0:
+            return out
+        for job_id, run in list(self.running.items()):
+            if not gone and (run.stopping or now - run.started_at <= lease.start_timeout_s
+                             or len(self.started.get(job_id, ())) >= len(run.slots)):
+                continue  # the common case, decided without looking at its nodes
+            names = [self.cluster.names[s.node] for s in run.slots]
+            dead = sorted({n for n in names if n in gone})
+            if dead:
+                out += self._lose(run, f"node {', '.join(dead)} silent for more than "
+                                       f"{lease.node_lease_s:g} s (its lease ran out)", dead[0])
+                continue
+            members = self.started.get(job_id, set())
+            late = lease.start_timeout_s > 0 and not run.stopping and (
+                now - run.started_at > lease.start_timeout_s) and len(members) < len(names)
+            if late:
+                slow = sorted({n for i, n in enumerate(names) if i not in members})
+                for node in slow:
+                    self.cordoned[node] = now + max(lease.node_lease_s, lease.start_timeout_s)
+                    self._apply(node)
+                out += self._lose(run, f"not started within {lease.start_timeout_s:g} s on "
+                                       f"node {', '.join(slow)}", slow[0])
+        return out
+
+    def _lose(self, run: Running, why: str, node: str) -> list[Message]:
+        """Give up one attempt of a job: stop it wherever it may still run, free its GPUs,
+        report it lost and queue it again if it may be retried."""
+        job = run.job
+        rec = self.records[job.job_id]
+        out = self._stops(run, "lost")
+        self.free(job.job_id)
+        self.nominations.pop(job.job_id, None)
+        rec.losses += 1
+        retry = not rec.cancelling and rec.losses < self.leases.max_attempts
+        final = "" if retry or rec.cancelling else (
+            f"; given up after {rec.losses} lost attempt(s) (max_attempts "
+            f"{self.leases.max_attempts})")
+        out.append(self._event(job, JobState.LOST, why + final, node=node, attempt=run.attempt))
+        if rec.cancelling:
+            rec.cancelling = False
+            out.append(self._event(job, JobState.CANCELLED, f"cancelled; {why}",
+                                   attempt=run.attempt))
+        elif retry:
+            rec.attempt = run.attempt + 1
+            self.pending[job.job_id] = job
+            self.dirty = True
+            out.append(self._event(job, JobState.QUEUED,
+                                   f"{why}; back in its queue as attempt {rec.attempt}",
+                                   attempt=rec.attempt))
+        return out
 
     # -- the cycle ---------------------------------------------------------------------------
 
@@ -217,8 +374,8 @@ class SchedulerCore:
             stats.decisions += 1
             if reason is None:
                 stats.placed += 1
-            elif self.records[job.job_id].reason != reason:
-                out.append(self._event(job, JobState.QUEUED, reason))
+            elif (rec := self.records[job.job_id]).reason != reason:
+                out.append(self._event(job, JobState.QUEUED, reason, attempt=rec.attempt))
         self.last = stats
         return out
 

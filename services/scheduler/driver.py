@@ -1,79 +1,88 @@
 """The scheduler service: consume-transform-produce in Kafka transactions (exactly once).
 
-One fixed transactional id: starting the producer fences any older instance (which then gets
-``ProducerFenced`` and exits) and aborts its open transaction. Each loop turn reads a batch of
-inputs, runs them and a scheduling cycle through the core, and commits the output together
-with the input offsets in one transaction; a crash before the commit leaves neither. Inputs
-are assigned by hand (no group rebalance to wait for after a restart); the group id only holds
-the committed offsets. See recovery.py for how a restart rebuilds the state.
+Start: the ops port is bound and the topics waited for first, then the instance joins the
+election (election.py) and waits as a standby until it is the active one: nothing is fenced
+before then. The active one's transactional producer (one fixed transactional id) fences any
+older producer and aborts its open transaction; it recovers (recovery.py) and loops. Each turn
+reads a batch of inputs, runs them, the node leases and a scheduling cycle through the core,
+and commits the output, the changed job records and the input offsets in one transaction; a
+crash before the commit leaves none of them. Inputs are assigned by hand; the group id only
+holds the committed offsets. Node heartbeats (the keys of ``gpu.samples``) are read outside
+the transactions, from the end. A transient Kafka error ends the session and starts a new
+one after a pause; other errors stop the process with one line and status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaError
 
-from gpufleet.bus import DeadLetters, make_producer, short_name, topic
+from gpufleet.bus import DeadLetters, make_consumer, make_producer, topic
 from gpufleet.contracts import (
     TOPIC_OF_TYPE,
     JobEvent,
+    JobState,
     Message,
     NodeInventory,
-    Placement,
-    StopJob,
-    SubmitJob,
+    SchedulerJob,
     encode,
     key_of,
 )
 from gpufleet.ops import Metrics, serve_ops
 from services.scheduler.config import SchedulerSettings, group_id, transactional_id
-from services.scheduler.core import SchedulerCore
+from services.scheduler.core import Leases, SchedulerCore
+from services.scheduler.election import Election
 from services.scheduler.profile import build_profile
 from services.scheduler.reading import (
     RecoveryIncomplete,
     make_reader,
     partitions,
     read_range,
+    transient,
     wait_for_topics,
 )
-from services.scheduler.recovery import restore
+from services.scheduler.recovery import records_of, restore
 from services.scheduler.snapshot import snapshot
 
 log = logging.getLogger(__name__)
 INPUTS = ("jobs.requests", "jobs.events", "nodes", "gpu.util")
-READS = (*INPUTS, "jobs.placements")  # inputs, and its own output read back by recovery
+STATE = ("nodes", "scheduler.jobs")  # what recovery reads to the end
+READS = (*INPUTS, "scheduler.jobs", "scheduler.state", "gpu.samples")
+RETRY_S = (1.0, 2.0, 5.0, 10.0)  # waits between tries while the broker is away
 
 
 async def recover(settings: SchedulerSettings, core: SchedulerCore,
                   consumer: AIOKafkaConsumer, dead: DeadLetters) -> None:
-    """Rebuild the state from the inventory, the accepted requests and the committed output."""
-    req = await partitions(consumer, settings, ["jobs.requests"])
-    out_tps = await partitions(consumer, settings, ["nodes", "jobs.placements", "jobs.events"])
-    ends = await consumer.end_offsets(out_tps)
-    for tp in req:
-        ends[tp] = await consumer.committed(tp) or 0
-    records = await read_range(settings, ends)
-    decoded = [(short_name(settings, r.topic), dead.decode(r)[0]) for r in records]
-    for name, msg in decoded:
-        if name == "nodes" and isinstance(msg, NodeInventory):
+    """Rebuild the state from the node inventory and the scheduler's own job records."""
+    tps = await partitions(consumer, settings, STATE)
+    records = await read_range(settings, await consumer.end_offsets(tps))
+    jobs: list[SchedulerJob] = []
+    for record in records:
+        msg, reason = dead.decode(record)
+        if isinstance(msg, NodeInventory):
             core.handle(msg)
-    specs = [m.job for n, m in decoded if isinstance(m, SubmitJob)]
-    commands: dict[str, list[Message]] = {}
-    events: dict[str, list[JobEvent]] = {}
-    for _, msg in decoded:
-        if isinstance(msg, Placement | StopJob):
-            job_id = msg.job.job_id if isinstance(msg, Placement) else msg.job_id
-            commands.setdefault(job_id, []).append(msg)
-        elif isinstance(msg, JobEvent):
-            events.setdefault(msg.job_id, []).append(msg)
-    restore(core, specs, commands, events)
+        elif isinstance(msg, SchedulerJob):
+            jobs.append(msg)
+        elif reason is not None:
+            log.warning("recovery skips %s[%d]@%d: %s", record.topic, record.partition,
+                        record.offset, reason)
+    restore(core, jobs)
     log.info("recovered: %d nodes, %d queued, %d running, %d jobs known",
              core.cluster.n_nodes, len(core.pending), len(core.running), len(core.records))
+
+
+def leases(settings: SchedulerSettings) -> Leases:
+    return Leases(node_lease_s=settings.scheduler_node_lease_s,
+                  start_timeout_s=settings.scheduler_start_timeout_s,
+                  max_attempts=settings.scheduler_max_attempts)
 
 
 @dataclass
@@ -84,35 +93,56 @@ class Loop:
     producer: AIOKafkaProducer
     metrics: Metrics
     dead: DeadLetters
+    beats: AIOKafkaConsumer | None = None
     last_state: float = 0.0
     rate: list[tuple[float, int]] = field(default_factory=list)
 
+    async def heartbeats(self) -> None:
+        """Every node that sent samples since the last turn is alive (the key is enough)."""
+        if self.beats is None:
+            return
+        for records in (await self.beats.getmany(timeout_ms=0, max_records=10_000)).values():
+            for record in records:
+                if record.key:
+                    self.core.heartbeat(record.key.decode(errors="replace"))
+
     async def turn(self) -> None:
-        """One batch: inputs and a cycle through the core, output and offsets in one txn."""
+        """One batch: inputs, leases and a cycle through the core; output, job records and
+        input offsets in one transaction."""
         s = self.settings
         batch = await self.consumer.getmany(timeout_ms=100, max_records=s.scheduler_batch_max)
+        await self.heartbeats()
         now = time.monotonic()
         state_due = now - self.last_state >= s.scheduler_state_interval_s
-        if not batch and not self.core.dirty and not state_due:
+        if not batch and not self.core.dirty and not state_due and not self.core.lease_due():
             return
         async with self.producer.transaction():
             out: list[Message] = []
             for records in batch.values():
                 for record in records:
                     out += await self.dead.handle(record, self.core.handle) or []
+            lost = self.core.expire()
+            self.metrics.inc("scheduler_lost_total", sum(
+                1 for m in lost if isinstance(m, JobEvent) and m.state == JobState.LOST),
+                help="job attempts given up with their node or for not starting")
+            out += lost
             if self.core.dirty:
                 out += self._cycle()
+            out += records_of(self.core)
             if state_due:
                 self.last_state = now
                 out.append(snapshot(self.core, s.cluster, self._per_second(now)))
-            for msg in out:
-                name = TOPIC_OF_TYPE[type(msg)].name
-                await self.producer.send(topic(s, name), encode(msg), key=key_of(msg))
+            sent = [await self.producer.send(topic(s, TOPIC_OF_TYPE[type(msg)].name),
+                                             encode(msg), key=key_of(msg)) for msg in out]
+            # A batch that fails (no leader until it expired) must abort the transaction:
+            # the commit alone would go through without it.
+            await asyncio.gather(*sent)
             if batch:
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                 await self.producer.send_offsets_to_transaction(offsets, group_id(s))
         self.metrics.inc("scheduler_messages_out_total", len(out), help="messages published")
-
+        self.metrics.set("scheduler_nodes_offline", len(self.core.expired),
+                         help="nodes whose lease ran out")
     def _cycle(self) -> list[Message]:
         started = time.perf_counter()
         out = self.core.cycle()
@@ -137,42 +167,130 @@ class Loop:
         return rate
 
 
-async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
-    """Run until ``stop`` is set (0), another instance fences this one (1) or recovery cannot
-    read its topics to the end (1). Waits first for every topic it reads to exist."""
-    metrics = Metrics()
-    core = SchedulerCore(build_profile(settings), clock=time.time, timer=time.perf_counter)
+async def _quietly(what: Awaitable[Any]) -> None:
+    """Close a client that may be half broken (its broker away) without hanging on it."""
+    try:
+        await asyncio.wait_for(what, timeout=10)
+    except Exception as e:  # closing only; the error that matters is already raised
+        log.debug("closing a Kafka client: %s", e)
+
+
+async def session(settings: SchedulerSettings, stop: asyncio.Event, election: Election,
+                  metrics: Metrics, ready: dict[str, bool]) -> None:
+    """Be the active scheduler until ``stop``, or until another member leads: fence, recover,
+    loop. Every session starts from the committed state with fresh clients."""
+    core = SchedulerCore(build_profile(settings), clock=time.time, timer=time.perf_counter,
+                         leases=leases(settings))
     producer = make_producer(settings, transactional_id=transactional_id(settings),
                              client_id="gpufleet-scheduler")
     consumer = make_reader(settings, group_id(settings))
-    await producer.start()  # fences any older instance, aborts its open transaction
-    await consumer.start()
-    ready = {"recovered": False}
+    beats = None
+    if settings.scheduler_node_lease_s > 0:
+        beats = make_consumer(settings, (), None, client_id="gpufleet-scheduler-leases",
+                              isolation_level="read_uncommitted")
+    try:
+        await producer.start()  # fences any older instance, aborts its open transaction
+        await consumer.start()
+        dead = DeadLetters(producer, settings, "scheduler")
+        await recover(settings, core, consumer, dead)
+        consumer.assign(await partitions(consumer, settings, INPUTS))
+        if beats is not None:
+            await beats.start()
+            samples = await partitions(beats, settings, ["gpu.samples"])
+            beats.assign(samples)
+            await beats.seek_to_end(*samples)  # only what nodes say from now on
+        ready["recovered"] = True
+        loop = Loop(settings, core, consumer, producer, metrics, dead, beats)
+        while not stop.is_set() and election.leading:
+            election.check()
+            await loop.turn()
+    finally:
+        ready["recovered"] = False
+        for client in (beats, consumer, producer):
+            if client is not None:
+                await _quietly(client.stop())
+
+
+async def lead(settings: SchedulerSettings, stop: asyncio.Event, election: Election,
+               metrics: Metrics, ready: dict[str, bool]) -> None:
+    """Wait to lead, lead, and wait again when the lead is lost; a transient Kafka error ends
+    a session and, after a pause, the next one starts from the committed state."""
+    tries = 0
+    while await election.wait_to_lead(stop):
+        ready["active"] = True
+        try:
+            await session(settings, stop, election, metrics, ready)
+            tries = 0
+        except (KafkaError, asyncio.CancelledError) as e:
+            if isinstance(e, asyncio.CancelledError):
+                # Ours (a second signal): go. Else a future of the Kafka client, cancelled
+                # when its sender task failed (the broker went away mid-commit): retry.
+                task = asyncio.current_task()
+                if stop.is_set() or (task is not None and task.cancelling()):
+                    raise
+            elif not transient(e):
+                raise
+            wait = RETRY_S[min(tries, len(RETRY_S) - 1)]
+            tries += 1
+            metrics.inc("scheduler_sessions_restarted_total", help="after a transient error")
+            log.warning("Kafka error (%s: %s); starting again from the committed state in "
+                        "%g s", type(e).__name__, e, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+        finally:
+            ready["active"] = False
+
+
+async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
+    """Run until ``stop`` is set (0); 1 on an error no retry can fix (one line says which),
+    2 when the ops port cannot be served. Nothing is fenced before the ops port is bound, the
+    topics exist and this instance has won the election."""
+    metrics = Metrics()
+    ready = {"active": False, "recovered": False}
 
     async def readiness() -> dict[str, bool]:
         return dict(ready)
 
-    ops = await serve_ops(
-        metrics, settings.scheduler_ops_host, settings.scheduler_ops_port, readiness
-    )
     try:
-        if not await wait_for_topics(consumer, settings, READS, stop):
+        ops = await serve_ops(metrics, settings.scheduler_ops_host, settings.scheduler_ops_port,
+                              readiness)
+    except OSError as e:
+        log.error("cannot serve /metrics and /readyz on %s:%d (%s); exiting without touching "
+                  "the running scheduler", settings.scheduler_ops_host,
+                  settings.scheduler_ops_port, e)
+        return 2
+    probe = make_reader(settings, None)
+    election = Election(settings)
+    try:
+        await probe.start()
+        if not await wait_for_topics(probe, settings, READS, stop):
             return 0
-        dead = DeadLetters(producer, settings, "scheduler")
-        await recover(settings, core, consumer, dead)
-        consumer.assign(await partitions(consumer, settings, INPUTS))
-        ready["recovered"] = True
-        loop = Loop(settings, core, consumer, producer, metrics, dead)
-        while not stop.is_set():
-            await loop.turn()
+        await probe.stop()
+        await election.start()
+        await lead(settings, stop, election, metrics, ready)
         return 0
-    except ProducerFenced:
-        log.error("another scheduler instance took over (fenced); exiting")
-        return 1
     except RecoveryIncomplete as e:
         log.error("%s; exiting", e)
         return 1
+    except KafkaError as e:
+        if transient(e):  # before the first session: the broker is not there at all
+            log.error("scheduler stopped: cannot reach Kafka at %s (%s: %s); is "
+                      "GPUFLEET_KAFKA_BOOTSTRAP right and the broker up?",
+                      settings.kafka_bootstrap, type(e).__name__, e)
+        else:
+            log.error("scheduler stopped by a Kafka error that retrying cannot fix: %s: %s",
+                      type(e).__name__, e)
+        return 1
+    except asyncio.CancelledError:
+        if stop.is_set():
+            raise
+        log.error("scheduler stopped: a task it depends on was cancelled")
+        return 1
+    except Exception as e:
+        log.error("scheduler stopped: %s: %s", type(e).__name__, e)
+        log.debug("where it stopped", exc_info=True)
+        return 1
     finally:
+        await _quietly(election.stop())
+        await _quietly(probe.stop())
         await ops.cleanup()
-        await consumer.stop()
-        await producer.stop()

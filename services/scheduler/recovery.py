@@ -1,82 +1,74 @@
-"""Rebuilding the scheduler's state after a restart, from what it committed.
+"""The scheduler's own record of every job, and rebuilding its state from those records.
 
-The scheduler's state is a function of the requests it consumed and of its own committed
-output. So on start (after its transactional producer has fenced any older instance and
-aborted its open transaction) it reads, with ``read_committed``:
-
-1. ``nodes`` from the beginning (the inventory, a compacted topic);
-2. ``jobs.requests`` from the beginning up to its committed offset (the specs it accepted);
-3. ``jobs.placements`` and ``jobs.events`` from the beginning to the end (what it decided and
-   what happened to each job since).
-
-``restore`` folds each job's events into its state now: rejected or finished jobs are only
-remembered (a second submit with their id is a duplicate); placed jobs hold their GPUs again,
-from their placements of the current attempt; the rest wait in the queue. Input read again
-after this point is harmless: job events free GPUs only for the attempt they name.
+Every transaction that changes a job also writes the job's record (``SchedulerJob``) to the
+compacted topic ``scheduler.jobs``, keyed by job id, together with its output and the input
+offsets it consumed. So after a restart (once the transactional producer has fenced any older
+instance and aborted its open transaction) the state is: the node inventory (``nodes``,
+compacted) and the latest record of each job (``scheduler.jobs``, compacted), both read to
+their end with ``read_committed``; the inputs go on from their committed offsets. Both topics
+keep one record per key whatever their retention, so recovery is complete for a job of any
+age, and bounded by the number of nodes and jobs, not by the history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 
-from gpufleet.contracts import (
-    DUPLICATE_JOB_ID,
-    JobEvent,
-    JobSpec,
-    JobState,
-    Message,
-    Placement,
-    StopJob,
-)
+from gpufleet.contracts import JobSlot, JobState, SchedulerJob
 from services.scheduler.cluster import Slot
-from services.scheduler.core import SOURCE, Record, SchedulerCore
+from services.scheduler.core import Record, SchedulerCore
 from services.scheduler.jobs import from_spec
 
-DONE = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED}
+
+def record_of(core: SchedulerCore, job_id: str) -> SchedulerJob:
+    """What the scheduler knows of one job now, as its state topic keeps it."""
+    rec = core.records[job_id]
+    spec = rec.job.spec
+    assert spec is not None, "every job is built from its spec"
+    out = SchedulerJob(job=spec, state=rec.state, seq=rec.job.seq, attempt=rec.attempt,
+                       losses=rec.losses, reason=rec.reason, since=rec.since,
+                       cancelling=rec.cancelling, ts=core.clock())
+    run = core.running.get(job_id)
+    if run is not None:
+        out.attempt = run.attempt
+        out.slots = [JobSlot(node=core.cluster.names[s.node], gpus=list(s.gpus),
+                             gpu_milli=s.milli) for s in run.slots]
+        out.placed_at = run.started_at
+        out.started = sorted(core.started.get(job_id, ()))
+        out.stopping, out.borrowed = run.stopping, run.borrowed
+    return out
 
 
-def fold(events: Iterable[JobEvent]) -> tuple[JobState, int]:
-    """A job's state and attempt after its events, in order.
-
-    An executor's end of a job counts only for the attempt it ran (or a later one); the
-    scheduler's own end of a job (a cancel while queued, a rejection) always counts: it
-    may have been written with an older attempt number than the job's.
-    """
-    state, attempt = JobState.QUEUED, 0
-    for ev in events:
-        if ev.state == JobState.REJECTED and (ev.reason or "").startswith(DUPLICATE_JOB_ID):
-            continue
-        if ev.state in DONE and (ev.source == SOURCE or ev.attempt >= attempt):
-            state = ev.state
-        elif ev.state == JobState.PLACED:
-            state, attempt = JobState.PLACED, ev.attempt
-        elif ev.state == JobState.PREEMPTING and state == JobState.PLACED:
-            state = JobState.PREEMPTING
-        elif ev.state == JobState.PREEMPTED and ev.attempt == attempt and state in (
-                JobState.PLACED, JobState.PREEMPTING):
-            state, attempt = JobState.QUEUED, attempt + 1
-    return state, attempt
+def records_of(core: SchedulerCore) -> list[SchedulerJob]:
+    """The records of every job changed since the last call."""
+    return [record_of(core, job_id) for job_id in core.take_touched() if job_id in core.records]
 
 
-def restore(core: SchedulerCore, specs: Sequence[JobSpec],
-            commands: Mapping[str, list[Message]], events: Mapping[str, list[JobEvent]]) -> None:
-    """Put the jobs of ``specs`` (in submit order) back into ``core``."""
-    for spec in specs:
-        if spec.job_id in core.records:
-            continue
-        job = from_spec(spec, core.clock(), core.seq)
-        core.seq += 1
-        state, attempt = fold(events.get(spec.job_id, ()))
-        core.records[spec.job_id] = Record(job, state, attempt=attempt, since=core.clock())
-        if state == JobState.QUEUED:
-            core.pending[spec.job_id] = job
-        elif state in (JobState.PLACED, JobState.PREEMPTING):
-            mine = commands.get(spec.job_id, [])
-            slots = [Slot(core.cluster.index[p.node], tuple(p.gpus), p.gpu_milli, job.cpu_milli,
-                          job.memory_mib)
-                     for p in mine if isinstance(p, Placement) and p.attempt == attempt
-                     and p.node in core.cluster.index]
-            core.hold(job, slots, attempt)
-            stopped = bool(mine) and isinstance(mine[-1], StopJob)
-            core.running[spec.job_id].stopping = stopped or state == JobState.PREEMPTING
+def latest(records: Iterable[SchedulerJob]) -> list[SchedulerJob]:
+    """The last record of each job (a compacted topic may still hold older ones), in arrival
+    order."""
+    last = {r.job.job_id: r for r in records}
+    return sorted(last.values(), key=lambda r: r.seq)
+
+
+def restore(core: SchedulerCore, records: Iterable[SchedulerJob]) -> None:
+    """Put the jobs of ``records`` back into ``core`` (its nodes must be there already):
+    jobs with slots hold their GPUs again, queued jobs wait, the rest are remembered (their ids
+    are taken)."""
+    for r in latest(records):
+        job = from_spec(r.job, r.since, r.seq)
+        core.seq = max(core.seq, r.seq + 1)
+        core.records[job.job_id] = Record(job, r.state, r.reason, r.attempt, r.since, r.losses,
+                                          r.cancelling)
+        if r.slots:
+            index = core.cluster.index
+            slots = [Slot(index[s.node], tuple(s.gpus), s.gpu_milli, job.cpu_milli,
+                          job.memory_mib) for s in r.slots if s.node in index]
+            core.hold(job, slots, r.attempt, r.borrowed, since=r.placed_at)
+            core.running[job.job_id].stopping = r.stopping
+            if r.started:
+                core.started[job.job_id] = set(r.started)
+        elif r.state == JobState.QUEUED:
+            core.pending[job.job_id] = job
+    core.touched.clear()
     core.dirty = True

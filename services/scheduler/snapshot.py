@@ -29,7 +29,8 @@ def snapshot(core: SchedulerCore, cluster: str, decisions_per_s: float) -> Sched
         count = int(c.exists[n].sum())
         free = [int(x) for x in (FULL - c.used[n, :count]).clip(0)]
         nodes.append(NodeState(node=name, gpus=count, model=c.models[int(c.model[n])],
-                               free_milli=free, healthy=[bool(h) for h in c.healthy[n, :count]]))
+                               free_milli=free, healthy=[bool(h) for h in c.healthy[n, :count]],
+                               online=bool(c.online[n])))
     queued = [_summary(core, j, JobState.QUEUED) for j in list(core.pending.values())[:MAX_JOBS]]
     running = [_summary(core, r.job, JobState.PREEMPTING if r.stopping else JobState.PLACED)
                for r in list(core.running.values())[:MAX_JOBS]]

@@ -15,11 +15,13 @@ from gpufleet.contracts import (
     GpuSample,
     GpuUtilWindow,
     JobEvent,
+    JobSlot,
     JobSpec,
     JobState,
     NodeInventory,
     NodeSample,
     Placement,
+    SchedulerJob,
     SchedulerState,
     StopJob,
     SubmitJob,
@@ -45,6 +47,8 @@ SAMPLES: list[tuple[str, Any]] = [
                                util_mean=50, util_min=0, util_max=100, util_p95=99)),
     ("alerts", Alert(alert_id="idle:n1:0", kind="idle_gpu", state=AlertState.FIRING)),
     ("scheduler.state", SchedulerState(cluster="c", nodes=[], queued=[], running=[])),
+    ("scheduler.jobs", SchedulerJob(job=JobSpec(job_id="j1", gpus=2), state=JobState.PLACED,
+                                    slots=[JobSlot(node="n1", gpus=[0, 1])], started=[0])),
     ("dlq", DeadLetter(topic="x", partition=0, offset=1, value=b"\xff\x00", reason="bad")),
 ]
 

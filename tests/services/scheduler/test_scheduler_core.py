@@ -17,8 +17,6 @@ from gpufleet.contracts import (
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.core import SchedulerCore
 from services.scheduler.profile import build_profile
-from services.scheduler.recovery import fold, restore
-from services.scheduler.snapshot import snapshot
 
 
 def new_core(nodes: int = 2) -> SchedulerCore:
@@ -108,43 +106,6 @@ def test_queued_reason_is_reported_once() -> None:
     second = events(list(core.cycle()), JobState.QUEUED)
     assert "largest free block is 0" in first["big2"]
     assert second == {}
-
-
-@pytest.mark.parametrize(("name", "states", "folded"), [
-    ("nothing yet", [], (JobState.QUEUED, 0)),
-    ("placed", [(JobState.QUEUED, 0), (JobState.PLACED, 0)], (JobState.PLACED, 0)),
-    ("finished", [(JobState.PLACED, 0), (JobState.SUCCEEDED, 0)], (JobState.SUCCEEDED, 0)),
-    ("preempted goes back", [(JobState.PLACED, 0), (JobState.PREEMPTING, 0),
-                             (JobState.PREEMPTED, 0)], (JobState.QUEUED, 1)),
-    ("placed again", [(JobState.PLACED, 0), (JobState.PREEMPTED, 0), (JobState.PLACED, 1)],
-     (JobState.PLACED, 1)),
-    ("rejected", [(JobState.REJECTED, 0)], (JobState.REJECTED, 0)),
-])
-def test_fold(name: str, states: list[tuple[JobState, int]], folded: tuple[JobState, int]) -> None:
-    evs = [JobEvent(job_id="j", state=s, attempt=a) for s, a in states]
-    assert fold(evs) == folded, name
-
-
-def test_restore_rebuilds_what_the_core_had() -> None:
-    core = new_core(1)
-    out: list[object] = []
-    for spec in (JobSpec(job_id="a", gpus=4), JobSpec(job_id="b", gpus=8),
-                 JobSpec(job_id="c", gpus=0)):
-        out += core.handle(SubmitJob(job=spec))
-    out += core.cycle()
-    again = new_core(1)
-    specs = [JobSpec(job_id="a", gpus=4), JobSpec(job_id="b", gpus=8), JobSpec(job_id="c", gpus=0)]
-    commands = {"a": [m for m in out if isinstance(m, Placement)]}
-    evs: dict[str, list[JobEvent]] = {}
-    for m in out:
-        if isinstance(m, JobEvent):
-            evs.setdefault(m.job_id, []).append(m)
-    restore(again, specs, commands, evs)  # type: ignore[arg-type]
-    assert set(again.running) == {"a"} and set(again.pending) == {"b"}
-    assert again.cluster.used.tolist() == core.cluster.used.tolist()
-    assert "c" in again.records
-    snap = snapshot(again, "test", 1.0)
-    assert [j.job_id for j in snap.running] == ["a"] and [j.job_id for j in snap.queued] == ["b"]
 
 
 def test_an_unknown_plugin_stops_the_command_with_a_message(

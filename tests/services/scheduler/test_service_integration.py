@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sched_builders import make_node
+from sched_service import (
+    reader,
+    readyz,
+    scheduler,
+    scheduler_env,
+    start,
+)
 
-from gpufleet.bus import make_producer, publish, topic
+from gpufleet.bus import make_producer, publish
 from gpufleet.config import BusSettings
 from gpufleet.contracts import (
     CancelJob,
@@ -29,7 +30,6 @@ from gpufleet.contracts import (
     SubmitJob,
     decoder_for,
 )
-from gpufleet.localkafka import free_port
 from gpufleet.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -37,37 +37,11 @@ JOBS = 1000
 NODES = 16
 
 
-def scheduler_env(bus: BusSettings, txn: str) -> dict[str, str]:
-    return {**os.environ, "GPUFLEET_KAFKA_BOOTSTRAP": bus.kafka_bootstrap,
-            "GPUFLEET_TOPIC_PREFIX": bus.topic_prefix, "GPUFLEET_CLUSTER": bus.cluster,
-            "GPUFLEET_SCHEDULER_TRANSACTIONAL_ID": txn, "GPUFLEET_SCHEDULER_GROUP_ID": txn,
-            "GPUFLEET_SCHEDULER_OPS_PORT": str(free_port()),
-            "GPUFLEET_SCHEDULER_STATE_INTERVAL_S": "0.5"}
-
-
-@contextmanager
-def scheduler(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-m", "gpufleet.cli", "scheduler"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=None)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
 def spec(i: int) -> JobSpec:
     kind = i % 4
     if kind == 0:
         return JobSpec(job_id=f"job-{i:04d}", gpus=1, gpu_milli=250 + 50 * (i % 10))
     return JobSpec(job_id=f"job-{i:04d}", gpus=(1, 2, 4)[kind - 1], tenant=f"t{i % 3}")
-
-
-def reader(bus: BusSettings, name: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(topic(bus, name), bootstrap_servers=bus.kafka_bootstrap,
-                            isolation_level="read_committed", auto_offset_reset="earliest",
-                            enable_auto_commit=False)
 
 
 class Executor:
@@ -140,9 +114,7 @@ async def test_a_thousand_jobs_through_two_sigkills(bus: BusSettings) -> None:
                     kills.append(len(ex.placed))
                     first.send_signal(signal.SIGKILL)
                     first.wait()
-                    first = subprocess.Popen(
-                        [sys.executable, "-m", "gpufleet.cli", "scheduler"], env=env,
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    first = start(env, subprocess.DEVNULL)
             async with asyncio.timeout(60):
                 while len({k[0] for k in ex.placed}) < JOBS:
                     await asyncio.sleep(0.2)
@@ -194,33 +166,6 @@ async def test_bad_requests_are_rejected_with_a_reason(bus: BusSettings) -> None
     assert all(all(reasons) for reasons in rejected.values())
     assert "duplicate" in rejected["ok"][0]
     assert snapshot is not None and [n.node for n in snapshot.nodes] == ["node-00"]
-
-
-async def test_a_second_instance_fences_the_first(bus: BusSettings) -> None:
-    producer = make_producer(bus)
-    await producer.start()
-    await publish(producer, bus, "nodes", make_node("node-00").inventory())
-    await producer.stop()
-    env = scheduler_env(bus, f"sched-{uuid.uuid4().hex[:8]}")
-    with scheduler(env) as first:
-        await asyncio.sleep(4.0)  # recovered and publishing snapshots
-        assert first.poll() is None
-        with scheduler({**env, "GPUFLEET_SCHEDULER_OPS_PORT": str(free_port())}) as second:
-            code = await asyncio.to_thread(first.wait, 30)
-            assert code == 1  # fenced: it exits
-            assert second.poll() is None
-            second.terminate()
-            assert second.wait(timeout=20) == 0
-
-
-async def readyz(port: int) -> int | None:
-    """The status of /readyz, or None while nothing answers."""
-    try:
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"http://127.0.0.1:{port}/readyz") as r:
-            return r.status
-    except aiohttp.ClientConnectionError:
-        return None
 
 
 async def test_topics_created_after_the_start_are_waited_for(kafka_bootstrap: str) -> None:
