@@ -28,9 +28,11 @@ from services.scheduler.framework import (
     Score,
     Status,
 )
-from services.scheduler.jobs import Job
+from services.scheduler.jobs import FULL, Job
 
-GPU_CHOICE = "gpu_choice"  # scratch: node -> GPU, set by a score plugin that chose the GPU too
+# Scratch, set by a score plugin that weighed the GPUs too: per candidate node, the free share
+# (thousandths) of the GPU a GPU share should take there (-1: let ``Cluster.pick_gpus`` choose).
+GPU_CHOICE = "gpu_choice"
 
 
 @dataclass
@@ -125,21 +127,24 @@ class Profile:
                                                             f.name)
         state.candidates = np.flatnonzero(state.feasible)
         state.scratch.pop(GPU_CHOICE, None)
-        node = self._best_node(state, job, cluster)
-        chosen = state.scratch.get(GPU_CHOICE, {}).get(node)
-        gpus = (chosen,) if chosen is not None else cluster.pick_gpus(node, job.gpus, job.milli)
+        i = self._best_index(state, job, cluster)
+        node = int(state.candidates[i])
+        choice = state.scratch.get(GPU_CHOICE)
+        share = int(choice[i]) if choice is not None and job.milli < FULL else -1
+        gpus = cluster.pick_gpus(node, job.gpus, job.milli, share)
         slot = Slot(node, gpus, job.milli, job.cpu_milli, job.memory_mib)
         cluster.allocate(slot)
         state.members.append(slot)
         return SUCCESS
 
-    def _best_node(self, state: CycleState, job: Job, cluster: Cluster) -> int:
+    def _best_index(self, state: CycleState, job: Job, cluster: Cluster) -> int:
+        """Index into ``state.candidates`` of the node the member takes."""
         cands = state.candidates
         if len(cands) == 1 or not self.scores:
-            return int(cands[0])
+            return 0
         total = np.zeros(len(cands))
         for plugin, weight in self.scores:
             total += weight * np.clip(plugin.score(state, job, cluster), 0.0, 100.0)
         # Like the Kubernetes scheduler: one of the best-scoring nodes, chosen at random.
         best = np.flatnonzero(total >= total.max() - 1e-9)
-        return int(cands[best[0] if len(best) == 1 else state.rng.choice(best)])
+        return int(best[0] if len(best) == 1 else state.rng.choice(best))
