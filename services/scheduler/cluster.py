@@ -118,6 +118,7 @@ class Cluster:
     free_total: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     version: int = 0  # bumped when nodes come, go or change health
     shape: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    block: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # see refresh
     shapes: ShapeTable = field(default_factory=lambda: ShapeTable(1))
     _masks: dict[object, BoolArray] = field(default_factory=dict)  # by models; "usable"
 
@@ -168,7 +169,8 @@ class Cluster:
             for attr, fill in (("used", 0), ("exists", False), ("healthy", False), ("domain", 0),
                                ("eff", 0), ("online", False), ("model", 0), ("cpu_total", 0),
                                ("mem_total", 0), ("cpu_used", 0), ("mem_used", 0), ("whole", 0),
-                               ("best", 0), ("free_total", 0), ("shape", 0)):
+                               ("best", 0), ("free_total", 0), ("shape", 0),
+                              ("block", 0)):
                 setattr(self, attr, _grow(getattr(self, attr), rows, cols, fill))
         self.names.append(name)
         self.index[name] = n
@@ -193,12 +195,27 @@ class Cluster:
         self.whole[n] = int((row == FULL).sum())
         self.best[n] = int(row.max(initial=0))
         self.free_total[n] = int(row.sum())
-        if self.shapes.gpus != row.shape[0]:  # GPU columns grew: number the shapes anew
+        full = row == FULL
+        self.block[n] = int(np.unique(self.domain[n][full], return_counts=True)[1].max()
+                            ) if full.any() else 0
+        if self.shapes.gpus != row.shape[0] or len(self.shapes) > 8 * self.n_nodes + 4096:
+            # GPU columns grew, or many shapes are gone: number the shapes in use anew.
             self.shapes.reset(row.shape[0])
             for m in range(self.n_nodes):
                 self._intern(m)
         else:
             self._intern(n)
+
+    def by_shape(self, nodes: IntArray) -> tuple[IntArray, IntArray]:
+        """The distinct shape ids among ``nodes`` and, per node, its index into them (one pass
+        over the nodes; faster than sorting them)."""
+        ids = self.shape[nodes]
+        seen = np.zeros(len(self.shapes), bool)
+        seen[ids] = True
+        distinct = np.flatnonzero(seen)
+        where = np.zeros(len(self.shapes), np.int64)
+        where[distinct] = np.arange(len(distinct))
+        return distinct, where[ids]
 
     def _intern(self, n: int) -> None:
         self.shape[n] = self.shapes.intern(-np.sort(-self.eff[n]),
