@@ -12,8 +12,11 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 
+from services.scheduler.cluster import NodeSpec
 from services.scheduler.sim import report, variants
 from services.scheduler.sim.inflation import Curve, inflate
 from services.scheduler.sim.policies import DEFAULT, POLICIES, profile_for
@@ -23,6 +26,7 @@ from services.scheduler.sim.trace import (
     DEFAULT_TASKS,
     PAPER_RESULTS,
     Rejected,
+    Task,
     TraceError,
     load_nodes,
     load_paper,
@@ -57,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant-seed", type=int, default=0, help="seed of the variant")
     parser.add_argument("--write-variant", type=Path, default=None,
                         help="write the variant's tasks to this CSV and stop")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="inflation runs at once, one process each")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
 
 
@@ -65,6 +71,11 @@ def _progress(label: str, quiet: bool) -> Callable[[int, int], None]:
         if not quiet:
             print(f"\r{label}: {done}/{total}", end="", file=sys.stderr, flush=True)
     return show
+
+
+def _inflate_one(policy: str, seed: int, nodes: list[NodeSpec], tasks: list[Task],
+                 target: int) -> Curve:
+    return inflate(policy, profile_for(policy, tasks), nodes, tasks, seed, target)
 
 
 def _say_rejected(rejected: list[Rejected], path: Path) -> None:
@@ -102,7 +113,12 @@ def run(args: argparse.Namespace) -> int:
     paper = load_paper(PAPER_RESULTS) if paper_setup else {}
     curves: list[Curve] = []
     replays: list[Replay] = []
-    if args.mode in ("inflation", "both"):
+    if args.mode in ("inflation", "both") and args.jobs > 1:
+        runs = [(p, s) for p in policies for s in range(args.seeds)]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            curves += pool.map(_inflate_one, *zip(*runs, strict=True), repeat(nodes),
+                               repeat(tasks), repeat(args.target))
+    elif args.mode in ("inflation", "both"):
         for policy in policies:
             profile = profile_for(policy, tasks)
             for seed in range(args.seeds):

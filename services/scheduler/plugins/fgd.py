@@ -29,11 +29,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.scheduler.cluster import BoolArray, Cluster, IntArray, ShapeTable
-from services.scheduler.framework import CycleState, FloatArray, PluginArgs, normalize
+from services.scheduler.framework import (
+    MAX_SCORE,
+    CycleState,
+    FloatArray,
+    PluginArgs,
+    normalize,
+)
 from services.scheduler.jobs import FULL, Job
 from services.scheduler.pipeline import GPU_CHOICE
 
 NAME = "fgd"
+PAPER = "fgd-paper"
 DRIFT = 0.02  # a pending mix whose kind weights all moved less than this keeps the cache
 
 
@@ -61,16 +68,18 @@ class Workload:
                 and float(np.abs(self.p - other.p).max(initial=0.0)) < DRIFT)
 
 
-def workload_of(jobs: Iterable[tuple[Job, float]]) -> Workload:
+def workload_of(jobs: Iterable[tuple[Job, float]], exact_cpu: bool = False) -> Workload:
     """Every class of GPU job (GPUs, share per GPU, models), weighted by its share of the jobs'
-    total weight; the CPU and memory a class asks for are its jobs' weighted means."""
-    acc: dict[tuple[int, int, tuple[str, ...]], list[float]] = defaultdict(lambda: [0.0] * 3)
+    total weight; the CPU and memory a class asks for are its jobs' weighted means. With
+    ``exact_cpu`` (the paper's kinds): one kind per exact CPU request too, and no memory."""
+    acc: dict[tuple[int, int, tuple[str, ...], int], list[float]] = defaultdict(
+        lambda: [0.0] * 3)
     for job, weight in jobs:
         if job.gpus > 0 and job.milli > 0:
-            a = acc[(job.gpus, job.milli, job.models)]
+            a = acc[(job.gpus, job.milli, job.models, job.cpu_milli if exact_cpu else -1)]
             a[0] += weight
             a[1] += weight * job.cpu_milli
-            a[2] += weight * job.memory_mib
+            a[2] += 0 if exact_cpu else weight * job.memory_mib
     kinds = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
     total = sum(v[0] for _, v in kinds) or 1.0
     m = np.array([k[1] for k, _ in kinds], np.int64)
@@ -139,8 +148,9 @@ def _after_whole(job: Job, eff: IntArray) -> IntArray:
 class Fgd:
     name = NAME
 
-    def __init__(self, workload: Workload | None) -> None:
+    def __init__(self, workload: Workload | None, paper: bool = False) -> None:
         self.fixed = workload
+        self.paper = paper
         self.cache: _Cache | None = None
 
     def _cache(self, state: CycleState, cluster: Cluster) -> _Cache:
@@ -148,7 +158,7 @@ class Fgd:
         if w is None:
             w = state.memo.get(NAME)
             if w is None:
-                w = state.memo[NAME] = workload_of((j, 1.0) for j in state.pending)
+                w = state.memo[NAME] = workload_of(((j, 1.0) for j in state.pending), self.paper)
         c = self.cache
         if c is None or c.epoch != cluster.shapes.epoch or not (
                 c.workload is w or c.workload.close_to(w)):
@@ -164,6 +174,8 @@ class Fgd:
         entry = self._entry(cache, job, cluster, ids)
         if job.milli < FULL:
             state.scratch[GPU_CHOICE] = entry.share[ids]
+        if self.paper:  # the paper's score: a whole number, sigmoid of the drop, ties at random
+            return np.floor(MAX_SCORE / (1.0 + np.exp(entry.delta[ids] / FULL)))
         return normalize(entry.delta[ids], higher_is_better=False)
 
     def _entry(self, cache: _Cache, job: Job, cluster: Cluster, ids: IntArray) -> _Entry:
@@ -216,3 +228,11 @@ class Fgd:
 
 def factory(args: PluginArgs) -> Fgd:
     return Fgd(workload_of(args.workload) if args.workload else None)
+
+
+def paper_factory(args: PluginArgs) -> Fgd:
+    """FGD as the paper's simulator scores it: kinds by exact CPU, no memory, and a whole-number
+    score (sigmoid of the fragmentation drop) with ties broken at random."""
+    fgd = Fgd(workload_of(args.workload, exact_cpu=True) if args.workload else None, paper=True)
+    fgd.name = PAPER
+    return fgd
