@@ -6,10 +6,10 @@ GPU). Per-node summaries (``whole``: fully free GPUs, ``best``: largest free sha
 ``free_total``) are refreshed row by row as jobs come and go.
 
 Nodes are also grouped by *free shape*: the free shares of their GPUs (as a sorted multiset),
-free CPU, free memory and GPU model. ``shape[n]`` is the node's shape id; ids are interned and
-never reused, so a plugin may cache any value that depends only on the shape (FGD's
-fragmentation) by id, and recompute only for shapes it has not seen. A cluster of 12,500 nodes
-has a few hundred distinct shapes at any time.
+free CPU, free memory, GPU model and largest free NVLink block. ``shape[n]`` is the node's shape
+id; ids are interned and never reused, so a plugin may cache any value that depends only on
+the shape (FGD's fragmentation) by id, and recompute only for shapes it has not seen. A
+cluster of 12,500 nodes has a few hundred distinct shapes at any time.
 """
 
 from __future__ import annotations
@@ -70,14 +70,16 @@ class ShapeTable:
     gpus: int
     ids: dict[bytes, int] = field(default_factory=dict)
     eff: IntArray = field(default_factory=lambda: np.zeros((0, 1), np.int64))
-    host: IntArray = field(default_factory=lambda: np.zeros((0, 3), np.int64))  # cpu, mem, model
+    # free CPU, free memory, model index, largest free NVLink block (see Cluster.block)
+    host: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
     epoch: int = 0
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def intern(self, eff_sorted: IntArray, cpu: int, mem: int, model: int) -> int:
-        host = np.array((cpu, mem, model), np.int64)
+    def intern(self, eff_sorted: IntArray, cpu: int, mem: int, model: int, block: int = 0
+               ) -> int:
+        host = np.array((cpu, mem, model, block), np.int64)
         key = eff_sorted.tobytes() + host.tobytes()
         sid = self.ids.get(key)
         if sid is None:
@@ -85,7 +87,7 @@ class ShapeTable:
             if sid >= self.eff.shape[0]:
                 rows = max(64, 2 * sid)
                 self.eff = _grow(self.eff, rows, self.gpus, 0)  # type: ignore[assignment]
-                self.host = _grow(self.host, rows, 3, 0)  # type: ignore[assignment]
+                self.host = _grow(self.host, rows, 4, 0)  # type: ignore[assignment]
             self.eff[sid] = eff_sorted
             self.host[sid] = host
             self.ids[key] = sid
@@ -94,7 +96,7 @@ class ShapeTable:
     def reset(self, gpus: int) -> None:
         self.gpus, self.ids, self.epoch = gpus, {}, self.epoch + 1
         self.eff = np.zeros((0, gpus), np.int64)
-        self.host = np.zeros((0, 3), np.int64)
+        self.host = np.zeros((0, 4), np.int64)
 
 
 @dataclass
@@ -217,11 +219,19 @@ class Cluster:
         where[distinct] = np.arange(len(distinct))
         return distinct, where[ids]
 
+    def representatives(self, nodes: IntArray) -> IntArray:
+        """One node per free shape among ``nodes`` (the first of each): nodes of one shape score
+        alike, so scoring these is scoring all of them."""
+        ids = self.shape[nodes]
+        first = np.full(len(self.shapes), -1, np.int64)
+        first[ids[::-1]] = nodes[::-1]
+        return np.sort(first[first >= 0])
+
     def _intern(self, n: int) -> None:
         self.shape[n] = self.shapes.intern(-np.sort(-self.eff[n]),
                                            int(self.cpu_total[n] - self.cpu_used[n]),
                                            int(self.mem_total[n] - self.mem_used[n]),
-                                           int(self.model[n]))
+                                           int(self.model[n]), int(self.block[n]))
 
     def allocate(self, slot: Slot) -> None:
         self.used[slot.node, list(slot.gpus)] += slot.milli

@@ -1,7 +1,8 @@
 """A profile: the enabled plugins sorted into stages, and the placement of one job through them.
 
 1. pre-filters check the job as a whole (quota, gang capacity);
-2. for each member: filters narrow the nodes, scores rank them, the best node takes the member
+2. for each member: filters narrow the nodes, scores rank them (one node per free shape on a
+   large fleet; nodes already holding a member of the job always), the best node takes the member
    (its GPUs chosen by ``Cluster.pick_gpus``) and holds them while the next member is placed;
 3. permits have the last say; if anything fails, every member is given back (all or none).
 """
@@ -33,6 +34,9 @@ from services.scheduler.jobs import FULL, Job
 # Scratch, set by a score plugin that weighed the GPUs too: per candidate node, the free share
 # (thousandths) of the GPU a GPU share should take there (-1: let ``Cluster.pick_gpus`` choose).
 GPU_CHOICE = "gpu_choice"
+# Above this many candidate nodes, score one node per free shape (``Cluster.representatives``)
+# instead of every node: they score alike, and a large fleet has a few hundred shapes.
+GROUP_ABOVE = 2048
 
 
 @dataclass
@@ -125,7 +129,11 @@ class Profile:
                                     f"{status.reason}", status.plugin)
                 return status if not status.ok else Status(Code.UNSCHEDULABLE, "no node fits",
                                                             f.name)
-        state.candidates = np.flatnonzero(state.feasible)
+        cands = np.flatnonzero(state.feasible)
+        if len(cands) > GROUP_ABOVE:
+            held = [s.node for s in state.members if state.feasible[s.node]]
+            cands = np.union1d(cluster.representatives(cands), np.array(held, np.int64))
+        state.candidates = cands
         state.scratch.pop(GPU_CHOICE, None)
         i = self._best_index(state, job, cluster)
         node = int(state.candidates[i])

@@ -83,3 +83,27 @@ def test_nodes_with_the_same_free_shape_share_an_id() -> None:
     assert a == b != c
     distinct, index = cluster.by_shape(np.arange(3))
     assert distinct[index].tolist() == [a, b, c]
+
+
+@pytest.mark.parametrize(("name", "job", "expected"), [
+    ("a share goes to the one partly used node", make_job("j").share(500).build(), {"n7"}),
+    ("both gang members on the partly used node", make_job("g").gpus(1).gang(2).build(),
+     {"n7"}),
+])
+def test_a_large_fleet_scores_one_node_per_shape(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                 job: object, expected: set[str]) -> None:
+    from services.scheduler import pipeline
+    from services.scheduler.framework import PluginArgs
+    from services.scheduler.plugins import REGISTRY
+
+    monkeypatch.setattr(pipeline, "GROUP_ABOVE", 4)
+    c = make_cluster()
+    for i in range(12):
+        c = c.node(make_node(f"n{i}").gpus(4))
+    cluster = c.use("n7", (0,), 500).build()
+    assert len(cluster.representatives(np.arange(12))) == 2
+    profile = pipeline.Profile.build(REGISTRY, ["health", "fits", "gang", "bestfit"],
+                                     PluginArgs())
+    attempt = profile.place(cycle_state(), job, cluster)  # type: ignore[arg-type]
+    assert attempt.status.ok, name
+    assert {cluster.names[s.node] for s in attempt.slots} == expected, name
