@@ -156,9 +156,10 @@ class Fgd:
     def _cache(self, state: CycleState, cluster: Cluster) -> _Cache:
         w = self.fixed
         if w is None:
-            w = state.memo.get(NAME)
+            w = state.memo.get(self.name)
             if w is None:
-                w = state.memo[NAME] = workload_of(((j, 1.0) for j in state.pending), self.paper)
+                w = state.memo[self.name] = workload_of(((j, 1.0) for j in state.pending),
+                                                        self.paper)
         c = self.cache
         if c is None or c.epoch != cluster.shapes.epoch or not (
                 c.workload is w or c.workload.close_to(w)):
