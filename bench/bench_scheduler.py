@@ -1,10 +1,15 @@
-"""Scheduler: placement decisions per second and decision latency at 1,000, 10,000 and 50,000
+"""Scheduler: placement decisions per second and decision latency at 1,000, 10,000 and 100,000
 GPUs with 10,000 jobs pending (the default plugins: FGD, best fit, topology, fair share, quota,
-preemption, backfill); and the simulator's headline allocation ratios at 130 % demand."""
+preemption, backfill); and the simulator's headline allocation ratios at 130 % demand.
+
+Each size is measured twice: by the wall clock, and by the thread's CPU clock, which leaves out
+the time the process waited for a core (on a shared machine the wall-clock p99 is mostly that).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,19 +35,19 @@ def _spec(i: int, rng: np.random.Generator) -> JobSpec:
                    est_runtime_s=float(rng.uniform(60, 600)))
 
 
-def _core(gpus: int) -> SchedulerCore:
+def _core(gpus: int, timer: Callable[[], float]) -> SchedulerCore:
     cluster = Cluster()
     for n in range(gpus // 8):
         cluster.upsert(NodeSpec(f"n{n:05d}", "H100", 8, 128_000, 1 << 20,
                                 domains=(0, 0, 0, 0, 1, 1, 1, 1)))
     return SchedulerCore(build_profile(SchedulerSettings()), clock=time.time, cluster=cluster,
-                         timer=time.perf_counter)
+                         timer=timer)
 
 
-def decisions(gpus: int) -> list[Result]:
+def decisions(gpus: int, timer: Callable[[], float] = time.perf_counter) -> list[Result]:
     """Queue 10,000 jobs, then run cycles (finishing a tenth of the running jobs between
     them) until 10,000 decisions were made by the full pipeline."""
-    core = _core(gpus)
+    core = _core(gpus, timer)
     rng = np.random.default_rng(0)
     for i in range(PENDING):
         core.handle(SubmitJob(job=_spec(i, rng)))
@@ -50,9 +55,9 @@ def decisions(gpus: int) -> list[Result]:
     decided = placed = 0
     busy = 0.0
     while len(latencies) < PENDING and busy < 60:
-        started = time.perf_counter()
+        started = timer()
         core.cycle()
-        busy += time.perf_counter() - started
+        busy += timer() - started
         latencies += core.last.latencies
         decided += core.last.decisions
         placed += core.last.placed
@@ -62,9 +67,10 @@ def decisions(gpus: int) -> list[Result]:
         for i in range(core.last.placed):  # keep 10,000 pending
             core.handle(SubmitJob(job=_spec(PENDING + placed + i, rng)))
     lat = np.array(latencies) * 1000
-    area = f"scheduler {gpus:,} GPUs"
-    aim_rate = "≥ 2,000/s" if gpus == 10_000 else ""
-    aim_p99 = "< 5 ms" if gpus == 10_000 else ""
+    clock = "CPU clock" if timer is time.thread_time else "wall clock"
+    area = f"scheduler {gpus:,} GPUs, {clock}"
+    aim_rate = {10_000: "≥ 5,000/s", 100_000: "≥ 1,000/s"}.get(gpus, "")
+    aim_p99 = "< 5 ms" if gpus in (10_000, 100_000) else ""
     return [
         Result(area, "placement attempts (full pipeline) per second", len(lat) / busy, "1/s",
                aim_rate, f"{PENDING:,} pending; {placed:,} placed"),
@@ -93,6 +99,7 @@ def headline(quick: bool) -> list[Result]:
 
 def run(quick: bool) -> list[Result]:
     results: list[Result] = []
-    for gpus in (1_000, 10_000, 50_000):
-        results += decisions(gpus)
+    for gpus in (1_000, 10_000, 100_000):
+        for timer in (time.perf_counter, time.thread_time):
+            results += decisions(gpus, timer)
     return results + headline(quick)

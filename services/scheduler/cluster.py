@@ -4,6 +4,12 @@ Row ``n`` is a node, column ``g`` a GPU slot on it. ``used`` is the GPU share al
 thousandths; ``eff`` is the share a job may still take (0 on a missing, unhealthy or offline
 GPU). Per-node summaries (``whole``: fully free GPUs, ``best``: largest free share,
 ``free_total``) are refreshed row by row as jobs come and go.
+
+Nodes are also grouped by *free shape*: the free shares of their GPUs (as a sorted multiset),
+free CPU, free memory, GPU model and largest free NVLink block. ``shape[n]`` is the node's shape
+id; ids are interned and never reused, so a plugin may cache any value that depends only on
+the shape (FGD's fragmentation) by id, and recompute only for shapes it has not seen. A
+cluster of 12,500 nodes has a few hundred distinct shapes at any time.
 """
 
 from __future__ import annotations
@@ -56,6 +62,44 @@ def _grow(a: npt.NDArray[np.generic], rows: int, cols: int | None, fill: object)
 
 
 @dataclass
+class ShapeTable:
+    """Interned free shapes: row ``i`` is shape id ``i`` (GPU free shares sorted high to low,
+    free CPU, free memory, model index). ``epoch`` changes when ids are renumbered (the GPU
+    columns grew), so caches by id know to start over."""
+
+    gpus: int
+    ids: dict[bytes, int] = field(default_factory=dict)
+    eff: IntArray = field(default_factory=lambda: np.zeros((0, 1), np.int64))
+    # free CPU, free memory, model index, largest free NVLink block (see Cluster.block)
+    host: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    epoch: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def intern(self, eff_sorted: IntArray, cpu: int, mem: int, model: int, block: int = 0
+               ) -> int:
+        host = np.array((cpu, mem, model, block), np.int64)
+        key = eff_sorted.tobytes() + host.tobytes()
+        sid = self.ids.get(key)
+        if sid is None:
+            sid = len(self.ids)
+            if sid >= self.eff.shape[0]:
+                rows = max(64, 2 * sid)
+                self.eff = _grow(self.eff, rows, self.gpus, 0)  # type: ignore[assignment]
+                self.host = _grow(self.host, rows, 4, 0)  # type: ignore[assignment]
+            self.eff[sid] = eff_sorted
+            self.host[sid] = host
+            self.ids[key] = sid
+        return sid
+
+    def reset(self, gpus: int) -> None:
+        self.gpus, self.ids, self.epoch = gpus, {}, self.epoch + 1
+        self.eff = np.zeros((0, gpus), np.int64)
+        self.host = np.zeros((0, 4), np.int64)
+
+
+@dataclass
 class Cluster:
     names: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
@@ -75,6 +119,9 @@ class Cluster:
     best: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     free_total: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     version: int = 0  # bumped when nodes come, go or change health
+    shape: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    block: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # see refresh
+    shapes: ShapeTable = field(default_factory=lambda: ShapeTable(1))
     _masks: dict[object, BoolArray] = field(default_factory=dict)  # by models; "usable"
 
     # -- shape -------------------------------------------------------------------------------
@@ -124,7 +171,8 @@ class Cluster:
             for attr, fill in (("used", 0), ("exists", False), ("healthy", False), ("domain", 0),
                                ("eff", 0), ("online", False), ("model", 0), ("cpu_total", 0),
                                ("mem_total", 0), ("cpu_used", 0), ("mem_used", 0), ("whole", 0),
-                               ("best", 0), ("free_total", 0)):
+                               ("best", 0), ("free_total", 0), ("shape", 0),
+                              ("block", 0)):
                 setattr(self, attr, _grow(getattr(self, attr), rows, cols, fill))
         self.names.append(name)
         self.index[name] = n
@@ -149,6 +197,41 @@ class Cluster:
         self.whole[n] = int((row == FULL).sum())
         self.best[n] = int(row.max(initial=0))
         self.free_total[n] = int(row.sum())
+        full = row == FULL
+        self.block[n] = int(np.unique(self.domain[n][full], return_counts=True)[1].max()
+                            ) if full.any() else 0
+        if self.shapes.gpus != row.shape[0] or len(self.shapes) > 8 * self.n_nodes + 4096:
+            # GPU columns grew, or many shapes are gone: number the shapes in use anew.
+            self.shapes.reset(row.shape[0])
+            for m in range(self.n_nodes):
+                self._intern(m)
+        else:
+            self._intern(n)
+
+    def by_shape(self, nodes: IntArray) -> tuple[IntArray, IntArray]:
+        """The distinct shape ids among ``nodes`` and, per node, its index into them (one pass
+        over the nodes; faster than sorting them)."""
+        ids = self.shape[nodes]
+        seen = np.zeros(len(self.shapes), bool)
+        seen[ids] = True
+        distinct = np.flatnonzero(seen)
+        where = np.zeros(len(self.shapes), np.int64)
+        where[distinct] = np.arange(len(distinct))
+        return distinct, where[ids]
+
+    def representatives(self, nodes: IntArray) -> IntArray:
+        """One node per free shape among ``nodes`` (the first of each): nodes of one shape score
+        alike, so scoring these is scoring all of them."""
+        ids = self.shape[nodes]
+        first = np.full(len(self.shapes), -1, np.int64)
+        first[ids[::-1]] = nodes[::-1]
+        return np.sort(first[first >= 0])
+
+    def _intern(self, n: int) -> None:
+        self.shape[n] = self.shapes.intern(-np.sort(-self.eff[n]),
+                                           int(self.cpu_total[n] - self.cpu_used[n]),
+                                           int(self.mem_total[n] - self.mem_used[n]),
+                                           int(self.model[n]), int(self.block[n]))
 
     def allocate(self, slot: Slot) -> None:
         self.used[slot.node, list(slot.gpus)] += slot.milli
@@ -162,11 +245,16 @@ class Cluster:
         self.mem_used[slot.node] -= slot.memory_mib
         self.refresh(slot.node)
 
-    def pick_gpus(self, n: int, gpus: int, milli: int) -> tuple[int, ...]:
-        """The GPUs a member takes on node ``n``: for a share, the fullest GPU it fits on
-        (best fit); for whole GPUs, as few NVLink domains as possible, tightest domain first."""
+    def pick_gpus(self, n: int, gpus: int, milli: int, share: int = -1) -> tuple[int, ...]:
+        """The GPUs a member takes on node ``n``: for a share, a GPU with ``share`` free when
+        given, else the fullest GPU it fits on (best fit); for whole GPUs, as few NVLink
+        domains as possible, tightest domain first."""
         row = self.eff[n]
         if milli < FULL:
+            if share >= milli:
+                exact = np.flatnonzero(row == share)
+                if len(exact):
+                    return (int(exact[0]),)
             cand = np.where(row >= milli, row, FULL + 1)
             return (int(cand.argmin()),)
         free = np.flatnonzero(row == FULL)

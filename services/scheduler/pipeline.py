@@ -1,7 +1,8 @@
 """A profile: the enabled plugins sorted into stages, and the placement of one job through them.
 
 1. pre-filters check the job as a whole (quota, gang capacity);
-2. for each member: filters narrow the nodes, scores rank them, the best node takes the member
+2. for each member: filters narrow the nodes, scores rank them (one node per free shape on a
+   large fleet; nodes already holding a member of the job always), the best node takes the member
    (its GPUs chosen by ``Cluster.pick_gpus``) and holds them while the next member is placed;
 3. permits have the last say; if anything fails, every member is given back (all or none).
 """
@@ -28,9 +29,14 @@ from services.scheduler.framework import (
     Score,
     Status,
 )
-from services.scheduler.jobs import Job
+from services.scheduler.jobs import FULL, Job
 
-GPU_CHOICE = "gpu_choice"  # scratch: node -> GPU, set by a score plugin that chose the GPU too
+# Scratch, set by a score plugin that weighed the GPUs too: per candidate node, the free share
+# (thousandths) of the GPU a GPU share should take there (-1: let ``Cluster.pick_gpus`` choose).
+GPU_CHOICE = "gpu_choice"
+# Above this many candidate nodes, score one node per free shape (``Cluster.representatives``)
+# instead of every node: they score alike, and a large fleet has a few hundred shapes.
+GROUP_ABOVE = 2048
 
 
 @dataclass
@@ -123,23 +129,30 @@ class Profile:
                                     f"{status.reason}", status.plugin)
                 return status if not status.ok else Status(Code.UNSCHEDULABLE, "no node fits",
                                                             f.name)
-        state.candidates = np.flatnonzero(state.feasible)
+        cands = np.flatnonzero(state.feasible)
+        if len(cands) > GROUP_ABOVE:
+            held = [s.node for s in state.members if state.feasible[s.node]]
+            cands = np.union1d(cluster.representatives(cands), np.array(held, np.int64))
+        state.candidates = cands
         state.scratch.pop(GPU_CHOICE, None)
-        node = self._best_node(state, job, cluster)
-        chosen = state.scratch.get(GPU_CHOICE, {}).get(node)
-        gpus = (chosen,) if chosen is not None else cluster.pick_gpus(node, job.gpus, job.milli)
+        i = self._best_index(state, job, cluster)
+        node = int(state.candidates[i])
+        choice = state.scratch.get(GPU_CHOICE)
+        share = int(choice[i]) if choice is not None and job.milli < FULL else -1
+        gpus = cluster.pick_gpus(node, job.gpus, job.milli, share)
         slot = Slot(node, gpus, job.milli, job.cpu_milli, job.memory_mib)
         cluster.allocate(slot)
         state.members.append(slot)
         return SUCCESS
 
-    def _best_node(self, state: CycleState, job: Job, cluster: Cluster) -> int:
+    def _best_index(self, state: CycleState, job: Job, cluster: Cluster) -> int:
+        """Index into ``state.candidates`` of the node the member takes."""
         cands = state.candidates
         if len(cands) == 1 or not self.scores:
-            return int(cands[0])
+            return 0
         total = np.zeros(len(cands))
         for plugin, weight in self.scores:
             total += weight * np.clip(plugin.score(state, job, cluster), 0.0, 100.0)
         # Like the Kubernetes scheduler: one of the best-scoring nodes, chosen at random.
         best = np.flatnonzero(total >= total.max() - 1e-9)
-        return int(cands[best[0] if len(best) == 1 else state.rng.choice(best)])
+        return int(best[0] if len(best) == 1 else state.rng.choice(best))

@@ -12,9 +12,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 
-from services.scheduler.sim import report
+from services.scheduler.cluster import NodeSpec
+from services.scheduler.sim import report, variants
 from services.scheduler.sim.inflation import Curve, inflate
 from services.scheduler.sim.policies import DEFAULT, POLICIES, profile_for
 from services.scheduler.sim.replay import Replay, replay
@@ -22,10 +25,15 @@ from services.scheduler.sim.trace import (
     DEFAULT_NODES,
     DEFAULT_TASKS,
     PAPER_RESULTS,
+    Rejected,
+    Task,
+    TraceError,
     load_nodes,
     load_paper,
-    load_tasks,
+    read_trace,
 )
+
+SHOWN_REJECTIONS = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(0: one per event)")
     parser.add_argument("--plot", type=Path, default=Path("sim-allocation.png"),
                         help="where to write the PNG plot of the inflation run")
+    parser.add_argument("--variant", type=str, default="",
+                        help="a workload family made from the tasks: share:P, multigpu:P, "
+                             "gpuspec:P or cpu:P (see docs/scheduler.md)")
+    parser.add_argument("--variant-seed", type=int, default=0, help="seed of the variant")
+    parser.add_argument("--write-variant", type=Path, default=None,
+                        help="write the variant's tasks to this CSV and stop")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="inflation runs at once, one process each")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
 
 
@@ -57,16 +73,52 @@ def _progress(label: str, quiet: bool) -> Callable[[int, int], None]:
     return show
 
 
+def _inflate_one(policy: str, seed: int, nodes: list[NodeSpec], tasks: list[Task],
+                 target: int) -> Curve:
+    return inflate(policy, profile_for(policy, tasks), nodes, tasks, seed, target)
+
+
+def _say_rejected(rejected: list[Rejected], path: Path) -> None:
+    if not rejected:
+        return
+    print(f"{path}: {len(rejected)} row(s) left out, as the scheduler would reject them:",
+          file=sys.stderr)
+    for r in rejected[:SHOWN_REJECTIONS]:
+        print(f"  line {r.line} ({r.name}): {r.reason}", file=sys.stderr)
+    if len(rejected) > SHOWN_REJECTIONS:
+        print(f"  ... and {len(rejected) - SHOWN_REJECTIONS} more", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
-    nodes, tasks = load_nodes(args.nodes)[:: max(args.node_every, 1)], load_tasks(args.tasks)
+    try:
+        nodes = load_nodes(args.nodes)[:: max(args.node_every, 1)]
+        trace = read_trace(args.tasks, nodes)
+        tasks = trace.tasks
+        if args.variant:
+            tasks = variants.make(tasks, nodes, args.variant, args.variant_seed)
+    except (TraceError, variants.VariantError) as e:
+        print(f"gpufleet sim: {e}", file=sys.stderr)
+        return 2
+    _say_rejected(trace.rejected, args.tasks)
+    if args.write_variant is not None:
+        variants.write(tasks, args.write_variant)
+        print(f"{len(tasks)} tasks written to {args.write_variant}")
+        return 0
     if args.sample:
         tasks = tasks[: args.sample]
     policies = args.policy or list(DEFAULT)
-    same_cluster = args.nodes == DEFAULT_NODES and args.node_every <= 1
-    paper = load_paper(PAPER_RESULTS) if same_cluster else {}
+    # The paper's figures belong to its own cluster and trace, whole and unchanged.
+    paper_setup = (args.nodes == DEFAULT_NODES and args.node_every <= 1
+                   and args.tasks == DEFAULT_TASKS and not args.variant and not args.sample)
+    paper = load_paper(PAPER_RESULTS) if paper_setup else {}
     curves: list[Curve] = []
     replays: list[Replay] = []
-    if args.mode in ("inflation", "both"):
+    if args.mode in ("inflation", "both") and args.jobs > 1:
+        runs = [(p, s) for p in policies for s in range(args.seeds)]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            curves += pool.map(_inflate_one, *zip(*runs, strict=True), repeat(nodes),
+                               repeat(tasks), repeat(args.target))
+    elif args.mode in ("inflation", "both"):
         for policy in policies:
             profile = profile_for(policy, tasks)
             for seed in range(args.seeds):
@@ -80,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print("\r", end="", file=sys.stderr)
     if args.json:
-        print(json.dumps(report.raw(curves, replays)))
+        raw = report.raw(curves, replays)
+        raw["rejected"] = [{"line": r.line, "name": r.name, "reason": r.reason}
+                           for r in trace.rejected]
+        print(json.dumps(raw))
         return 0
     if curves:
         print(f"GPU allocation ratio (%) by arrived GPU demand, mean of {args.seeds} seed(s); "

@@ -26,3 +26,4 @@ REGISTRY: dict[str, Factory] = {
     for m in (priority, fairshare, quota, health, gpumodel, fits, gang, backfill, bestfit,
               packing, spread, topology, fgd, random, preemption)
 }
+REGISTRY[fgd.PAPER] = fgd.paper_factory

@@ -16,13 +16,15 @@ NAME = "bestfit"
 
 def leftover(job: Job, cluster: Cluster, nodes: IntArray) -> FloatArray:
     """Free GPU share of each node (in GPUs) once the member is placed there; for a share,
-    plus what is left on the GPU it fits most tightly (so the tightest GPU wins first)."""
-    left = (cluster.free_total[nodes] - job.gpus * job.milli) / 1000.0
+    plus what is left on the GPU it fits most tightly (so the tightest GPU wins first).
+    Computed once per free shape among the nodes."""
+    distinct, index = cluster.by_shape(nodes)
+    eff = cluster.shapes.eff[distinct]
+    left = (eff.sum(axis=1) - job.gpus * job.milli) / 1000.0
     if job.milli < FULL:
-        eff = cluster.eff[nodes]
         tight = np.where(eff >= job.milli, eff, FULL + 1).min(axis=1) - job.milli
         left = left + tight / 1000.0
-    return np.asarray(left, np.float64)
+    return np.asarray(left[index], np.float64)
 
 
 class BestFit:

@@ -1,37 +1,54 @@
 """Score: fragmentation gradient descent (FGD, USENIX ATC'23, "Beware of Fragmentation").
 
-The fragmentation of a node, seen by one kind of task, is the free GPU share that task could
-not use there: all of it when the task does not fit on the node at all, else the free share
-of each GPU too small for the task's per-GPU share. The node's fragmentation is the mean over
-the workload's task kinds, weighted by how common each is. FGD puts a member where the
-fragmentation grows least.
+A node's fragmentation, seen by one kind of task, is the free GPU share that task could not use
+there: *all* of it when the task does not fit the node for any resource the fit test checks
+(enough GPUs with its per-GPU share free, its CPU, its memory, its GPU model), else the free
+share of each GPU too small for its per-GPU share. The node's fragmentation is the sum over the
+workload's task kinds, weighted by how common each kind is. FGD puts a member where the
+fragmentation grows least, and a GPU share on the GPU of that node where it grows least.
+
+A kind is a class of GPU request: (GPUs, share per GPU, GPU models), every class kept, with the
+CPU and memory its tasks ask for on average. (The paper's simulator keys kinds by the exact CPU
+too; on the Alibaba trace that scores 0.5-1.5 points lower here, see docs/scheduler.md.)
+CPU-only kinds see all free GPU share of every node as fragment whatever happens, so they add
+the same to every node and are left out of the sum.
+
+Fast: fragmentation depends only on a node's free shape (``Cluster.shape``), so every value is
+computed once per shape and kept by shape id; a decision computes only shapes it has not met.
 
 The workload is the plugin's typical jobs when given (the simulator passes the trace's), else
-the jobs pending in this cycle.
+the jobs pending, kept while their mix stays within ``DRIFT`` of the one the cache was built on.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.scheduler.cluster import BoolArray, Cluster, IntArray
-from services.scheduler.framework import CycleState, FloatArray, PluginArgs, normalize
+from services.scheduler.cluster import BoolArray, Cluster, IntArray, ShapeTable
+from services.scheduler.framework import (
+    MAX_SCORE,
+    CycleState,
+    FloatArray,
+    PluginArgs,
+    normalize,
+)
 from services.scheduler.jobs import FULL, Job
+from services.scheduler.pipeline import GPU_CHOICE
 
 NAME = "fgd"
-GPU_CHOICE = "gpu_choice"  # scratch key: node -> the GPU a share should take there
-MAX_KINDS = 32
-# Random odd multipliers: a row's state hashes to one int64 (wrapping), to find equal states.
-_HASH = np.random.default_rng(7).integers(1, 1 << 62, size=1024, dtype=np.int64) | 1
+PAPER = "fgd-paper"
+DRIFT = 0.02  # a pending mix whose kind weights all moved less than this keeps the cache
 
 
 @dataclass(frozen=True)
 class Workload:
-    """Task kinds: ``k`` GPUs of ``m`` thousandths each, ``c`` CPU, ``mem`` MiB, weight ``p``."""
+    """Task kinds: ``k`` GPUs of ``m`` thousandths each, ``c`` CPU, ``mem`` MiB, weight ``p``
+    (sums to 1), allowed GPU ``models``; ``levels`` are the distinct shares, ``level`` each
+    kind's index into them, ``sets`` the distinct model sets and ``set_of`` each kind's."""
 
     k: IntArray
     m: IntArray
@@ -39,114 +56,184 @@ class Workload:
     mem: IntArray
     p: FloatArray
     models: tuple[tuple[str, ...], ...]
+    levels: IntArray
+    level: IntArray
+    sets: tuple[tuple[str, ...], ...]
+    set_of: IntArray
+
+    def close_to(self, other: Workload) -> bool:
+        return (self.models == other.models and np.array_equal(self.k, other.k)
+                and np.array_equal(self.m, other.m) and np.array_equal(self.c, other.c)
+                and np.array_equal(self.mem, other.mem)
+                and float(np.abs(self.p - other.p).max(initial=0.0)) < DRIFT)
 
 
-def workload_of(jobs: Iterable[tuple[Job, float]]) -> Workload:
-    """Group jobs into kinds by (GPUs, share, models); CPU and memory are the kind's means.
-    The ``MAX_KINDS`` most common kinds are kept."""
-    acc: dict[tuple[int, int, tuple[str, ...]], list[float]] = defaultdict(lambda: [0.0] * 3)
+def workload_of(jobs: Iterable[tuple[Job, float]], exact_cpu: bool = False) -> Workload:
+    """Every class of GPU job (GPUs, share per GPU, models), weighted by its share of the jobs'
+    total weight; the CPU and memory a class asks for are its jobs' weighted means. With
+    ``exact_cpu`` (the paper's kinds): one kind per exact CPU request too, and no memory."""
+    acc: dict[tuple[int, int, tuple[str, ...], int], list[float]] = defaultdict(
+        lambda: [0.0] * 3)
     for job, weight in jobs:
-        if job.gpus <= 0 or job.milli <= 0:
-            continue
-        a = acc[(job.gpus, job.milli, job.models)]
-        a[0] += weight
-        a[1] += weight * job.cpu_milli
-        a[2] += weight * job.memory_mib
-    kinds = sorted(acc.items(), key=lambda kv: -kv[1][0])[:MAX_KINDS]
+        if job.gpus > 0 and job.milli > 0:
+            a = acc[(job.gpus, job.milli, job.models, job.cpu_milli if exact_cpu else -1)]
+            a[0] += weight
+            a[1] += weight * job.cpu_milli
+            a[2] += 0 if exact_cpu else weight * job.memory_mib
+    kinds = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
     total = sum(v[0] for _, v in kinds) or 1.0
+    m = np.array([k[1] for k, _ in kinds], np.int64)
+    levels, level = np.unique(m, return_inverse=True)
+    models = tuple(k[2] for k, _ in kinds)
+    sets = tuple(sorted(set(models)))
     return Workload(
-        k=np.array([k[0] for k, _ in kinds], np.int64),
-        m=np.array([k[1] for k, _ in kinds], np.int64),
+        k=np.array([k[0] for k, _ in kinds], np.int64), m=m,
         c=np.array([v[1] / max(v[0], 1e-12) for _, v in kinds], np.int64),
         mem=np.array([v[2] / max(v[0], 1e-12) for _, v in kinds], np.int64),
-        p=np.array([v[0] / total for _, v in kinds], np.float64),
-        models=tuple(k[2] for k, _ in kinds),
-    )
+        p=np.array([v[0] / total for _, v in kinds], np.float64), models=models,
+        levels=levels.astype(np.int64), level=level.ravel().astype(np.int64), sets=sets,
+        set_of=np.array([sets.index(x) for x in models], np.int64))
 
 
-def fragmentation(w: Workload, rows: IntArray, cpu: IntArray, mem: IntArray,
-                  model_ok: BoolArray) -> FloatArray:
-    """Expected unusable GPU share (thousandths) of each row of free shares ``rows`` (F, G);
-    ``model_ok`` (F, T) says which node may run which kind."""
-    share = rows[:, None, :]
-    big_enough = share >= w.m[None, :, None]
-    fits = ((big_enough.sum(axis=2) >= w.k[None, :]) & (cpu[:, None] >= w.c[None, :])
-            & (mem[:, None] >= w.mem[None, :]) & model_ok)
-    too_small = np.where(big_enough, 0, share).sum(axis=2)
-    frag = np.where(fits, too_small, rows.sum(axis=1)[:, None])
-    return np.asarray(frag @ w.p, dtype=np.float64)
+def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArray) -> FloatArray:
+    """Expected unusable GPU share (thousandths) of each row: ``eff`` (R, G) free shares,
+    ``host`` (R, 2+) free CPU and memory, ``model_ok`` (R, len(w.sets))."""
+    ge = eff[:, :, None] >= w.levels[None, None, :]
+    count = ge.sum(axis=1)  # GPUs with at least each level free
+    small = np.where(ge, 0, eff[:, :, None]).sum(axis=1)  # free share on the other GPUs
+    fits = ((count[:, w.level] >= w.k[None, :]) & (host[:, :1] >= w.c[None, :])
+            & (host[:, 1:2] >= w.mem[None, :]) & model_ok[:, w.set_of])
+    lost = np.where(fits, small[:, w.level], eff.sum(axis=1)[:, None])
+    return np.asarray(lost @ w.p, np.float64)
 
 
-def after_member(job: Job, rows: IntArray) -> IntArray:
-    """Free shares once a member lands (best-fit GPU for a share, free GPUs for whole ones)."""
-    out = rows.copy()
-    if job.milli < FULL:
-        cand = np.where(out >= job.milli, out, FULL + 1)
-        out[np.arange(len(out)), cand.argmin(axis=1)] -= job.milli
-    else:
-        full = out == FULL
-        out[full & (np.cumsum(full, axis=1) <= job.gpus)] = 0
+def _model_ok(w: Workload, cluster: Cluster, host: IntArray) -> BoolArray:
+    table = np.array([[not s or name in s for s in w.sets] for name in cluster.models] or [[]],
+                     bool).reshape(max(len(cluster.models), 1), len(w.sets))
+    return table[host[:, 2]]
+
+
+@dataclass
+class _Entry:
+    """Per job shape: the fragmentation change by shape id (NaN: not yet computed) and, for a
+    GPU share, the free share of the GPU it should take on that shape."""
+
+    delta: FloatArray = field(default_factory=lambda: np.zeros(0))
+    share: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+@dataclass
+class _Cache:
+    workload: Workload
+    epoch: int
+    before: FloatArray = field(default_factory=lambda: np.zeros(0))
+    entries: dict[tuple[int, int, int, int], _Entry] = field(default_factory=dict)
+
+
+def _grown(a: FloatArray | IntArray, size: int, fill: float) -> FloatArray | IntArray:
+    if a.shape[0] >= size:
+        return a
+    out = np.full(max(size, 2 * a.shape[0]), fill, dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+def _after_whole(job: Job, eff: IntArray) -> IntArray:
+    """Rows sorted high to low: the member takes the first ``job.gpus`` (whole, free) GPUs."""
+    out = eff.copy()
+    out[:, : job.gpus] = 0
     return out
 
 
 class Fgd:
     name = NAME
 
-    def __init__(self, workload: Workload | None) -> None:
-        self.workload = workload
+    def __init__(self, workload: Workload | None, paper: bool = False) -> None:
+        self.fixed = workload
+        self.paper = paper
+        self.cache: _Cache | None = None
 
-    def _workload(self, state: CycleState) -> Workload:
-        if self.workload is not None:
-            return self.workload
-        w = state.memo.get(NAME)
+    def _cache(self, state: CycleState, cluster: Cluster) -> _Cache:
+        w = self.fixed
         if w is None:
-            w = state.memo[NAME] = workload_of((j, 1.0) for j in state.pending)
-        return w
+            w = state.memo.get(self.name)
+            if w is None:
+                w = state.memo[self.name] = workload_of(((j, 1.0) for j in state.pending),
+                                                        self.paper)
+        c = self.cache
+        if c is None or c.epoch != cluster.shapes.epoch or not (
+                c.workload is w or c.workload.close_to(w)):
+            c = self.cache = _Cache(w, cluster.shapes.epoch)
+        return c
 
     def score(self, state: CycleState, job: Job, cluster: Cluster) -> FloatArray:
-        w = self._workload(state)
+        cache = self._cache(state, cluster)
         nodes = state.candidates
-        if len(w.p) == 0:
+        if len(cache.workload.p) == 0:
             return np.full(len(nodes), 100.0)
-        # Nodes in the same state score the same: compute each distinct state once.
-        rows = cluster.eff[nodes]
-        cpu = cluster.cpu_total[nodes] - cluster.cpu_used[nodes]
-        mem = cluster.mem_total[nodes] - cluster.mem_used[nodes]
-        keys = np.column_stack([rows, cpu, mem, cluster.model[nodes]]) @ _HASH[: rows.shape[1] + 3]
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        u_rows, u_cpu, u_mem, u_nodes = rows[first], cpu[first], mem[first], nodes[first]
-        if any(w.models):
-            model_ok = np.stack([cluster.model_mask(m)[u_nodes] for m in w.models], axis=1)
-        else:
-            model_ok = np.ones((len(u_nodes), len(w.models)), bool)
-        before = fragmentation(w, u_rows, u_cpu, u_mem, model_ok)
+        ids = cluster.shape[nodes]
+        entry = self._entry(cache, job, cluster, ids)
         if job.milli < FULL:
-            after, gpu = self._best_gpu(w, job, u_rows, u_cpu, u_mem, model_ok)
-            state.scratch[GPU_CHOICE] = dict(zip(nodes.tolist(), gpu[inverse.ravel()].tolist(),
-                                                 strict=True))
-        else:
-            after = fragmentation(w, after_member(job, u_rows), u_cpu - job.cpu_milli,
-                                  u_mem - job.memory_mib, model_ok)
-        return normalize((after - before)[inverse.ravel()], higher_is_better=False)
+            state.scratch[GPU_CHOICE] = entry.share[ids]
+        if self.paper:  # the paper's score: a whole number, sigmoid of the drop, ties at random
+            return np.floor(MAX_SCORE / (1.0 + np.exp(entry.delta[ids] / FULL)))
+        return normalize(entry.delta[ids], higher_is_better=False)
+
+    def _entry(self, cache: _Cache, job: Job, cluster: Cluster, ids: IntArray) -> _Entry:
+        key = (job.gpus, job.milli, job.cpu_milli, job.memory_mib)
+        entry = cache.entries.get(key)
+        if entry is None:
+            entry = cache.entries[key] = _Entry()
+        size = len(cluster.shapes)
+        entry.delta = _grown(entry.delta, size, np.nan)  # type: ignore[assignment]
+        entry.share = _grown(entry.share, size, -1)  # type: ignore[assignment]
+        cache.before = _grown(cache.before, size, np.nan)  # type: ignore[assignment]
+        todo = ids[np.isnan(entry.delta[ids])]
+        if len(todo):
+            todo = np.unique(todo)
+            self._compute(cache, entry, job, cluster.shapes, cluster, todo)
+        return entry
 
     @staticmethod
-    def _best_gpu(w: Workload, job: Job, rows: IntArray, cpu: IntArray, mem: IntArray,
-                  model_ok: BoolArray) -> tuple[FloatArray, IntArray]:
-        """For a share: the fragmentation after it lands on each GPU that fits; the least."""
-        f, g = rows.shape
-        moved = np.repeat(rows, g, axis=0)  # row i*g + col: the share put on GPU col
-        cols = np.tile(np.arange(g), f)
-        fit = moved[np.arange(f * g), cols] >= job.milli
-        moved[np.arange(f * g), cols] -= job.milli
-        frag = fragmentation(w, moved[fit], np.repeat(cpu, g)[fit] - job.cpu_milli,
-                             np.repeat(mem, g)[fit] - job.memory_mib,
-                             np.repeat(model_ok, g, axis=0)[fit])
-        table = np.full(f * g, np.inf)
-        table[fit] = frag
-        table = table.reshape(f, g)
-        gpu = table.argmin(axis=1)
-        return table[np.arange(f), gpu], gpu
+    def _compute(cache: _Cache, entry: _Entry, job: Job, shapes: ShapeTable, cluster: Cluster,
+                 todo: IntArray) -> None:
+        w = cache.workload
+        eff, host = shapes.eff[todo], shapes.host[todo]
+        ok = _model_ok(w, cluster, host)
+        fresh = np.isnan(cache.before[todo])
+        if fresh.any():
+            cache.before[todo[fresh]] = fragmentation(w, eff[fresh], host[fresh], ok[fresh])
+        moved = host.copy()
+        moved[:, 0] -= job.cpu_milli
+        moved[:, 1] -= job.memory_mib
+        if job.milli >= FULL:
+            after = fragmentation(w, _after_whole(job, eff), moved, ok)
+            entry.delta[todo] = after - cache.before[todo]
+            return
+        # A share: try each distinct free value it fits on (rows are sorted high to low).
+        entry.delta[todo] = eff.sum(axis=1)  # where it fits no GPU: all of it lost
+        distinct = np.ones_like(eff, bool)
+        distinct[:, 1:] = eff[:, 1:] != eff[:, :-1]
+        row, col = np.nonzero((eff >= job.milli) & distinct)
+        tried = eff[row].copy()
+        tried[np.arange(len(row)), col] -= job.milli
+        frag = fragmentation(w, tried, moved[row], ok[row])
+        # Least fragmentation per shape; on a tie the tightest GPU (the later column).
+        order = np.lexsort((-col, frag, row))
+        first = np.ones(len(order), bool)
+        first[1:] = row[order][1:] != row[order][:-1]
+        best = order[first]
+        entry.delta[todo[row[best]]] = frag[best] - cache.before[todo[row[best]]]
+        entry.share[todo[row[best]]] = eff[row[best], col[best]]
 
 
 def factory(args: PluginArgs) -> Fgd:
     return Fgd(workload_of(args.workload) if args.workload else None)
+
+
+def paper_factory(args: PluginArgs) -> Fgd:
+    """FGD as the paper's simulator scores it: kinds by exact CPU, no memory, and a whole-number
+    score (sigmoid of the fragmentation drop) with ties broken at random."""
+    fgd = Fgd(workload_of(args.workload, exact_cpu=True) if args.workload else None, paper=True)
+    fgd.name = PAPER
+    return fgd

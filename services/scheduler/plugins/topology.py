@@ -14,13 +14,8 @@ NAME = "topology"
 
 
 def largest_domain_block(cluster: Cluster, nodes: IntArray) -> IntArray:
-    """Per node: the most fully free GPUs inside one NVLink domain."""
-    full = cluster.eff[nodes] == FULL
-    doms = cluster.domain[nodes]
-    best = np.zeros(len(nodes), np.int64)
-    for d in np.unique(doms[full]) if full.any() else ():
-        best = np.maximum(best, (full & (doms == d)).sum(axis=1))
-    return best
+    """Per node: the most fully free GPUs inside one NVLink domain (kept by the cluster)."""
+    return cluster.block[nodes]
 
 
 class Topology:

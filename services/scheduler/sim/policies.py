@@ -18,10 +18,12 @@ POLICIES: dict[str, tuple[str, ...]] = {
     "packing": ("packing",),
     "bestfit": ("bestfit",),
     "fgd": ("fgd",),
+    "fgd-paper": ("fgd-paper",),
     "fgd+bestfit": ("fgd", "bestfit:0.05"),
 }
 DEFAULT = ("random", "packing", "bestfit", "fgd", "fgd+bestfit")
-PAPER_NAME = {"random": "Random", "packing": "GpuPacking", "bestfit": "BestFit", "fgd": "FGD"}
+PAPER_NAME = {"random": "Random", "packing": "GpuPacking", "bestfit": "BestFit", "fgd": "FGD",
+              "fgd-paper": "FGD"}
 
 
 def typical(tasks: Sequence[Task]) -> tuple[tuple[Job, float], ...]:

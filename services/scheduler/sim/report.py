@@ -38,18 +38,23 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def inflation_table(curves: Sequence[Curve], paper: Mapping[str, Mapping[int, float]],
                     target: int) -> str:
-    """Our allocation ratio at each mark (mean of seeds) next to the paper's."""
-    header = ["policy", "seeds", *(f"{m}%" for m in MARKS if m <= target), "paper@" + str(target),
-              "ours-paper"]
+    """Our allocation ratio at each mark (mean of seeds, and the spread of the seeds at the
+    target), next to the paper's when ``paper`` has figures (its own trace only)."""
+    header = ["policy", "seeds", *(f"{m}%" for m in MARKS if m <= target), f"min-max@{target}"]
+    if paper:
+        header += ["paper@" + str(target), "ours-paper"]
     rows = []
     for policy, group in by_policy(curves).items():
         mean = dict(mean_curve(group))
-        ref = paper.get(PAPER_NAME.get(policy, ""), {}).get(target)
+        at = [c.at(target) for c in group]
         ours = mean.get(target, 0.0)
-        rows.append([policy, str(len(group)),
-                     *(f"{mean.get(m, 0.0):.2f}" for m in MARKS if m <= target),
-                     f"{ref:.2f}" if ref is not None else "-",
-                     f"{ours - ref:+.2f}" if ref is not None else "-"])
+        row = [policy, str(len(group)), *(f"{mean.get(m, 0.0):.2f}" for m in MARKS if m <= target),
+               f"{min(at):.2f}-{max(at):.2f}"]
+        if paper:
+            ref = paper.get(PAPER_NAME.get(policy, ""), {}).get(target)
+            row += [f"{ref:.2f}" if ref is not None else "-",
+                    f"{ours - ref:+.2f}" if ref is not None else "-"]
+        rows.append(row)
     return _table(header, rows)
 
 
