@@ -301,9 +301,14 @@ class LocalKafkaCluster:
     def restart(self, index: int, timeout: float = 120.0) -> None:
         self.nodes[index].start(timeout)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
+        """All nodes at once (one by one, the last ones would wait for a quorum that is gone)."""
         for node in self.nodes:
-            node.stop()
+            pid = node.running_pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+        for node in self.nodes:
+            node.stop(timeout)
 
 
 def _reap(pid: int) -> None:
