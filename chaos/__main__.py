@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import tempfile
 import time
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         changes["warehouse_down_s"] = args.warehouse_down
     cfg = profile(args.profile, **changes)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="gpufleet-chaos-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    # The clients' own complaints while the broker is away go to a file, not the report.
+    logging.basicConfig(filename=folder / "chaos.log", level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t0 = time.monotonic()
     results = asyncio.run(run(cfg, folder, say=lambda line: print(line, flush=True)))
     rows = [r for res in results for r in report.rows(res, cfg)]
