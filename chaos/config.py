@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 # Every fault, in the order they are injected. The cluster fault runs on a stack of its own.
 SINGLE_BROKER_FAULTS: tuple[str, ...] = (
     "kill-warehouse", "kill-ingest", "kill-scheduler", "kill-fleet", "kill-api",
-    "broker-sigterm", "broker-sigkill", "warehouse-down", "fleet-down", "poison",
-    "second-scheduler",
+    "broker-sigterm", "broker-sigkill", "warehouse-down", "fleet-down", "second-scheduler",
+    "poison",  # last: a service that a poison record crashes keeps crashing on it
 )
 CLUSTER_FAULTS: tuple[str, ...] = ("cluster-broker-kill",)
 ALL_FAULTS = SINGLE_BROKER_FAULTS + CLUSTER_FAULTS

@@ -80,8 +80,8 @@ async def run_phase(name: str, brokers: int, faults: list[str], cfg: ChaosConfig
             say(f"{name}: {fault}: "
                 + (f"ready again in {w.recovery_s:.1f}s" if w.recovery_s is not None
                    else f"NOT ready within {cfg.ready_within_s:.0f}s"))
+            w.idle = await idle_services(ctx, jobs, w.healed)
             await ctx.sleep(cfg.observe_s)
-            w.idle = await idle_services(stack, jobs, cfg)
         result.windows[-1].end = time.time()
         stop.set()
         await asyncio.gather(*tasks)
@@ -101,29 +101,33 @@ async def run_phase(name: str, brokers: int, faults: list[str], cfg: ChaosConfig
     return result
 
 
-async def idle_services(stack: Stack, jobs: JobLoad, cfg: ChaosConfig) -> list[str]:
-    """Live services that show no progress for ``idle_after_s``: the api (no submission
-    acknowledged), ingest (no probe row stored), and, while ingest is fresh, the fleet (no
-    fleet row) and the scheduler (no event of its own)."""
-    now = time.time()
-    since = now - cfg.idle_after_s
+async def idle_services(ctx: Ctx, jobs: JobLoad, since: float) -> list[str]:
+    """Live services that showed no progress since ``since`` (the fault healed), waiting up
+    to ``idle_after_s`` for each to show some: the api (a submission acknowledged), ingest (a
+    probe row stored), and, once ingest moves, the fleet (a fleet row) and the scheduler (an
+    event of its own)."""
+    stack, cfg = ctx.stack, ctx.cfg
+    deadline = time.time() + cfg.idle_after_s
+    while True:
+        idle = await _stalled(stack, jobs, since)
+        if not idle or time.time() > deadline:
+            return idle
+        await ctx.sleep(2.0)
+
+
+async def _stalled(stack: Stack, jobs: JobLoad, since: float) -> list[str]:
+    assert stack.sup is not None
+    live = [n for n, _ in SERVICES if stack.sup.alive(n)]
     idle: list[str] = []
-    if stack.sup is None:
-        return idle
-    acked, _ = jobs.acked_between(since, now)
-    if acked == 0 and stack.sup.alive("api"):
+    if "api" in live and jobs.acked_between(since, time.time())[0] == 0:
         idle.append("api")
     try:
         fresh = await asyncio.to_thread(history.freshest, stack.warehouse_url)
     except Exception:
-        return idle  # the warehouse cannot say; its readiness is checked elsewhere
-    if fresh["ingest"] < since and stack.sup.alive("ingest"):
-        idle.append("ingest")
-        return idle
-    for name in ("fleet", "scheduler"):
-        if fresh[name] < since and stack.sup.alive(name):
-            idle.append(name)
-    return idle
+        return idle + [n for n in ("ingest",) if n in live]  # nothing reached the warehouse
+    if fresh["ingest"] < since:
+        return idle + [n for n in ("ingest",) if n in live]
+    return idle + [n for n in ("fleet", "scheduler") if n in live and fresh[n] < since]
 
 
 async def settle(stack: Stack, jobs: JobLoad, probe: ProbeLoad, cfg: ChaosConfig,
