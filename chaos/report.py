@@ -25,6 +25,7 @@ class Row:
     over: int = 0
     recovery: str = "-"
     broken: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def rows(result: PhaseResult, cfg: ChaosConfig) -> list[Row]:
@@ -44,6 +45,7 @@ def rows(result: PhaseResult, cfg: ChaosConfig) -> list[Row]:
         r.over = sum(1 for o in result.over if w.holds(o.at))
         r.recovery = f"{w.recovery_s:.1f}" if w.recovery_s is not None else "never"
         r.broken = broken(w, result, r, cfg)
+        r.notes = list(w.notes)
         out.append(r)
     return out
 
@@ -92,6 +94,9 @@ def table(all_rows: list[Row]) -> str:
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(HEADER))) for c in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"  {r.phase}/{r.fault}: {'; '.join(r.notes)}" for r in all_rows if r.notes]
+    if notes:
+        lines += ["", "faults:", *notes]
     broken_lines = [f"  {r.phase}/{r.fault}: {'; '.join(r.broken)}" for r in all_rows
                     if r.broken]
     if broken_lines:

@@ -10,7 +10,8 @@ from chaos.run import PhaseResult
 
 def test_findings_land_in_their_fault_window_and_the_last_line_adds_them_up() -> None:
     steady = Window("steady", 0.0, end=10.0, recovery_s=0.0)
-    kill = Window("kill-ingest", 10.0, end=20.0, recovery_s=3.5, idle=["scheduler"])
+    kill = Window("kill-ingest", 10.0, end=20.0, recovery_s=3.5, idle=["scheduler"],
+                  notes=["kill -9 ingest (pid 42)"])
     down = Window("warehouse-down", 20.0, end=30.0, recovery_s=None)
     result = PhaseResult(
         "single", [steady, kill, down],
@@ -39,3 +40,4 @@ def test_findings_land_in_their_fault_window_and_the_last_line_adds_them_up() ->
     assert report.failed([result], rows)
     text = report.table(rows)
     assert "single/kill-ingest: 1 acked samples missing" in text
+    assert "single/kill-ingest: kill -9 ingest (pid 42)" in text
