@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run(cfg, folder, say=lambda line: print(line, flush=True)))
     rows = [r for res in results for r in report.rows(res, cfg)]
     print()
-    print(report.table(rows))
+    print(report.table(rows, tuple(results)))
     for res in results:
         if res.error:
             print(f"{res.name}: the run itself failed: {res.error}")

@@ -86,7 +86,7 @@ HEADER = ("phase", "fault", "load held", "samples pub", "stored", "dup", "missin
           "jobs sub", "placed", "lost", "dup", "over-commits", "recovery s")
 
 
-def table(all_rows: list[Row]) -> str:
+def table(all_rows: list[Row], results: tuple[PhaseResult, ...] = ()) -> str:
     cells = [HEADER] + [
         (r.phase, r.fault, r.load, str(r.published), str(r.stored), str(r.duplicated),
          str(r.missing), str(r.submitted), str(r.placed), str(r.lost), str(r.jobs_duplicated),
@@ -99,6 +99,8 @@ def table(all_rows: list[Row]) -> str:
         lines += ["", "faults:", *notes]
     broken_lines = [f"  {r.phase}/{r.fault}: {'; '.join(r.broken)}" for r in all_rows
                     if r.broken]
+    broken_lines += [f"  {p.name}: {p.fleet_duplicates} fleet sample rows stored twice"
+                     for p in results if p.fleet_duplicates]
     if broken_lines:
         lines += ["", "invariants broken:", *broken_lines]
     return "\n".join(lines)
@@ -110,10 +112,12 @@ def last_line(results: list[PhaseResult], all_rows: list[Row]) -> str:
     jobs = sum(len(p.jobs) for p in results)
     lost = sum(r.missing + r.lost for r in all_rows)
     duplicated = sum(r.duplicated + r.jobs_duplicated for r in all_rows)
+    duplicated += sum(p.fleet_duplicates for p in results)
     over = sum(r.over for r in all_rows)
     return (f"chaos: {faults} faults, {samples} samples, {jobs} jobs, {lost} lost, "
             f"{duplicated} duplicated, {over} over-committed")
 
 
 def failed(results: list[PhaseResult], all_rows: list[Row]) -> bool:
-    return any(p.error for p in results) or any(r.broken for r in all_rows)
+    return (any(p.error or p.fleet_duplicates for p in results)
+            or any(r.broken for r in all_rows))

@@ -28,7 +28,7 @@ async def test_small_fault_run(tmp_path: Path) -> None:
     result = results[0]
     assert not result.error, "\n".join(lines)
     rows = report.rows(result, cfg)
-    print("\n" + report.table(rows) + "\n" + report.last_line(results, rows))
+    print("\n" + report.table(rows, tuple(results)) + "\n" + report.last_line(results, rows))
 
     assert [r.fault for r in rows] == ["steady", *FAULTS]
     assert len(result.probe_acked) > 20, "probe samples were published and acknowledged"
