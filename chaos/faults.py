@@ -22,7 +22,7 @@ from chaos.poison import INPUT_TOPICS, poison_record
 from chaos.stack import Stack
 from gpufleet.bus import topic
 from gpufleet.localkafka import free_port
-from gpufleet.supervise import gpufleet_argv
+from gpufleet.supervise import Supervisor, gpufleet_argv
 from services.fleet.core import node_names
 
 
@@ -39,7 +39,7 @@ class Ctx:
             await asyncio.sleep(min(0.3, max(0.0, end - time.monotonic())))
 
     @property
-    def sup(self):  # type: ignore[no-untyped-def]
+    def sup(self) -> Supervisor:
         assert self.stack.sup is not None
         return self.stack.sup
 

@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class Stack:
     cfg: ChaosConfig
     folder: Path
     brokers: int = 1  # 1: one broker; 3: a KRaft cluster with replication factor 3
-    say: object = print
+    say: Callable[[str], None] = print
     ports: dict[str, int] = field(default_factory=dict)
     broker: LocalKafka | None = None
     cluster: LocalKafkaCluster | None = None
@@ -97,7 +98,7 @@ class Stack:
             raise StackError(f"not every service became ready; logs in {self.folder}")
 
     def _say(self, line: str) -> None:
-        self.say(f"  [{time.strftime('%H:%M:%S')}] {line}")  # type: ignore[operator]
+        self.say(f"  [{time.strftime('%H:%M:%S')}] {line}")
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
