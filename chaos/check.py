@@ -64,6 +64,8 @@ class JobOutcome:
     outcome: str  # finished, queued, rejected, given-up, unfinished, lost
     placements: int  # placements seen over all attempts and members
     duplicated: int  # placements (or ends) beyond one per attempt and member
+    at: float = 0.0  # when it went wrong: the submission (lost), the end that never came
+    # (unfinished: last start or placement plus the job's run time), the second placement
 
     @property
     def violation(self) -> str | None:
@@ -94,6 +96,9 @@ def job_outcome(job_id: str, submitted_at: float, events: list[JobEvent],
     duplicated = sum(c - 1 for c in per_slot.values() if c > 1)
     duplicated += sum(c - 1 for c in ends.values() if c > 1)
     states = [e.state for e in evs]
+    at = submitted_at
+    if duplicated:
+        at = sorted(p.ts for p in placements)[1] if len(placements) > 1 else evs[-1].ts
     if not states:
         outcome = "lost"
     elif JobState.REJECTED in states:
@@ -106,7 +111,11 @@ def job_outcome(job_id: str, submitted_at: float, events: list[JobEvent],
         outcome = "queued"
     else:
         outcome = "unfinished"
-    return JobOutcome(job_id, submitted_at, outcome, len(placements), duplicated)
+        began = [e.ts for e in evs if e.state in (JobState.PLACED, JobState.STARTED)]
+        runs = [p.job.sim_duration_s or 0.0 for p in placements]
+        at = max(began or [submitted_at]) + max(runs or [0.0])
+    return JobOutcome(job_id, submitted_at, outcome, len(placements), duplicated,
+                      at if outcome == "unfinished" or duplicated else submitted_at)
 
 
 def check_jobs(submitted: dict[str, float], events: list[JobEvent],
@@ -222,6 +231,7 @@ class Window:
     idle: list[str] = field(default_factory=list)  # live services that showed no progress
     notes: list[str] = field(default_factory=list)
     died: tuple[float, frozenset[str]] | None = None  # nodes that died, and when
+    crashes: list[str] = field(default_factory=list)  # exits the fault did not cause itself
 
     def holds(self, t: float) -> bool:
         return self.start <= t < self.end

@@ -23,6 +23,7 @@ class Row:
     lost: int = 0
     jobs_duplicated: int = 0
     over: int = 0
+    crashes: int = 0
     recovery: str = "-"
     broken: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -40,12 +41,14 @@ def rows(result: PhaseResult, cfg: ChaosConfig) -> list[Row]:
         jobs = [j for j in result.jobs if w.holds(j.submitted_at)]
         r.submitted = len(jobs)
         r.placed = sum(1 for j in jobs if j.placements)
-        r.lost = sum(1 for j in jobs if j.outcome in ("lost", "unfinished"))
-        r.jobs_duplicated = sum(j.duplicated for j in jobs)
+        went_wrong = [j for j in result.jobs if w.holds(j.at)]
+        r.lost = sum(1 for j in went_wrong if j.outcome in ("lost", "unfinished"))
+        r.jobs_duplicated = sum(j.duplicated for j in went_wrong)
         r.over = sum(1 for o in result.over if w.holds(o.at))
         r.recovery = f"{w.recovery_s:.1f}" if w.recovery_s is not None else "never"
         r.broken = broken(w, result, r, cfg)
-        r.notes = list(w.notes)
+        r.crashes = len(w.crashes)
+        r.notes = list(w.notes) + _counted(w.crashes)
         out.append(r)
     return out
 
@@ -57,8 +60,8 @@ def broken(w: Window, result: PhaseResult, r: Row, cfg: ChaosConfig) -> list[str
         out.append(f"{r.missing} acked samples missing")
     if r.duplicated:
         out.append(f"{r.duplicated} samples stored twice")
-    lost = [j for j in result.jobs if w.holds(j.submitted_at) and j.outcome == "lost"]
-    stuck = [j for j in result.jobs if w.holds(j.submitted_at) and j.outcome == "unfinished"]
+    lost = [j for j in result.jobs if w.holds(j.at) and j.outcome == "lost"]
+    stuck = [j for j in result.jobs if w.holds(j.at) and j.outcome == "unfinished"]
     if lost:
         out.append(f"{len(lost)} jobs lost (e.g. {lost[0].job_id})")
     if stuck:
@@ -83,14 +86,22 @@ def broken(w: Window, result: PhaseResult, r: Row, cfg: ChaosConfig) -> list[str
 
 
 HEADER = ("phase", "fault", "load held", "samples pub", "stored", "dup", "missing",
-          "jobs sub", "placed", "lost", "dup", "over-commits", "recovery s")
+          "jobs sub", "placed", "lost", "dup", "over-commits", "crashes", "recovery s")
+
+
+def _counted(lines: list[str]) -> list[str]:
+    """``["a", "a", "b"]`` -> ``["a (2x)", "b"]``, in first-seen order."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line] = counts.get(line, 0) + 1
+    return [f"{k} ({c}x)" if c > 1 else k for k, c in counts.items()]
 
 
 def table(all_rows: list[Row], results: tuple[PhaseResult, ...] = ()) -> str:
     cells = [HEADER] + [
         (r.phase, r.fault, r.load, str(r.published), str(r.stored), str(r.duplicated),
          str(r.missing), str(r.submitted), str(r.placed), str(r.lost), str(r.jobs_duplicated),
-         str(r.over), r.recovery) for r in all_rows]
+         str(r.over), str(r.crashes), r.recovery) for r in all_rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(HEADER))) for c in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))

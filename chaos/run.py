@@ -83,6 +83,8 @@ async def run_phase(name: str, brokers: int, faults: list[str], cfg: ChaosConfig
             w.idle = await idle_services(ctx, jobs, w.healed)
             await ctx.sleep(cfg.observe_s)
         result.windows[-1].end = time.time()
+        for w in result.windows:
+            w.crashes = [f"{n} exited with {how}" for t, n, how in stack.exits if w.holds(t)]
         stop.set()
         await asyncio.gather(*tasks)
         await settle(stack, jobs, probe, cfg, say)

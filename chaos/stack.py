@@ -46,6 +46,8 @@ class Stack:
     cluster: LocalKafkaCluster | None = None
     sup: Supervisor | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # (when, service, how) of every exit the supervisor saw that was not a kill -9 of ours
+    exits: list[tuple[float, str, str]] = field(default_factory=list)
 
     @property
     def bootstrap(self) -> str:
@@ -98,6 +100,9 @@ class Stack:
             raise StackError(f"not every service became ready; logs in {self.folder}")
 
     def _say(self, line: str) -> None:
+        name, _, rest = line.partition(": exited with ")
+        if rest and not rest.startswith("SIGKILL"):
+            self.exits.append((time.time(), name, rest.split(" after ")[0]))
         self.say(f"  [{time.strftime('%H:%M:%S')}] {line}")
 
     def _env(self) -> dict[str, str]:

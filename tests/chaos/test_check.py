@@ -131,3 +131,14 @@ def test_dead_node_holds(alloc: Alloc, held: list[tuple[str, float]]) -> None:
     got = dead_node_holds([alloc], died_at=10.0, nodes=frozenset({"n0"}), limit_s=32.0,
                           run_end=100.0)
     assert [(h.job_id, h.held_s) for h in got] == held
+
+
+def test_a_finding_is_dated_when_it_went_wrong() -> None:
+    run5 = Placement(job=JobSpec(job_id="j", sim_duration_s=5.0), node="n0", gpus=[0], ts=2.0)
+    unfinished = job_outcome("j", 1.0, [ev("j", S.PLACED, 2, 0, source="scheduler"),
+                                        ev("j", S.STARTED, 3, 0)], [run5])
+    assert (unfinished.outcome, unfinished.at) == ("unfinished", 8.0)  # started + run time
+    twice = job_outcome("j", 1.0, [ev("j", S.SUCCEEDED, 9, 0)], [place("j", 2), place("j", 4)])
+    assert twice.at == 4.0  # the second placement
+    lost = job_outcome("j", 1.0, [], [])
+    assert lost.at == 1.0  # the submission
