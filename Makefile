@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup run kafka test test-gpu check bench clean
+.PHONY: help setup run kafka test test-gpu check bench chaos clean
 
 help:
 	@echo "make run       the whole stack on this machine (Kafka, services, a simulated fleet)"
@@ -12,6 +12,7 @@ help:
 	@echo "make test-gpu  the NVML tests against the real driver (skip where there is no GPU)"
 	@echo "make check     ruff and mypy"
 	@echo "make bench     the benchmarks, printed as a report table"
+	@echo "make chaos     the fault suite: kill and restart every part under load, check invariants"
 	@echo "make kafka     only the local Kafka broker, in the foreground"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,9 @@ check: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+chaos: setup
+	$(BIN)/python -m chaos --profile long
 
 clean:
 	rm -rf $(VENV) .cache/kafka/data .pytest_cache .mypy_cache .ruff_cache

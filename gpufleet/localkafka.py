@@ -1,12 +1,14 @@
-"""A real Apache Kafka broker on this machine: one combined broker+controller in KRaft mode.
+"""A real Apache Kafka broker on this machine: one combined broker+controller in KRaft mode,
+or a cluster of three such nodes (``LocalKafkaCluster``) for fault tests.
 
 The jars come from Maven Central (``deploy/kafka/pom.xml``) into a cache folder, once. Used by
-``make run``/``make kafka`` (fixed ports, a data folder under ``.cache``) and by the test
-harness (free ports, a temporary folder).
+``make run``/``make kafka`` (fixed ports, a data folder under ``.cache``), by the test harness
+(free ports, a temporary folder) and by the fault suite (``python -m chaos``).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +71,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(n: int, low: int = 20000, high: int = 60000) -> int:
+    """The first of ``n`` consecutive ports that are all free now (for ``gpufleet up
+    --base-port``)."""
+    for _ in range(200):
+        base = low + (uuid.uuid4().int % (high - low - n))
+        if not any(port_open(base + i) for i in range(n)) and _bindable(base, n):
+            return base
+    raise KafkaSetupError(f"no {n} consecutive free ports found")
+
+
+def _bindable(base: int, n: int) -> bool:
+    for port in range(base, base + n):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID, base64url without padding (as Kafka writes one)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -80,7 +108,11 @@ class LocalKafka:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "512m"
+    node_id: int = 1
+    voters: str = ""  # a cluster's static quorum ("1@localhost:p1,..."); empty: standalone
+    cluster_id: str = ""  # a cluster's id (all its nodes share it); empty: a new one
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _log_start: int = field(default=0, init=False, repr=False)  # where this run's log begins
 
     @property
     def bootstrap(self) -> str:
@@ -96,6 +128,8 @@ class LocalKafka:
 
     def running_pid(self) -> int | None:
         """The pid of this folder's broker if it is alive, else None."""
+        if self._proc is not None and self._proc.poll() is not None:
+            return None  # ours, and dead (collected, so not mistaken for a live pid)
         try:
             pid = int(self.pidfile.read_text())
             os.kill(pid, 0)
@@ -104,9 +138,10 @@ class LocalKafka:
         return pid
 
     def _properties(self) -> Path:
-        template = (DEPLOY / "server.properties").read_text()
-        text = template.format(
-            port=self.port, controller_port=self.controller_port, log_dir=self.data / "log"
+        name = "cluster.properties" if self.voters else "server.properties"
+        text = (DEPLOY / name).read_text().format(
+            port=self.port, controller_port=self.controller_port, log_dir=self.data / "log",
+            node_id=self.node_id, voters=self.voters,
         )
         path = self.data / "server.properties"
         path.write_text(text)
@@ -123,18 +158,28 @@ class LocalKafka:
     def _format(self, libs: Path, props: Path) -> None:
         if (self.data / "log" / "meta.properties").exists():
             return
-        cluster_id = subprocess.run(
-            self._java(libs, "kafka.tools.StorageTool", "random-uuid"),
-            capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
-        subprocess.run(
-            self._java(libs, "kafka.tools.StorageTool", "format", "--standalone",
-                       f"--cluster-id={cluster_id}", "-c", str(props)),
-            capture_output=True, text=True, check=True,
+        # A static quorum (voters in the properties) is formatted as it is; one node alone
+        # formats itself as the whole quorum.
+        how = [] if self.voters else ["--standalone"]
+        done = subprocess.run(
+            self._java(libs, "kafka.tools.StorageTool", "format", *how,
+                       f"--cluster-id={self.cluster_id or new_cluster_id()}", "-c", str(props)),
+            capture_output=True, text=True,
         )
+        if done.returncode != 0:
+            raise KafkaSetupError(f"formatting {self.data} failed:\n{done.stdout[-2000:]}"
+                                  f"{done.stderr[-2000:]}")
 
     def start(self, timeout: float = 90.0) -> bool:
         """Start the broker in the background; return False if it was already running."""
+        if not self.launch():
+            return False
+        assert self._proc is not None
+        self._wait_ready(self._proc, timeout)
+        return True
+
+    def launch(self) -> bool:
+        """Start the broker's process without waiting for it; False if it was running."""
         self.data.mkdir(parents=True, exist_ok=True)
         if self.running_pid() is not None and port_open(self.port):
             return False
@@ -150,8 +195,19 @@ class LocalKafka:
             )
         self._proc = proc
         self.pidfile.write_text(str(proc.pid))
-        self._wait_ready(proc, timeout)
+        self._log_start = self.logfile.stat().st_size
         return True
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until a launched broker serves (raise KafkaSetupError if it does not)."""
+        if self._proc is None:
+            raise KafkaSetupError("the broker was not launched from here")
+        self._wait_ready(self._proc, timeout)
+
+    def _this_run_log(self) -> str:
+        with self.logfile.open("rb") as f:
+            f.seek(self._log_start)
+            return f.read().decode(errors="replace")
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -161,11 +217,21 @@ class LocalKafka:
                     f"the broker exited with {proc.returncode}; see {self.logfile}:\n"
                     + self.logfile.read_text(errors="replace")[-3000:]
                 )
-            if port_open(self.port) and READY_LINE in self.logfile.read_text(errors="replace"):
+            if port_open(self.port) and READY_LINE in self._this_run_log():
                 return
             time.sleep(0.2)
         self.stop()
         raise KafkaSetupError(f"the broker did not start within {timeout:.0f}s; see {self.logfile}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> bool:
+        """Send the broker a signal (a fault on purpose) and collect it if it ends."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        os.kill(pid, sig)
+        if sig == signal.SIGKILL and self._proc is not None:
+            self._proc.wait()
+        return True
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL); return False if none ran."""
@@ -189,6 +255,60 @@ class LocalKafka:
             self._proc = None
         self.pidfile.unlink(missing_ok=True)
         return True
+
+
+@dataclass
+class LocalKafkaCluster:
+    """``size`` combined broker+controller nodes on free ports, one static KRaft quorum:
+    topics default to replication factor 3 with ``min.insync.replicas=2``, so one node may be
+    killed and started again under load."""
+
+    data: Path
+    size: int = 3
+    heap: str = "384m"
+    nodes: list[LocalKafka] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        ports = [(free_port(), free_port()) for _ in range(self.size)]
+        voters = ",".join(f"{i + 1}@localhost:{c}" for i, (_, c) in enumerate(ports))
+        cluster_id = new_cluster_id()
+        self.nodes = [
+            LocalKafka(data=self.data / f"node{i + 1}", port=p, controller_port=c, heap=self.heap,
+                       node_id=i + 1, voters=voters, cluster_id=cluster_id)
+            for i, (p, c) in enumerate(ports)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every node (they elect a controller among themselves), then wait for all."""
+        for node in self.nodes:
+            node.launch()
+        try:
+            for node in self.nodes:
+                node.wait_ready(timeout)
+        except KafkaSetupError:
+            self.stop()
+            raise
+
+    def kill(self, index: int, sig: int = signal.SIGKILL) -> bool:
+        """A fault: one node gets ``sig`` (SIGKILL by default: no clean shutdown)."""
+        node = self.nodes[index]
+        return node.kill(sig) if sig == signal.SIGKILL else node.stop()
+
+    def restart(self, index: int, timeout: float = 120.0) -> None:
+        self.nodes[index].start(timeout)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """All nodes at once (one by one, the last ones would wait for a quorum that is gone)."""
+        for node in self.nodes:
+            pid = node.running_pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+        for node in self.nodes:
+            node.stop(timeout)
 
 
 def _reap(pid: int) -> None:
