@@ -68,7 +68,7 @@ def test_parse_set_refuses_what_it_cannot_read(sql: str) -> None:
 @pytest.mark.parametrize(("text", "code", "status"), [
     ("Code: 62. DB::Exception: Syntax error: failed. (SYNTAX_ERROR)", 62, 400),
     ("Code: 164. DB::Exception: Code: 164. DB::Exception: Cannot modify. (READONLY) "
-     "(version 26.9.2.1)", 164, 403),
+     "(version 26.9.2.1). (READONLY)", 164, 500),
     ("Code: 60. DB::Exception: Unknown table t. (UNKNOWN_TABLE)", 60, 404),
     ("something odd", errors.UNKNOWN_EXCEPTION, 500),
 ])
@@ -77,6 +77,8 @@ def test_engine_errors_keep_their_code(text: str, code: int, status: int) -> Non
     assert (e.code, e.status) == (code, status)
     assert e.body("1.0").startswith(f"Code: {code}. DB::Exception: ")
     assert e.body("1.0").count("Code:") == 1
+    assert e.body("1.0").count("(version") == 1
+    assert e.body("1.0").count("DB::Exception") == 1
 
 
 @pytest.mark.parametrize(("encoding", "frames"), [
