@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gpufleet.ops import Metrics
+from services.warehouse import framing
 from services.warehouse.auth import User, authenticate, credentials
 from services.warehouse.core import (
     WRITE_KINDS,
@@ -38,7 +39,7 @@ from services.warehouse.errors import (
     readonly,
 )
 from services.warehouse.guard import FILE_SETTINGS
-from services.warehouse.request import Ask, read_ask
+from services.warehouse.request import Ask, read_ask, response_framing
 from services.warehouse.sessions import Session, Sessions, busy
 from services.warehouse.wire import content_type, encode_body, response_encoding
 
@@ -91,7 +92,7 @@ async def handle(ctx: Context, request: web.Request) -> web.StreamResponse:
     ctx.metrics.observe("warehouse_request_seconds", elapsed, help="time to answer a request")
     ctx.metrics.inc("warehouse_rows_written_total", outcome.written_rows,
                     help="rows inserted through the endpoint")
-    return _respond(request, query_id, fmt, outcome, elapsed)
+    return _respond(request, ask, query_id, fmt, outcome, elapsed)
 
 
 @contextlib.contextmanager
@@ -224,7 +225,7 @@ async def _session_change(ctx: Context, user: User, session: Session | None, ask
     return Outcome(b"")
 
 
-def _respond(request: web.Request, query_id: str, fmt: str, outcome: Outcome,
+def _respond(request: web.Request, ask: Ask, query_id: str, fmt: str, outcome: Outcome,
              elapsed_s: float) -> web.Response:
     encoding = response_encoding(request.headers.get("Accept-Encoding", ""))
     summary = {"read_rows": str(outcome.read_rows), "read_bytes": str(outcome.read_bytes),
@@ -238,6 +239,9 @@ def _respond(request: web.Request, query_id: str, fmt: str, outcome: Outcome,
         "X-ClickHouse-Summary": json.dumps(summary, separators=(",", ":")),
     }
     body = outcome.body
+    framed = response_framing(ask.params)
+    if framed is not None and body:  # compress=1: ClickHouse's block framing, then HTTP's
+        body = framing.compress(body, *framed)
     if encoding and body:
         body = encode_body(body, encoding)
         headers["Content-Encoding"] = encoding

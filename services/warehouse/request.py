@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from services.warehouse import framing
 from services.warehouse.core import quote_literal
-from services.warehouse.errors import CANNOT_PARSE_INPUT, NOT_IMPLEMENTED, ClickHouseError
+from services.warehouse.errors import CANNOT_PARSE_INPUT, ClickHouseError
 from services.warehouse.wire import decode_body
 
 # Parameters the HTTP interface consumes itself; every other one (but param_*) is a setting.
@@ -42,13 +43,30 @@ async def read_ask(request: web.Request) -> Ask:
         body = b""
     else:
         body = await request.read()
-    if params.get("decompress") in ("1", "true"):
-        raise ClickHouseError(NOT_IMPLEMENTED, "DB::Exception: decompress=1 (ClickHouse-framed "
-                              "compression) is not supported here; use Content-Encoding")
     body = decode_body(body, request.headers.get("Content-Encoding", ""))
+    if _on(params.get("decompress")):  # the body is in ClickHouse's compressed-block framing
+        verify = not _on(params.get("http_native_compression_disable_checksumming_on_decompress"))
+        body = framing.decompress(body, verify=verify)
     query = params.get("query", "").encode()
     text = query + b"\n" + body if query and body else query or body
     settings = {k: quote_literal(v) for k, v in params.items()
                 if k not in TRANSPORT and not k.startswith("param_")}
     query_params = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
     return Ask(params, text, settings, query_params, request.method in ("GET", "HEAD"))
+
+
+def _on(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("1", "true")
+
+
+def response_framing(params: Mapping[str, str]) -> tuple[int, int] | None:
+    """(method byte, ZSTD level) when the response is to be framed (``compress=1``)."""
+    if not _on(params.get("compress")):
+        return None
+    level = params.get("network_zstd_compression_level", "1")
+    try:
+        zstd_level = int(level)
+    except ValueError:
+        raise ClickHouseError(36, f"DB::Exception: Bad network_zstd_compression_level: {level}"
+                              ) from None  # BAD_ARGUMENTS
+    return framing.method_of(params.get("network_compression_method", "LZ4")), zstd_level

@@ -1,0 +1,90 @@
+"""compress=1 / decompress=1 (ClickHouse's compressed-block framing), br and xz bodies, and the
+summary header, over HTTP; the framing itself as pure functions."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+
+import brotli
+import pytest
+
+from services.warehouse import framing
+from services.warehouse.errors import ClickHouseError
+from tests.services.warehouse.conftest import Warehouse
+from tests.services.warehouse.test_warehouse_http import call
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("method", [framing.LZ4, framing.ZSTD, framing.NONE])
+@pytest.mark.parametrize("size", [0, 1, framing.BLOCK_SIZE, 3 * framing.BLOCK_SIZE + 7])
+def test_framing_round_trips(method: int, size: int) -> None:
+    data = (os.urandom(64) * (size // 64 + 1))[:size]
+    framed = framing.compress(data, method)
+    assert framing.decompress(framed) == data
+    assert framed[:0] == b"" and (size == 0) == (framed == b"")
+
+
+def test_a_block_names_its_method_and_sizes() -> None:
+    framed = framing.compress(b"abc" * 100, framing.LZ4)
+    assert framed[16] == 0x82
+    assert int.from_bytes(framed[17:21], "little") == len(framed) - 16
+    assert int.from_bytes(framed[21:25], "little") == 300
+
+
+@pytest.mark.parametrize(("damage", "code"), [
+    (lambda b: b[:-1], 271),                              # cut short
+    (lambda b: b[:30] + bytes([b[30] ^ 1]) + b[31:], 40),  # a flipped bit: checksum
+    (lambda b: b[:16] + b"\x55" + b[17:], 40),             # the method byte changed
+])
+def test_damaged_blocks_are_refused(damage: object, code: int) -> None:
+    framed = framing.compress(b"gpufleet" * 1000, framing.LZ4)
+    with pytest.raises(ClickHouseError) as e:
+        framing.decompress(damage(framed))  # type: ignore[operator]
+    assert e.value.code == code
+
+
+
+@pytest.mark.parametrize("method", ["LZ4", "ZSTD"])
+def test_compress_1_frames_the_answer(warehouse: Warehouse, method: str) -> None:
+    reply = call(warehouse, {"query": "SELECT number FROM numbers(300000)", "compress": "1",
+                             "network_compression_method": method})
+    assert reply.status == 200
+    assert reply.body[16] == framing.METHODS[method]
+    text = framing.decompress(reply.body)
+    assert text.splitlines()[-1] == b"299999" and len(text.splitlines()) == 300000
+
+
+@pytest.mark.parametrize("method", [framing.LZ4, framing.ZSTD])
+def test_decompress_1_reads_a_framed_body(warehouse: Warehouse, method: int) -> None:
+    table = f"framed_{method}"
+    call(warehouse, body=f"CREATE TABLE IF NOT EXISTS {table} (a UInt32) ENGINE = Memory"
+         .encode())
+    rows = b"".join(b"%d\n" % i for i in range(50000))
+    done = call(warehouse, {"query": f"INSERT INTO {table} FORMAT TSV", "decompress": "1"},
+                body=framing.compress(rows, method))
+    assert done.status == 200, done.body
+    assert call(warehouse, {"query": f"SELECT count(), sum(a) FROM {table}"}).body == \
+        b"50000\t1249975000\n"
+    broken = framing.compress(rows, method)
+    broken = broken[:40] + bytes([broken[40] ^ 0xFF]) + broken[41:]
+    bad = call(warehouse, {"query": f"INSERT INTO {table} FORMAT TSV", "decompress": "1"},
+               body=broken)
+    assert bad.headers["X-ClickHouse-Exception-Code"] == "40"
+
+
+@pytest.mark.parametrize(("encoding", "pack"), [
+    ("br", brotli.compress), ("xz", lambda b: lzma.compress(b, format=lzma.FORMAT_XZ)),
+])
+def test_br_and_xz_bodies(warehouse: Warehouse, encoding: str, pack: object) -> None:
+    reply = call(warehouse, body=pack(b"SELECT 40 + 2"),  # type: ignore[operator]
+                 headers={"Content-Encoding": encoding})
+    assert (reply.status, reply.body) == (200, b"42\n")
+
+
+def test_the_summary_counts_the_request_in_nanoseconds(warehouse: Warehouse) -> None:
+    reply = call(warehouse, {"query": "SELECT sleep(0.2)"})
+    elapsed_ns = int(json.loads(reply.headers["X-ClickHouse-Summary"])["elapsed_ns"])
+    assert 200_000_000 <= elapsed_ns < 60_000_000_000
