@@ -9,12 +9,12 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
 from gpufleet.ops import Metrics
-from services.warehouse import framing
+from services.warehouse import framing, native
 from services.warehouse.auth import User, authenticate, credentials
 from services.warehouse.core import (
     WRITE_KINDS,
@@ -168,13 +168,30 @@ async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request, que
     common = {"params": ask.query_params, "settings": settings, "database": database,
               "readonly": ro, "policy": policy, "user": user.name, "query_id": query_id,
               "deadline_s": deadline}
+    revision = _revision(ask.params)
     inline = split_insert(text)
     if inline is not None:
-        call = Call(inline.statement, inline.fmt, inline.data, **common)  # type: ignore[arg-type]
+        data = inline.data
+        if inline.fmt == "Native":  # a client's blocks at its protocol revision
+            data = native.from_client(data, revision)
+        call = Call(inline.statement, inline.fmt, data, **common)  # type: ignore[arg-type]
         return default_fmt, await _run(ctx, call, session, ask)
     fmt = trailing_format(text.decode(errors="replace")) or default_fmt
     call = Call(text, default_fmt, None, **common)  # type: ignore[arg-type]
-    return fmt, await _run(ctx, call, session, ask)
+    outcome = await _run(ctx, call, session, ask)
+    if fmt == "Native" and revision > 0:
+        outcome = replace(outcome, body=native.to_client(outcome.body, revision))
+    return fmt, outcome
+
+
+def _revision(params: Mapping[str, str]) -> int:
+    """The client's protocol revision (``client_protocol_version``); 0 when not given."""
+    value = params.get("client_protocol_version", "0") or "0"
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise ClickHouseError(BAD_ARGUMENTS, "DB::Exception: client_protocol_version must be "
+                              f"a number, got {value!r}") from None
 
 
 async def _run(ctx: Context, call: Call, session: Session | None, ask: Ask) -> Outcome:

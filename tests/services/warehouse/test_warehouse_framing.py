@@ -88,3 +88,29 @@ def test_the_summary_counts_the_request_in_nanoseconds(warehouse: Warehouse) -> 
     reply = call(warehouse, {"query": "SELECT sleep(0.2)"})
     elapsed_ns = int(json.loads(reply.headers["X-ClickHouse-Summary"])["elapsed_ns"])
     assert 200_000_000 <= elapsed_ns < 60_000_000_000
+
+
+@pytest.mark.parametrize(("revision", "expected"), [
+    ("0", b"\x01\x01\x01n\x05UInt8\x07"),
+    ("54405", b"\x01\x00\x02\xff\xff\xff\xff\x00" + b"\x01\x01\x01n\x05UInt8\x07"),
+    ("54460", b"\x01\x00\x02\xff\xff\xff\xff\x00" + b"\x01\x01\x01n\x05UInt8\x00\x07"),
+])
+def test_native_output_follows_the_client_protocol_version(warehouse: Warehouse, revision: str,
+                                                           expected: bytes) -> None:
+    reply = call(warehouse, {"query": "SELECT 7::UInt8 AS n FORMAT Native",
+                             "client_protocol_version": revision})
+    assert reply.body == expected
+
+
+def test_native_input_at_a_client_revision(warehouse: Warehouse) -> None:
+    call(warehouse, body=b"CREATE TABLE IF NOT EXISTS native_rev (s String, a Array(UInt8)) "
+                         b"ENGINE = Memory")
+    block = (b"\x01\x00\x02\xff\xff\xff\xff\x00" + b"\x02\x02"
+             + b"\x01s\x06String\x00" + b"\x02hi\x03you"
+             + b"\x01a\x0cArray(UInt8)\x00" + (1).to_bytes(8, "little")
+             + (3).to_bytes(8, "little") + b"\x01\x02\x03")
+    done = call(warehouse, {"query": "INSERT INTO native_rev FORMAT Native",
+                            "client_protocol_version": "54460"}, body=block)
+    assert done.status == 200, done.body
+    assert call(warehouse, {"query": "SELECT s, a FROM native_rev ORDER BY s"}).body == \
+        b"hi\t[1]\nyou\t[2,3]\n"
