@@ -147,7 +147,7 @@ def split_statements(text: str) -> list[str]:
     return [s.strip() for s in out if _skip_space(s.encode(), 0) < len(s.encode())]
 
 
-def _split_top_level(text: str, sep: str) -> list[str]:
+def split_top_level(text: str, sep: str) -> list[str]:
     parts: list[str] = []
     depth, start, i = 0, 0, 0
     while i < len(text):
@@ -176,7 +176,7 @@ def parse_set(sql: str) -> dict[str, str]:
     if first_keyword(body) != "SET":
         raise SqlTextError("not a SET statement")
     changes: dict[str, str] = {}
-    for part in _split_top_level(body[3:], ","):
+    for part in split_top_level(body[3:], ","):
         name, eq, value = part.partition("=")
         name = name.strip()
         if not eq or not setting_name_ok(name) or not value.strip():

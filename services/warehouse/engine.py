@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +36,7 @@ from services.warehouse.errors import (
     from_engine,
 )
 from services.warehouse.guard import Policy, check, parse_tree
+from services.warehouse.request import External
 
 log = logging.getLogger(__name__)
 DEFAULT_DATABASE = "default"
@@ -59,6 +60,7 @@ class Call:
     user: str = "default"
     query_id: str = ""
     deadline_s: float | None = None  # the endpoint kills the query after this long
+    external: tuple[External, ...] = ()  # temporary tables for this query only
 
 
 @dataclass(frozen=True)
@@ -195,13 +197,40 @@ def _run(handle: Handle, call: Call) -> Outcome:
             _guard(handle, call, call.policy)
         if call.data is not None:
             return _insert(handle, call)
-        result = handle.conn.query(call.sql, call.fmt, params=dict(call.params))
+        with _external_tables(handle, call):
+            result = handle.conn.query(call.sql, call.fmt, params=dict(call.params))
         return Outcome(bytes(result.bytes() or b""), result.rows_read(), result.bytes_read(),
                        result.rows_written(), result.bytes_written(), result.elapsed())
     except ClickHouseError:
         raise
     except Exception as e:  # chDB raises ChdbError or RuntimeError with ClickHouse's text
         raise from_engine(str(e)) from None
+
+
+@contextlib.contextmanager
+def _external_tables(handle: Handle, call: Call) -> Iterator[None]:
+    """The call's external data as temporary tables on its handle, dropped afterwards."""
+    made: list[str] = []
+    try:
+        for ext in call.external:
+            name = quote_identifier(ext.name)
+            create = f"CREATE TEMPORARY TABLE {name} ({ext.structure}) ENGINE = Memory"
+            if call.policy is not None:
+                _guard(handle, replace(call, sql=create, data=None, params={}), call.policy)
+            handle.conn.query(create, "TabSeparated")
+            made.append(name)
+            inserter = handle.conn.send_insert(f"INSERT INTO {name}", ext.fmt)
+            try:
+                inserter.append(ext.data)
+                inserter.finish()
+            except BaseException:
+                inserter.cancel()
+                raise
+        yield
+    finally:
+        for name in made:
+            with contextlib.suppress(Exception):
+                handle.conn.query(f"DROP TEMPORARY TABLE IF EXISTS {name}", "TabSeparated")
 
 
 def _guard(handle: Handle, call: Call, policy: Policy) -> None:

@@ -167,7 +167,7 @@ async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request, que
     policy = ctx.engine.policy(files=not user.readonly, dictionaries=not user.readonly)
     common = {"params": ask.query_params, "settings": settings, "database": database,
               "readonly": ro, "policy": policy, "user": user.name, "query_id": query_id,
-              "deadline_s": deadline}
+              "deadline_s": deadline, "external": ask.external}
     revision = _revision(ask.params)
     inline = split_insert(text)
     if inline is not None:

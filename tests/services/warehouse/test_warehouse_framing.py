@@ -12,7 +12,7 @@ import pytest
 
 from services.warehouse import framing
 from services.warehouse.errors import ClickHouseError
-from tests.services.warehouse.conftest import Warehouse
+from tests.services.warehouse.conftest import ANALYST_PASSWORD, Warehouse
 from tests.services.warehouse.test_warehouse_http import call
 
 pytestmark = pytest.mark.integration
@@ -114,3 +114,54 @@ def test_native_input_at_a_client_revision(warehouse: Warehouse) -> None:
     assert done.status == 200, done.body
     assert call(warehouse, {"query": "SELECT s, a FROM native_rev ORDER BY s"}).body == \
         b"hi\t[1]\nyou\t[2,3]\n"
+
+
+def _multipart(parts: dict[str, tuple[str | None, bytes]]) -> tuple[bytes, str]:
+    boundary = "gpufleetext"
+    out = b""
+    for name, (filename, data) in parts.items():
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename
+                                                      else "")
+        out += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n").encode() + data \
+            + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("who", [{}, {"user": "analyst", "password": ANALYST_PASSWORD}])
+def test_external_data_is_a_temporary_table_for_one_query(warehouse: Warehouse,
+                                                          who: dict[str, str]) -> None:
+    body, ctype = _multipart({"ids": ("ids.tsv", b"1\ta\n2\tb\n3\tc\n")})
+    reply = call(warehouse, {**who, "query": "SELECT count(), groupArray(s) FROM ids",
+                             "ids_structure": "n UInt8, s String"}, body=body,
+                 headers={"Content-Type": ctype})
+    assert (reply.status, reply.body) == (200, b"3\t['a','b','c']\n"), reply.body
+    typed = call(warehouse, {**who, "query": "SELECT sum(_1) FROM ids",
+                             "ids_types": "UInt8,String"}, body=body,
+                 headers={"Content-Type": ctype})
+    assert typed.body == b"6\n"
+    after = call(warehouse, {**who, "query": "SELECT count() FROM ids"})
+    assert after.headers["X-ClickHouse-Exception-Code"] == "60"
+
+
+@pytest.mark.parametrize("structure", [
+    "a String DEFAULT '(' ) ENGINE = File(TSV, '/etc/passwd') -- ",
+    "a String) ENGINE = File(TSV, '/etc/passwd'",
+    "a String; SELECT 1",
+])
+def test_an_external_structure_cannot_leave_its_column_list(warehouse: Warehouse,
+                                                            structure: str) -> None:
+    body, ctype = _multipart({"t": ("t.tsv", b"x\n")})
+    reply = call(warehouse, {"query": "SELECT * FROM t", "t_structure": structure}, body=body,
+                 headers={"Content-Type": ctype})
+    assert reply.status != 200 and b"root:" not in reply.body
+
+
+def test_clickhouse_connect_external_data(warehouse: Warehouse) -> None:
+    from clickhouse_connect.driver.external import ExternalData
+
+    client = warehouse.analyst()
+    data = ExternalData(file_name="ext.csv", data=b"1,x\n2,y\n", structure="n UInt8, s String",
+                        fmt="CSV")
+    got = client.query("SELECT sum(n), max(s) FROM ext", external_data=data)
+    assert got.result_rows == [(3, "y")]
+    client.close()
