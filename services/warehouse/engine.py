@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,7 @@ from services.warehouse.guard import Policy, check, parse_tree
 from services.warehouse.request import External
 
 log = logging.getLogger(__name__)
+_PROBE = re.compile(r"\s*:?\s*In scope SELECT formatQuery\(.*$", re.DOTALL)
 DEFAULT_DATABASE = "default"
 
 
@@ -241,7 +243,12 @@ def _guard(handle: Handle, call: Call, policy: Policy) -> None:
         sql = f"{sql} FORMAT {call.fmt}"
     if len(split_statements(sql)) > 1:
         raise ClickHouseError(SYNTAX_ERROR, "DB::Exception: Multi-statements are not allowed")
-    handle.conn.query(f"SELECT formatQuery({quote_literal(sql)})", "TabSeparated")
+    try:
+        handle.conn.query(f"SELECT formatQuery({quote_literal(sql)})", "TabSeparated")
+    except Exception as e:  # the statement's own parse error, without the probe around it
+        error = from_engine(str(e))
+        error.message = _PROBE.sub(".", error.message)
+        raise error from None
     tree = handle.conn.query("EXPLAIN AST " + sql, "TabSeparated", params=dict(call.params))
     refusal = check(parse_tree(tree.bytes().decode(errors="replace")), policy, call.user)
     if refusal is not None:

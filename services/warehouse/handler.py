@@ -171,10 +171,8 @@ async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request, que
     revision = _revision(ask.params)
     inline = split_insert(text)
     if inline is not None:
-        data = inline.data
-        if inline.fmt == "Native":  # a client's blocks at its protocol revision
-            data = native.from_client(data, revision)
-        call = Call(inline.statement, inline.fmt, data, **common)  # type: ignore[arg-type]
+        # Native input is revision 0 whatever client_protocol_version says, as on a server
+        call = Call(inline.statement, inline.fmt, inline.data, **common)  # type: ignore[arg-type]
         return default_fmt, await _run(ctx, call, session, ask)
     fmt = trailing_format(text.decode(errors="replace")) or default_fmt
     call = Call(text, default_fmt, None, **common)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import os
 import brotli
 import pytest
 
-from services.warehouse import framing
+from services.warehouse import framing, native
 from services.warehouse.errors import ClickHouseError
 from tests.services.warehouse.conftest import ANALYST_PASSWORD, Warehouse
 from tests.services.warehouse.test_warehouse_http import call
@@ -102,12 +102,12 @@ def test_native_output_follows_the_client_protocol_version(warehouse: Warehouse,
     assert reply.body == expected
 
 
-def test_native_input_at_a_client_revision(warehouse: Warehouse) -> None:
+def test_native_input_is_revision_0_whatever_the_client_protocol_version(
+        warehouse: Warehouse) -> None:
     call(warehouse, body=b"CREATE TABLE IF NOT EXISTS native_rev (s String, a Array(UInt8)) "
                          b"ENGINE = Memory")
-    block = (b"\x01\x00\x02\xff\xff\xff\xff\x00" + b"\x02\x02"
-             + b"\x01s\x06String\x00" + b"\x02hi\x03you"
-             + b"\x01a\x0cArray(UInt8)\x00" + (1).to_bytes(8, "little")
+    block = (b"\x02\x02" + b"\x01s\x06String" + b"\x02hi\x03you"
+             + b"\x01a\x0cArray(UInt8)" + (1).to_bytes(8, "little")
              + (3).to_bytes(8, "little") + b"\x01\x02\x03")
     done = call(warehouse, {"query": "INSERT INTO native_rev FORMAT Native",
                             "client_protocol_version": "54460"}, body=block)
@@ -165,3 +165,21 @@ def test_clickhouse_connect_external_data(warehouse: Warehouse) -> None:
     got = client.query("SELECT sum(n), max(s) FROM ext", external_data=data)
     assert got.result_rows == [(3, "y")]
     client.close()
+
+
+RICH = ("SELECT number AS n, toString(number) AS s, [number, 1] AS a, "
+        "if(number % 2 = 0, NULL, number) AS nn, (1, 'x') AS t, map('k', number) AS m, "
+        "toDecimal64(1.5, 3) AS d, toLowCardinality(toString(number % 300)) AS lc, "
+        "CAST(if(number % 3 = 0, NULL, 'x') AS LowCardinality(Nullable(String))) AS lcn, "
+        "toDateTime64('2024-01-01 00:00:00', 3, 'UTC') AS ts, toFixedString('ab', 2) AS fs, "
+        "[[1, 2], [3]] AS aa, CAST((1, 'a') AS Tuple(x UInt8, y String)) AS nt "
+        "FROM numbers(150000) FORMAT Native")
+
+
+def test_native_revisions_differ_only_in_block_info_and_serialization_bytes(
+        warehouse: Warehouse) -> None:
+    plain = call(warehouse, {"query": RICH}).body
+    for revision in (54405, 54460):
+        framed = call(warehouse, {"query": RICH, "client_protocol_version": str(revision)}).body
+        assert len(framed) > len(plain)
+        assert native.from_client(framed, revision) == plain
