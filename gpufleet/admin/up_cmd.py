@@ -36,7 +36,7 @@ class Step:
 # In order. Steps whose command is not in this installation are skipped.
 STACK: tuple[Step, ...] = (
     Step("warehouse", ("warehouse", "serve"), wait_port=8123, port_env="GPUFLEET_WAREHOUSE_PORT",
-         announce="warehouse (ClickHouse HTTP): http://127.0.0.1:{port}/play"),
+         announce="warehouse (ClickHouse HTTP): http://127.0.0.1:{port}/"),
     Step("migrate", ("warehouse", "migrate"), once=True),
     Step("ingest", ("ingest",)),
     Step("scheduler", ("scheduler",)),
