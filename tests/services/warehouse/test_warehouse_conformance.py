@@ -106,7 +106,7 @@ def _curl(warehouse: Warehouse) -> dict[str, str]:
 
     def insert() -> None:
         curl("--data-binary", "CREATE OR REPLACE TABLE curl_conformance (a UInt32) "
-             "ENGINE = MergeTree ORDER BY a", base)
+             "ENGINE = MergeTree ORDER BY a COMMENT 'conformance test'", base)
         rows = gzip.compress(b"".join(b"%d\n" % i for i in range(10000)))
         status, body, _ = curl("-H", "Content-Encoding: gzip", "--data-binary", "@-",
                                base + "?query=INSERT+INTO+curl_conformance+FORMAT+TSV",
@@ -179,7 +179,7 @@ def _connect_checks(out: dict[str, str], tag: str, writer: Any, analyst: Any) ->
 
     def insert() -> None:
         writer.command(f"CREATE OR REPLACE TABLE {table} (a UInt32, s String) "
-                       "ENGINE = MergeTree ORDER BY a")
+                       "ENGINE = MergeTree ORDER BY a COMMENT 'conformance test'")
         writer.insert(table, [[i, f"n{i}"] for i in range(10000)], column_names=["a", "s"])
         _expect(analyst.query(f"SELECT count() FROM {table}").result_rows == [(10000,)], "count")
     _check(out, f"insert_writer_{tag}", insert)

@@ -60,8 +60,8 @@ def test_compress_1_frames_the_answer(warehouse: Warehouse, method: str) -> None
 @pytest.mark.parametrize("method", [framing.LZ4, framing.ZSTD])
 def test_decompress_1_reads_a_framed_body(warehouse: Warehouse, method: int) -> None:
     table = f"framed_{method}"
-    call(warehouse, body=f"CREATE TABLE IF NOT EXISTS {table} (a UInt32) ENGINE = Memory"
-         .encode())
+    call(warehouse, body=f"CREATE TABLE IF NOT EXISTS {table} (a UInt32) ENGINE = Memory "
+         "COMMENT 'test'".encode())
     rows = b"".join(b"%d\n" % i for i in range(50000))
     done = call(warehouse, {"query": f"INSERT INTO {table} FORMAT TSV", "decompress": "1"},
                 body=framing.compress(rows, method))
@@ -105,7 +105,7 @@ def test_native_output_follows_the_client_protocol_version(warehouse: Warehouse,
 def test_native_input_is_revision_0_whatever_the_client_protocol_version(
         warehouse: Warehouse) -> None:
     call(warehouse, body=b"CREATE TABLE IF NOT EXISTS native_rev (s String, a Array(UInt8)) "
-                         b"ENGINE = Memory")
+                         b"ENGINE = Memory COMMENT 'test'")
     block = (b"\x02\x02" + b"\x01s\x06String" + b"\x02hi\x03you"
              + b"\x01a\x0cArray(UInt8)" + (1).to_bytes(8, "little")
              + (3).to_bytes(8, "little") + b"\x01\x02\x03")

@@ -162,8 +162,8 @@ def test_the_analyst_has_a_limit_of_queries_and_writes_do_not_wait(
     extra = analyst(warehouse, "SELECT 1")
     assert extra.headers["X-ClickHouse-Exception-Code"] == "202"
     table = f"w_{uuid.uuid4().hex[:8]}"
-    assert call(warehouse, body=f"CREATE TABLE {table} (a UInt8) ENGINE = Memory".encode(),
-                ).status == 200
+    create = f"CREATE TABLE {table} (a UInt8) ENGINE = Memory COMMENT 'test'"
+    assert call(warehouse, body=create.encode()).status == 200
     with concurrent.futures.ThreadPoolExecutor(8) as pool:  # writes and reads of others
         writes = [pool.submit(call, warehouse, {"query": f"INSERT INTO {table} FORMAT CSV"},
                               f"{i}\n".encode()) for i in range(8)]

@@ -99,7 +99,7 @@ def test_a_corrupt_body_is_error_271() -> None:
 
 @pytest.mark.parametrize(("accept", "chosen"), [
     ("gzip", "gzip"), ("deflate, gzip, br, zstd", "zstd"), ("lz4,zstd,br,gzip", "lz4"),
-    ("br", None), ("", None),
+    ("br", "br"), ("xz", "xz"), ("compress, identity", None), ("", None),
 ])
 def test_response_encoding(accept: str, chosen: str | None) -> None:
     assert wire.response_encoding(accept) == chosen

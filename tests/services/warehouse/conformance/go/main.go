@@ -120,7 +120,7 @@ func run(ctx context.Context, tag string, writer, analyst *sql.DB) {
 	}())
 
 	report("stream_1m_"+tag, func() error {
-		rows, err := analyst.QueryContext(ctx, "SELECT number, toString(number) FROM numbers(1000000)")
+		rows, err := analyst.QueryContext(ctx, "SELECT number, toBool(number % 7 = 3) FROM numbers(1000000)")
 		if err != nil {
 			return err
 		}
@@ -128,8 +128,8 @@ func run(ctx context.Context, tag string, writer, analyst *sql.DB) {
 		var count, sum uint64
 		for rows.Next() {
 			var n uint64
-			var s string
-			if err := rows.Scan(&n, &s); err != nil {
+			var flag bool
+			if err := rows.Scan(&n, &flag); err != nil {
 				return err
 			}
 			count++
@@ -147,7 +147,7 @@ func run(ctx context.Context, tag string, writer, analyst *sql.DB) {
 	table := "go_conformance_" + tag
 	report("insert_writer_"+tag, func() error {
 		if _, err := writer.ExecContext(ctx, "CREATE OR REPLACE TABLE "+table+
-			" (id UInt32, name String, tags Array(String), at DateTime) ENGINE = MergeTree ORDER BY id"); err != nil {
+			" (id UInt32, name String, tags Array(String), at DateTime) ENGINE = MergeTree ORDER BY id COMMENT 'conformance test'"); err != nil {
 			return err
 		}
 		tx, err := writer.Begin()

@@ -85,7 +85,7 @@ public class Check {
             });
             check("insert_writer", () -> {
                 try (Statement s = writer.createStatement()) {
-                    s.execute("CREATE OR REPLACE TABLE jdbc_conformance (id UInt32, name String) ENGINE = MergeTree ORDER BY id");
+                    s.execute("CREATE OR REPLACE TABLE jdbc_conformance (id UInt32, name String) ENGINE = MergeTree ORDER BY id COMMENT 'conformance test'");
                 }
                 try (PreparedStatement ps = writer.prepareStatement("INSERT INTO jdbc_conformance (id, name) VALUES (?, ?)")) {
                     for (int i = 0; i < 10000; i++) {

@@ -57,7 +57,7 @@ await check('stream_1m', async () => {
   expect(count === 1000000 && sum === 499999500000, `count ${count} sum ${sum}`)
 })
 await check('insert_writer', async () => {
-  await writer.command({ query: 'CREATE OR REPLACE TABLE node_conformance (id UInt32, name String) ENGINE = MergeTree ORDER BY id' })
+  await writer.command({ query: 'CREATE OR REPLACE TABLE node_conformance (id UInt32, name String) ENGINE = MergeTree ORDER BY id COMMENT \'conformance test\'' })
   const values = Array.from({ length: 10000 }, (_, i) => ({ id: i, name: `n${i}` }))
   await writer.insert({ table: 'node_conformance', values, format: 'JSONEachRow' })
   const rows = await (await analyst.query({ query: 'SELECT count() AS c FROM node_conformance', format: 'JSONEachRow' })).json()
