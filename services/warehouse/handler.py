@@ -161,7 +161,7 @@ async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request, que
     if session is None and kind == "CREATE" and _TEMPORARY.match(ask.text):
         raise ClickHouseError(SESSION_NOT_FOUND, "DB::Exception: A temporary table lives in a "
                               "session: send session_id with the query")
-    text = ask.text if user.name == "default" else with_current_user(ask.text, user.name)
+    text = ask.text
     default_fmt = (request.headers.get("X-ClickHouse-Format") or ask.params.get("default_format")
                    or "TabSeparated")
     policy = ctx.engine.policy(files=not user.readonly, dictionaries=not user.readonly)
@@ -171,15 +171,25 @@ async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request, que
     revision = _revision(ask.params)
     inline = split_insert(text)
     if inline is not None:
+        inline = replace(inline, statement=_as_user(inline.statement.encode(), user).decode())
         # Native input is revision 0 whatever client_protocol_version says, as on a server
         call = Call(inline.statement, inline.fmt, inline.data, **common)  # type: ignore[arg-type]
         return default_fmt, await _run(ctx, call, session, ask)
+    text = _as_user(text, user)
     fmt = trailing_format(text.decode(errors="replace")) or default_fmt
     call = Call(text, default_fmt, None, **common)  # type: ignore[arg-type]
     outcome = await _run(ctx, call, session, ask)
     if fmt == "Native" and revision > 0:
         outcome = replace(outcome, body=native.to_client(outcome.body, revision))
     return fmt, outcome
+
+
+def _as_user(statement: bytes, user: User) -> bytes:
+    """The statement with currentUser() as ``user`` (the engine's own user is ``default``);
+    an INSERT's data is never touched."""
+    if user.name == "default" or b"user" not in statement.lower():
+        return statement
+    return with_current_user(statement, user.name)
 
 
 def _revision(params: Mapping[str, str]) -> int:

@@ -115,3 +115,21 @@ def test_response_encoding(accept: str, chosen: str | None) -> None:
 def test_credentials(headers: dict[str, str], params: dict[str, str],
                      expected: tuple[str, str]) -> None:
     assert credentials(headers, params) == expected
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT currentUser()", "SELECT ('ann' AS `currentUser()`)"),
+    ("SELECT user ( ), 'user()' -- user()", "SELECT ('ann' AS `user ( )`), 'user()' -- user()"),
+    ("SELECT t.user(), user FROM t", "SELECT t.user(), user FROM t"),
+    ("SELECT CURRENT_USER()", "SELECT ('ann' AS `CURRENT_USER()`)"),
+])
+def test_current_user_is_written_in(sql: str, expected: str) -> None:
+    assert core.with_current_user(sql.encode(), "ann").decode() == expected
+
+
+@pytest.mark.parametrize(("sql", "count"), [
+    ("SELECT 1; SELECT 2", 2), ("SELECT ';'", 1), ("SELECT $$ ; $$", 1),
+    ("SELECT $$ ' $$; SELECT 2", 2), ("SELECT $a$ ; $a$; SELECT 1", 2), ("SELECT 1 -- ;", 1),
+])
+def test_statements_split_as_the_engine_reads_them(sql: str, count: int) -> None:
+    assert len(core.split_statements(sql)) == count
