@@ -106,8 +106,7 @@ def _skip_column(r: _Reader, t: Type, rows: int) -> None:
     elif name == "FixedString":
         r.skip(int(t.args[0]) * rows)
     elif name == "String":
-        for _ in range(rows):
-            r.skip(r.varint())
+        _skip_strings(r, rows)
     elif name == "Nullable":
         r.skip(rows)
         _skip_column(r, parse_type(t.args[0]), rows)
@@ -127,6 +126,25 @@ def _skip_column(r: _Reader, t: Type, rows: int) -> None:
         raise ClickHouseError(NOT_IMPLEMENTED, f"DB::Exception: Type {name} in Native format "
                               "with client_protocol_version is not supported by this endpoint; "
                               "cast the column (e.g. toString) or use another format")
+
+
+def _skip_strings(r: _Reader, rows: int) -> None:
+    """Move past ``rows`` length-prefixed strings (the hot loop: short lengths inline)."""
+    data, pos = r.data, r.pos
+    try:
+        for _ in range(rows):
+            n = data[pos]
+            if n < 0x80:
+                pos += 1 + n
+            else:
+                r.pos = pos
+                n = r.varint()
+                pos = r.pos + n
+    except IndexError:
+        raise _truncated() from None
+    if pos > len(data):
+        raise _truncated()
+    r.pos = pos
 
 
 def _skip_low_cardinality(r: _Reader, t: Type, rows: int) -> None:
