@@ -1,5 +1,6 @@
 """The real clients of the conformance suite, installed from their own registries into
-``.cache/conformance`` once and rebuilt only when their program changes. Each ``*_command``
+``.cache/conformance`` once and rebuilt only when their program changes (downloads go through
+each toolchain's own per-user cache: Go's module cache, ~/.m2, npm's cache). Each ``*_command``
 returns the command that runs the client's checks, or raises ``Missing`` naming the toolchain
 that is absent."""
 
@@ -54,9 +55,9 @@ def go_command() -> list[str]:
     stamp = _stamp(src / "main.go", src / "go.mod", src / "go.sum")
     if not _fresh(binary, stamp):
         CACHE.mkdir(parents=True, exist_ok=True)
-        _run(["go", "build", "-o", str(binary), "."], src, {
-            "GOPATH": str(CACHE / "gopath"), "GOCACHE": str(CACHE / "gocache"),
-            "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"})
+        # modules and build cache in Go's own per-user caches, so that every clone reuses them
+        _run(["go", "build", "-o", str(binary), "."], src,
+             {"GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"})
         _mark(binary, stamp)
     return [str(binary)]
 
@@ -84,9 +85,8 @@ def java_command() -> list[str]:
     classes = CACHE / "java" / "classes"
     pom_stamp = _stamp(src / "pom.xml")
     if not _fresh(lib, pom_stamp):
-        _run(["mvn", "-q", "-B", "-f", str(src / "pom.xml"),
-              f"-Dmaven.repo.local={CACHE / 'm2'}", "dependency:copy-dependencies",
-              f"-DoutputDirectory={lib}"], src)
+        _run(["mvn", "-q", "-B", "-f", str(src / "pom.xml"), "dependency:copy-dependencies",
+              f"-DoutputDirectory={lib}"], src)  # jars come through the user's ~/.m2
         _mark(lib, pom_stamp)
     code_stamp = _stamp(src / "Check.java", src / "pom.xml")
     if not _fresh(classes, code_stamp):
