@@ -46,7 +46,7 @@ class Step:
 # In dependency order; stopped in the reverse order. Steps not in this installation are skipped.
 STACK: tuple[Step, ...] = (
     Step("warehouse", ("warehouse", "serve"), port_var="GPUFLEET_WAREHOUSE_PORT", wait=True,
-         announce="warehouse (ClickHouse HTTP): http://127.0.0.1:{port}/play"),
+         announce="warehouse (ClickHouse HTTP): http://127.0.0.1:{port}/"),
     Step("migrate", ("warehouse", "migrate"), once=True),
     Step("ingest", ("ingest",), port_var="GPUFLEET_INGEST_OPS_PORT"),
     Step("scheduler", ("scheduler",), port_var="GPUFLEET_SCHEDULER_OPS_PORT"),

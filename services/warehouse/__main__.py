@@ -7,7 +7,7 @@ import sys
 
 from gpufleet.config import load
 from gpufleet.runner import run_service
-from services.warehouse.config import WarehouseSettings
+from services.warehouse.config import WarehouseSettings, exposure_problem
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
 
         settings = load(WarehouseSettings, warehouse_data=args.data, warehouse_port=args.port,
                         warehouse_host=args.host)
+        problem = exposure_problem(settings)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 2
         return run_service(lambda stop: serve(settings, stop), settings.log_level)
     from services.warehouse.migrate import connect, migrate
 

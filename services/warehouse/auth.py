@@ -27,21 +27,37 @@ def users_from(settings: WarehouseSettings) -> dict[str, User]:
 
 def credentials(headers: Mapping[str, str], params: Mapping[str, str]) -> tuple[str, str]:
     """(user, password) as ClickHouse reads them: Basic auth, X-ClickHouse-User/Key headers, or
-    ``user``/``password`` parameters; no credentials at all means ``default`` without password."""
+    ``user``/``password`` parameters; no credentials at all means ``default`` without password.
+    Credentials given two ways at once, or a Basic header that is not base64 of UTF-8
+    ``user:password``, are refused (AUTHENTICATION_FAILED), never read as ``default``."""
     auth = headers.get("Authorization", "")
-    if auth[:6].lower() == "basic ":
+    by_header = "X-ClickHouse-User" in headers or "X-ClickHouse-Key" in headers
+    by_params = "user" in params or "password" in params
+    if auth:
+        if auth[:6].lower() != "basic ":
+            raise _failed("only Basic authentication is supported in the Authorization header")
+        if by_header or by_params:
+            raise _failed("it is not allowed to use Authorization HTTP header and "
+                          "authentication via parameters or X-ClickHouse headers simultaneously")
         try:
-            user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
+            decoded = base64.b64decode(auth[6:].strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            raise ClickHouseError(
-                AUTHENTICATION_FAILED,
-                "DB::Exception: the Authorization header is not valid Basic credentials "
-                "(base64 of user:password in UTF-8).",
-            ) from None
+            raise _failed("the Authorization header is not valid Basic credentials "
+                          "(base64 of user:password in UTF-8)") from None
+        user, colon, password = decoded.partition(":")
+        if not colon:
+            raise _failed("the Authorization header has no ':' between user and password")
         return user or "default", password
-    if "X-ClickHouse-User" in headers or "X-ClickHouse-Key" in headers:
+    if by_header:
+        if by_params:
+            raise _failed("it is not allowed to use X-ClickHouse HTTP headers and "
+                          "authentication via parameters simultaneously")
         return headers.get("X-ClickHouse-User") or "default", headers.get("X-ClickHouse-Key", "")
     return params.get("user") or "default", params.get("password", "")
+
+
+def _failed(why: str) -> ClickHouseError:
+    return ClickHouseError(AUTHENTICATION_FAILED, f"DB::Exception: Invalid authentication: {why}")
 
 
 def _bytes(text: str) -> bytes:

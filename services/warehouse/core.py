@@ -19,6 +19,7 @@ WRITE_KINDS = frozenset({
 })
 _WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEREDOC = re.compile(rb"\$[A-Za-z0-9_]*\$")
 _TRAILING_FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
 
 
@@ -131,8 +132,12 @@ def split_statements(text: str) -> list[str]:
             i = j
             continue
         c = data[i : i + 1]
+        heredoc = _HEREDOC.match(data, i) if c == b"$" else None
         if c in (b"'", b'"', b"`"):
             i = _skip_quoted(data, i)
+        elif heredoc is not None:  # $tag$ ... $tag$, a string the engine reads verbatim
+            end = data.find(heredoc.group(), heredoc.end())
+            i = len(data) if end < 0 else end + len(heredoc.group())
         elif c == b";":
             out.append(data[start:i].decode())
             start = i = i + 1
@@ -142,7 +147,7 @@ def split_statements(text: str) -> list[str]:
     return [s.strip() for s in out if _skip_space(s.encode(), 0) < len(s.encode())]
 
 
-def _split_top_level(text: str, sep: str) -> list[str]:
+def split_top_level(text: str, sep: str) -> list[str]:
     parts: list[str] = []
     depth, start, i = 0, 0, 0
     while i < len(text):
@@ -171,7 +176,7 @@ def parse_set(sql: str) -> dict[str, str]:
     if first_keyword(body) != "SET":
         raise SqlTextError("not a SET statement")
     changes: dict[str, str] = {}
-    for part in _split_top_level(body[3:], ","):
+    for part in split_top_level(body[3:], ","):
         name, eq, value = part.partition("=")
         name = name.strip()
         if not eq or not setting_name_ok(name) or not value.strip():
@@ -199,3 +204,41 @@ def quote_literal(value: str) -> str:
 
 def quote_identifier(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+_USER_FUNCTIONS = frozenset({b"currentuser", b"current_user", b"user", b"sessionuser",
+                             b"session_user", b"authenticateduser"})
+_EMPTY_CALL = re.compile(rb"\s*\(\s*\)")
+
+
+def with_current_user(text: bytes, user: str) -> bytes:
+    """The statement with ``currentUser()`` (and its aliases) as the endpoint's user: the engine
+    runs every statement as its one local user, the endpoint knows who really asks. Each call
+    becomes ``('name' AS `currentUser()`)``, so a result column keeps its name."""
+    out: list[bytes] = []
+    i = start = 0
+    n = len(text)
+    while i < n:
+        j = _skip_space(text, i)
+        if j != i:
+            i = j
+            continue
+        c = text[i : i + 1]
+        if c in (b"'", b'"', b"`"):
+            i = _skip_quoted(text, i)
+            continue
+        m = _WORD.match(text, i)
+        if m is None:
+            i += 1
+            continue
+        call = _EMPTY_CALL.match(text, m.end())
+        before = text[i - 1 : i] if i else b""
+        if m.group().lower() in _USER_FUNCTIONS and call and before != b".":
+            original = text[i:call.end()].decode()
+            out += [text[start:i], f"({quote_literal(user)} AS {quote_identifier(original)})"
+                    .encode()]
+            i = start = call.end()
+            continue
+        i = m.end()
+    out.append(text[start:])
+    return b"".join(out)

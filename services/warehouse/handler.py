@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
 from gpufleet.ops import Metrics
+from services.warehouse import framing, native
 from services.warehouse.auth import User, authenticate, credentials
 from services.warehouse.core import (
     WRITE_KINDS,
@@ -21,17 +24,38 @@ from services.warehouse.core import (
     parse_use,
     split_insert,
     trailing_format,
+    with_current_user,
 )
 from services.warehouse.engine import DEFAULT_DATABASE, Call, Engine, Outcome
-from services.warehouse.errors import SYNTAX_ERROR, UNKNOWN_EXCEPTION, ClickHouseError, readonly
-from services.warehouse.request import Ask, read_ask
-from services.warehouse.sessions import Session, Sessions
+from services.warehouse.errors import (
+    ACCESS_DENIED,
+    BAD_ARGUMENTS,
+    SESSION_NOT_FOUND,
+    SETTING_CONSTRAINT_VIOLATION,
+    SYNTAX_ERROR,
+    TOO_MANY_SIMULTANEOUS_QUERIES,
+    UNKNOWN_EXCEPTION,
+    ClickHouseError,
+    readonly,
+)
+from services.warehouse.guard import FILE_SETTINGS
+from services.warehouse.request import Ask, read_ask, response_framing
+from services.warehouse.sessions import Session, Sessions, busy
 from services.warehouse.wire import content_type, encode_body, response_encoding
 
 log = logging.getLogger(__name__)
+_TEMPORARY = re.compile(rb"\s*CREATE\s+(OR\s+REPLACE\s+)?TEMPORARY\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The analyst's limits (a ClickHouse server sets them in the user's profile)."""
+
+    analyst_queries: int = 2
+    analyst_max_execution_time_s: float = 60.0
+
+
+@dataclass
 class Context:
     """What the handler needs, built once by the application factory."""
 
@@ -39,6 +63,8 @@ class Context:
     users: Mapping[str, User]
     sessions: Sessions
     metrics: Metrics
+    limits: Limits = field(default_factory=Limits)
+    running: dict[str, int] = field(default_factory=dict)  # user -> queries running now
 
 
 async def handle(ctx: Context, request: web.Request) -> web.StreamResponse:
@@ -50,7 +76,8 @@ async def handle(ctx: Context, request: web.Request) -> web.StreamResponse:
             ask = await read_ask(request)
             if not ask.text.strip() and request.method == "GET":
                 return web.Response(text="Ok.\n")
-            fmt, outcome = await _execute(ctx, user, ask, request)
+            with _slot(ctx, user):
+                fmt, outcome = await _execute(ctx, user, ask, request, query_id)
         except (ValueError, UnicodeError, OSError) as e:  # a bug or a bad request: say which
             log.exception("query %s: unexpected error", query_id)
             raise ClickHouseError(UNKNOWN_EXCEPTION, f"DB::Exception: {e!r}") from e
@@ -61,15 +88,54 @@ async def handle(ctx: Context, request: web.Request) -> web.StreamResponse:
         return web.Response(status=e.status, text=e.body(ctx.engine.version), headers={
             "X-ClickHouse-Exception-Code": str(e.code), "X-ClickHouse-Query-Id": query_id,
             "X-ClickHouse-Server-Display-Name": "gpufleet-warehouse"})
-    ctx.metrics.observe("warehouse_request_seconds", time.perf_counter() - started,
-                        help="time to answer a request")
+    elapsed = time.perf_counter() - started
+    ctx.metrics.observe("warehouse_request_seconds", elapsed, help="time to answer a request")
     ctx.metrics.inc("warehouse_rows_written_total", outcome.written_rows,
                     help="rows inserted through the endpoint")
-    return _respond(ctx, request, query_id, fmt, outcome)
+    return _respond(request, ask, query_id, fmt, outcome, elapsed)
 
 
-async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request,
+@contextlib.contextmanager
+def _slot(ctx: Context, user: User) -> Iterator[None]:
+    """Count the user's running queries; the analyst gets at most ``analyst_queries``."""
+    running = ctx.running.get(user.name, 0)
+    if user.readonly and running >= ctx.limits.analyst_queries:
+        raise ClickHouseError(TOO_MANY_SIMULTANEOUS_QUERIES, "DB::Exception: Too many "
+                              f"simultaneous queries for user {user.name}. Maximum: "
+                              f"{ctx.limits.analyst_queries}")
+    ctx.running[user.name] = running + 1
+    try:
+        yield
+    finally:
+        ctx.running[user.name] -= 1
+
+
+def _check_settings(ctx: Context, user: User, changes: Mapping[str, str]) -> None:
+    """Settings a user may not change: ``readonly`` for a read-only user (as ClickHouse's
+    ``readonly = 2``), the ones that name files for everyone, and the analyst's time limit
+    only within its cap."""
+    for name, value in changes.items():
+        plain = value.strip("'")
+        if name in FILE_SETTINGS:
+            raise ClickHouseError(ACCESS_DENIED, f"DB::Exception: {user.name}: Not enough "
+                                  f"privileges: setting {name} names files on the server")
+        if user.readonly and name == "readonly" and plain != "2":
+            raise readonly(user.name, "Cannot modify 'readonly' setting in readonly mode")
+        if user.readonly and name == "max_execution_time":
+            cap = ctx.limits.analyst_max_execution_time_s
+            try:
+                ok = 0 < float(plain) <= cap
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ClickHouseError(SETTING_CONSTRAINT_VIOLATION, "DB::Exception: Setting "
+                                      f"max_execution_time shouldn't be greater than {cap:g} "
+                                      f"or 0 for user {user.name}, got {plain}")
+
+
+async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request, query_id: str,
                    ) -> tuple[str, Outcome]:
+    _check_settings(ctx, user, ask.settings)
     session = _session(ctx, user, ask)
     settings = {**(session.settings if session else {}), **ask.settings}
     ro = user.readonly or ask.read_only_method
@@ -78,9 +144,11 @@ async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request,
         ro = True
     elif wanted_ro is not None and ro:
         raise readonly(user.name, "Cannot modify 'readonly' setting in readonly mode")
-    if user.readonly and ask.settings.keys() - {"readonly"}:
-        name = sorted(ask.settings.keys() - {"readonly"})[0]
-        raise readonly(user.name, f"Cannot modify '{name}' setting in readonly mode")
+    deadline = None
+    if user.readonly:
+        cap = ctx.limits.analyst_max_execution_time_s
+        settings.setdefault("max_execution_time", f"'{cap:g}'")
+        deadline = cap + 5.0  # the engine stops it first; this catches what it does not
     database = (ask.params.get("database") or request.headers.get("X-ClickHouse-Database")
                 or (session.database if session else None) or DEFAULT_DATABASE)
     kind = first_keyword(ask.text)
@@ -90,16 +158,57 @@ async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request,
         return "TabSeparated", await _session_change(ctx, user, session, ask, settings, database)
     if ro and kind in WRITE_KINDS:
         raise readonly(user.name)
+    if session is None and kind == "CREATE" and _TEMPORARY.match(ask.text):
+        raise ClickHouseError(SESSION_NOT_FOUND, "DB::Exception: A temporary table lives in a "
+                              "session: send session_id with the query")
+    text = ask.text
     default_fmt = (request.headers.get("X-ClickHouse-Format") or ask.params.get("default_format")
                    or "TabSeparated")
-    inline = split_insert(ask.text)
+    policy = ctx.engine.policy(files=not user.readonly, dictionaries=not user.readonly)
+    common = {"params": ask.query_params, "settings": settings, "database": database,
+              "readonly": ro, "policy": policy, "user": user.name, "query_id": query_id,
+              "deadline_s": deadline, "external": ask.external}
+    revision = _revision(ask.params)
+    inline = split_insert(text)
     if inline is not None:
-        call = Call(inline.statement, inline.fmt, inline.data, ask.query_params, settings,
-                    database, ro)
-        return default_fmt, await ctx.engine.run(call)
-    fmt = trailing_format(ask.text.decode(errors="replace")) or default_fmt
-    call = Call(ask.text, default_fmt, None, ask.query_params, settings, database, ro)
-    return fmt, await ctx.engine.run(call)
+        inline = replace(inline, statement=_as_user(inline.statement.encode(), user).decode())
+        # Native input is revision 0 whatever client_protocol_version says, as on a server
+        call = Call(inline.statement, inline.fmt, inline.data, **common)  # type: ignore[arg-type]
+        return default_fmt, await _run(ctx, call, session, ask)
+    text = _as_user(text, user)
+    fmt = trailing_format(text.decode(errors="replace")) or default_fmt
+    call = Call(text, default_fmt, None, **common)  # type: ignore[arg-type]
+    outcome = await _run(ctx, call, session, ask)
+    if fmt == "Native" and revision > 0:
+        outcome = replace(outcome, body=native.to_client(outcome.body, revision))
+    return fmt, outcome
+
+
+def _as_user(statement: bytes, user: User) -> bytes:
+    """The statement with currentUser() as ``user`` (the engine's own user is ``default``);
+    an INSERT's data is never touched."""
+    if user.name == "default" or b"user" not in statement.lower():
+        return statement
+    return with_current_user(statement, user.name)
+
+
+def _revision(params: Mapping[str, str]) -> int:
+    """The client's protocol revision (``client_protocol_version``); 0 when not given."""
+    value = params.get("client_protocol_version", "0") or "0"
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise ClickHouseError(BAD_ARGUMENTS, "DB::Exception: client_protocol_version must be "
+                              f"a number, got {value!r}") from None
+
+
+async def _run(ctx: Context, call: Call, session: Session | None, ask: Ask) -> Outcome:
+    if session is None:
+        return await ctx.engine.run(call)
+    if session.lock.locked():
+        raise busy(ask.params.get("session_id", ""))
+    async with session.lock:
+        return await ctx.engine.run(call, session.handle)
 
 
 def _session(ctx: Context, user: User, ask: Ask) -> Session | None:
@@ -107,9 +216,14 @@ def _session(ctx: Context, user: User, ask: Ask) -> Session | None:
     if not session_id:
         return None
     timeout = ask.params.get("session_timeout")
-    return ctx.sessions.get(user.name, session_id,
+    try:
+        timeout_s = float(timeout) if timeout else None
+    except ValueError:
+        raise ClickHouseError(BAD_ARGUMENTS, f"DB::Exception: Invalid session timeout: "
+                              f"'{timeout}'") from None
+    return ctx.sessions.get(user.name, session_id, readonly=user.readonly,
                             must_exist=ask.params.get("session_check") in ("1", "true"),
-                            timeout_s=float(timeout) if timeout else None)
+                            timeout_s=timeout_s)
 
 
 async def _session_change(ctx: Context, user: User, session: Session | None, ask: Ask,
@@ -119,13 +233,13 @@ async def _session_change(ctx: Context, user: User, session: Session | None, ask
     text = ask.text.decode(errors="replace")
     try:
         if first_keyword(text) == "SET":
-            if user.readonly:
-                raise readonly(user.name, "Cannot modify settings in readonly mode")
             changes = parse_set(text)
+            _check_settings(ctx, user, changes)
             probe = {k: v for k, v in {**settings, **changes}.items() if k != "readonly"}
-            await ctx.engine.run(Call("SELECT 1", settings=probe, database=database))
+            await ctx.engine.run(Call("SELECT 1", settings=probe, database=database,
+                                      readonly=user.readonly))
             if session is not None:
-                session.settings.update(changes)
+                session.settings.update({k: v for k, v in changes.items() if k != "readonly"})
         else:
             database = parse_use(text)
             await ctx.engine.run(Call("SELECT 1", database=database, readonly=True))
@@ -136,13 +250,13 @@ async def _session_change(ctx: Context, user: User, session: Session | None, ask
     return Outcome(b"")
 
 
-def _respond(ctx: Context, request: web.Request, query_id: str, fmt: str,
-             outcome: Outcome) -> web.Response:
+def _respond(request: web.Request, ask: Ask, query_id: str, fmt: str, outcome: Outcome,
+             elapsed_s: float) -> web.Response:
     encoding = response_encoding(request.headers.get("Accept-Encoding", ""))
     summary = {"read_rows": str(outcome.read_rows), "read_bytes": str(outcome.read_bytes),
                "written_rows": str(outcome.written_rows),
                "written_bytes": str(outcome.written_bytes),
-               "elapsed_ns": str(int(outcome.elapsed_s * 1e9))}
+               "elapsed_ns": str(int(elapsed_s * 1e9))}
     headers = {
         "Content-Type": content_type(fmt), "X-ClickHouse-Format": fmt,
         "X-ClickHouse-Query-Id": query_id, "X-ClickHouse-Timezone": "UTC",
@@ -150,6 +264,9 @@ def _respond(ctx: Context, request: web.Request, query_id: str, fmt: str,
         "X-ClickHouse-Summary": json.dumps(summary, separators=(",", ":")),
     }
     body = outcome.body
+    framed = response_framing(ask.params)
+    if framed is not None and body:  # compress=1: ClickHouse's block framing, then HTTP's
+        body = framing.compress(body, *framed)
     if encoding and body:
         body = encode_body(body, encoding)
         headers["Content-Encoding"] = encoding

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 
 from aiohttp import web
 
@@ -12,7 +13,7 @@ from gpufleet.ops import Metrics, add_ops_routes
 from services.warehouse.auth import users_from
 from services.warehouse.config import WarehouseSettings
 from services.warehouse.engine import Engine
-from services.warehouse.handler import Context, handle
+from services.warehouse.handler import Context, Limits, handle
 from services.warehouse.sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,12 @@ async def _ok(_: web.Request) -> web.Response:
 
 
 def create_app(settings: WarehouseSettings, engine: Engine, metrics: Metrics) -> web.Application:
-    ctx = Context(engine, users_from(settings), Sessions(settings.warehouse_session_timeout_s),
-                  metrics)
+    sessions = Sessions(settings.warehouse_session_timeout_s,
+                        lambda ro: engine.new_handle(readonly=ro), engine.close_handle,
+                        settings.warehouse_max_sessions)
+    limits = Limits(settings.warehouse_analyst_max_queries,
+                    settings.warehouse_analyst_max_execution_time_s)
+    ctx = Context(engine, users_from(settings), sessions, metrics, limits)
     app = web.Application(client_max_size=MAX_BODY)
     query = functools.partial(handle, ctx)
     app.router.add_route("GET", "/", query)
@@ -33,15 +38,25 @@ def create_app(settings: WarehouseSettings, engine: Engine, metrics: Metrics) ->
     app.router.add_get("/ping", _ok)
     app.router.add_get("/replicas_status", _ok)
     add_ops_routes(app, metrics)
+
+    async def end_sessions(_: web.Application) -> None:
+        sessions.close()
+
+    app.on_cleanup.append(end_sessions)
     return app
 
 
 async def serve(settings: WarehouseSettings, stop: asyncio.Event) -> None:
     """Open the data directory, answer on host:port until ``stop`` is set."""
     engine = Engine(settings.warehouse_data, settings.warehouse_writers,
-                    settings.warehouse_readers)
+                    settings.warehouse_readers, settings.warehouse_max_sessions)
     engine.open()
-    runner = web.AppRunner(create_app(settings, engine, Metrics()), access_log=None,
+    # The engine resolves file() paths against the working directory: make that the
+    # warehouse's own user_files folder (ClickHouse's user_files_path), for this process.
+    os.chdir(engine.user_files)
+    app = create_app(settings, engine, Metrics())
+    # a client that goes away cancels its handler, and so its query (handler_cancellation)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
                            auto_decompress=False)  # bodies are decoded by wire.decode_body
     try:
         await runner.setup()

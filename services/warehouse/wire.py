@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import lzma
 import zlib
 from collections.abc import Callable
 from typing import Any
 
+import brotli
 import lz4.frame  # type: ignore[import-untyped]
 import zstandard
 
 from services.warehouse.errors import CANNOT_DECOMPRESS, ClickHouseError
 
-RESPONSE_ENCODINGS = ("lz4", "zstd", "gzip", "deflate")
+RESPONSE_ENCODINGS = ("lz4", "zstd", "gzip", "deflate", "br", "xz")
 
 _TYPES = {
     "TabSeparated": "text/tab-separated-values", "TSV": "text/tab-separated-values",
@@ -39,6 +41,10 @@ def decode_body(data: bytes, encoding: str) -> bytes:
             return gzip.decompress(data)
         if enc == "deflate":
             return zlib.decompress(data)
+        if enc == "br":
+            return bytes(brotli.decompress(data))
+        if enc == "xz":
+            return lzma.decompress(data, format=lzma.FORMAT_XZ)
     except Exception as e:  # every codec has its own error type
         raise ClickHouseError(CANNOT_DECOMPRESS,
                               f"DB::Exception: Cannot decompress {enc} body: {e}") from e
@@ -72,6 +78,10 @@ def encode_body(data: bytes, encoding: str | None) -> bytes:
         return gzip.compress(data, compresslevel=3)
     if encoding == "deflate":
         return zlib.compress(data, 3)
+    if encoding == "br":
+        return bytes(brotli.compress(data, quality=3))
+    if encoding == "xz":
+        return lzma.compress(data, format=lzma.FORMAT_XZ, preset=1)
     return data
 
 

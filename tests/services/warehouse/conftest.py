@@ -16,6 +16,8 @@ from gpufleet.localkafka import free_port
 from services.warehouse.testing import migrated, start_warehouse, stop_warehouse, url
 
 ANALYST_PASSWORD = "s3cret"
+ANALYST_MAX_EXECUTION_TIME_S = 8  # the analyst's cap in the test warehouse
+ANALYST_MAX_QUERIES = 2
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,10 @@ class Warehouse:
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     data = tmp_path_factory.mktemp("warehouse") / "data"
     port = free_port()
-    proc = start_warehouse(data, port, env={"GPUFLEET_WAREHOUSE_ANALYST_PASSWORD":
-                                            ANALYST_PASSWORD})
+    proc = start_warehouse(data, port, env={
+        "GPUFLEET_WAREHOUSE_ANALYST_PASSWORD": ANALYST_PASSWORD,
+        "GPUFLEET_WAREHOUSE_ANALYST_MAX_EXECUTION_TIME_S": str(ANALYST_MAX_EXECUTION_TIME_S),
+        "GPUFLEET_WAREHOUSE_ANALYST_MAX_QUERIES": str(ANALYST_MAX_QUERIES)})
     try:
         migrated(port)
         yield Warehouse(port, data)

@@ -102,6 +102,13 @@ def _basic(user: str, password: str) -> dict[str, str]:
     # Basic credentials that do not decode are refused, never taken as `default`
     ({}, {"Authorization": "Basic !!!not-base64"}, 403),
     ({}, {"Authorization": "Basic /w=="}, 403),  # base64 of a byte that is not UTF-8
+    ({}, {"Authorization": "Basic !!!"}, 403),  # decodes to nothing: not `default` either
+    ({}, {"Authorization": "Bearer x"}, 403),
+    # credentials given two ways at once are refused, as a ClickHouse server does
+    ({}, {**_basic("analyst", ANALYST_PASSWORD), "X-ClickHouse-User": "default"}, 403),
+    ({"user": "default"}, _basic("analyst", ANALYST_PASSWORD), 403),
+    ({"user": "default"}, {"X-ClickHouse-User": "analyst", "X-ClickHouse-Key": ANALYST_PASSWORD},
+     403),
 ])
 def test_users_and_passwords(warehouse: Warehouse, params: dict[str, str],
                              headers: dict[str, str], status: int) -> None:
@@ -113,14 +120,23 @@ def test_users_and_passwords(warehouse: Warehouse, params: dict[str, str],
 
 @pytest.mark.parametrize("params", [
     {"query": "INSERT INTO alerts (alert_id) FORMAT CSV"},  # body below
-    {"query": "SELECT 1", "max_threads": "1"},
     {"query": "SELECT 1", "readonly": "0"},
+    {"query": "SELECT 1", "readonly": "1"},
 ])
 def test_the_analyst_is_read_only_over_http_too(warehouse: Warehouse,
                                                params: dict[str, str]) -> None:
     reply = call(warehouse, {**params, "user": "analyst", "password": ANALYST_PASSWORD},
                  body=b"x\n")
-    assert (reply.status, reply.headers["X-ClickHouse-Exception-Code"]) == (403, "164")
+    # READONLY is 500 in ClickHouse's own code-to-status table
+    assert (reply.status, reply.headers["X-ClickHouse-Exception-Code"]) == (500, "164")
+    assert reply.body.count(b"DB::Exception") == 1
+
+
+def test_the_analyst_may_set_query_level_settings(warehouse: Warehouse) -> None:
+    reply = call(warehouse, {"query": "SELECT getSetting('max_threads'), currentUser()",
+                             "max_threads": "3", "user": "analyst",
+                             "password": ANALYST_PASSWORD})
+    assert (reply.status, reply.body) == (200, b"3\tanalyst\n")
 
 
 def test_get_is_read_only_and_ping_answers(warehouse: Warehouse) -> None:

@@ -68,7 +68,7 @@ def test_parse_set_refuses_what_it_cannot_read(sql: str) -> None:
 @pytest.mark.parametrize(("text", "code", "status"), [
     ("Code: 62. DB::Exception: Syntax error: failed. (SYNTAX_ERROR)", 62, 400),
     ("Code: 164. DB::Exception: Code: 164. DB::Exception: Cannot modify. (READONLY) "
-     "(version 26.9.2.1)", 164, 403),
+     "(version 26.9.2.1). (READONLY)", 164, 500),
     ("Code: 60. DB::Exception: Unknown table t. (UNKNOWN_TABLE)", 60, 404),
     ("something odd", errors.UNKNOWN_EXCEPTION, 500),
 ])
@@ -77,6 +77,8 @@ def test_engine_errors_keep_their_code(text: str, code: int, status: int) -> Non
     assert (e.code, e.status) == (code, status)
     assert e.body("1.0").startswith(f"Code: {code}. DB::Exception: ")
     assert e.body("1.0").count("Code:") == 1
+    assert e.body("1.0").count("(version") == 1
+    assert e.body("1.0").count("DB::Exception") == 1
 
 
 @pytest.mark.parametrize(("encoding", "frames"), [
@@ -97,7 +99,7 @@ def test_a_corrupt_body_is_error_271() -> None:
 
 @pytest.mark.parametrize(("accept", "chosen"), [
     ("gzip", "gzip"), ("deflate, gzip, br, zstd", "zstd"), ("lz4,zstd,br,gzip", "lz4"),
-    ("br", None), ("", None),
+    ("br", "br"), ("xz", "xz"), ("compress, identity", None), ("", None),
 ])
 def test_response_encoding(accept: str, chosen: str | None) -> None:
     assert wire.response_encoding(accept) == chosen
@@ -113,3 +115,21 @@ def test_response_encoding(accept: str, chosen: str | None) -> None:
 def test_credentials(headers: dict[str, str], params: dict[str, str],
                      expected: tuple[str, str]) -> None:
     assert credentials(headers, params) == expected
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT currentUser()", "SELECT ('ann' AS `currentUser()`)"),
+    ("SELECT user ( ), 'user()' -- user()", "SELECT ('ann' AS `user ( )`), 'user()' -- user()"),
+    ("SELECT t.user(), user FROM t", "SELECT t.user(), user FROM t"),
+    ("SELECT CURRENT_USER()", "SELECT ('ann' AS `CURRENT_USER()`)"),
+])
+def test_current_user_is_written_in(sql: str, expected: str) -> None:
+    assert core.with_current_user(sql.encode(), "ann").decode() == expected
+
+
+@pytest.mark.parametrize(("sql", "count"), [
+    ("SELECT 1; SELECT 2", 2), ("SELECT ';'", 1), ("SELECT $$ ; $$", 1),
+    ("SELECT $$ ' $$; SELECT 2", 2), ("SELECT $a$ ; $a$; SELECT 1", 2), ("SELECT 1 -- ;", 1),
+])
+def test_statements_split_as_the_engine_reads_them(sql: str, count: int) -> None:
+    assert len(core.split_statements(sql)) == count
