@@ -4,6 +4,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from contracts_loop_samples import LOOP_SAMPLES
 
 from gpufleet.contracts import (
     TOPICS,
@@ -45,6 +46,7 @@ SAMPLES: list[tuple[str, Any]] = [
                                util_mean=50, util_min=0, util_max=100, util_p95=99)),
     ("alerts", Alert(alert_id="idle:n1:0", kind="idle_gpu", state=AlertState.FIRING)),
     ("scheduler.state", SchedulerState(cluster="c", nodes=[], queued=[], running=[])),
+    *LOOP_SAMPLES,
     ("dlq", DeadLetter(topic="x", partition=0, offset=1, value=b"\xff\x00", reason="bad")),
 ]
 
