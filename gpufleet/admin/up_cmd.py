@@ -39,6 +39,7 @@ STACK: tuple[Step, ...] = (
          announce="warehouse (ClickHouse HTTP): http://127.0.0.1:{port}/play"),
     Step("migrate", ("warehouse", "migrate"), once=True),
     Step("ingest", ("ingest",)),
+    Step("analytics", ("analytics",)),
     Step("scheduler", ("scheduler",)),
     Step("fleet", ("fleet-sim",)),
     Step("api", ("api",), wait_port=8080, port_env="GPUFLEET_API_PORT",

@@ -9,7 +9,9 @@ import logging
 import sys
 
 from gpufleet.config import load
+from gpufleet.ops import Metrics, serve_ops
 from gpufleet.runner import run_service
+from services.ingest.config import IngestSettings
 
 from .app import create_app
 from .config import AnalyticsSettings
@@ -23,15 +25,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     del args
-    settings = load(AnalyticsSettings)
+    settings, ingest = load(AnalyticsSettings), load(IngestSettings)
     failed: list[BaseException] = []
-    code = run_service(lambda stop: _run(settings, stop, failed), settings.log_level)
+    code = run_service(lambda stop: _run(settings, ingest, stop, failed), settings.log_level)
     return 1 if failed else code
 
 
-async def _run(settings: AnalyticsSettings, stop: asyncio.Event,
+async def _run(settings: AnalyticsSettings, ingest: IngestSettings, stop: asyncio.Event,
                failed: list[BaseException]) -> None:
-    built = create_app(settings)
+    metrics = Metrics()
+    built = create_app(settings, ingest, metrics)
+    runner = None
+    if settings.analytics_ops_port:
+        runner = await serve_ops(metrics, settings.analytics_ops_host,
+                                 settings.analytics_ops_port, built.readiness)
     await built.app.start()
     log.info("analytics running as %s", built.app.conf.id)
     try:
@@ -43,6 +50,8 @@ async def _run(settings: AnalyticsSettings, stop: asyncio.Event,
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(built.app.stop(), 30)
+        if runner is not None:
+            await runner.cleanup()
 
 
 def main() -> int:

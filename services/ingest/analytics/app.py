@@ -28,6 +28,8 @@ import msgspec
 
 from gpufleet.contracts import TOPIC_OF_TYPE, DeadLetter, Message, decoder_for, encode, key_of
 from gpufleet.contracts import topic_name as full_topic_name
+from gpufleet.ops import Metrics
+from services.ingest.config import IngestSettings
 
 from .config import AnalyticsSettings
 from .core import Analytics, GpuTrack, Meta, NodeGpus
@@ -79,6 +81,13 @@ class AnalyticsApp:
     tables: dict[str, Any]
     failed: asyncio.Event  # the agent died: the process must stop
     error: list[BaseException]
+    metrics: Metrics
+
+    async def readiness(self) -> dict[str, bool]:
+        """Ready once the tables are recovered and the agent reads; never after it died."""
+        tables: Any = self.app.tables
+        recovered = bool(tables.recovery.completed.is_set())
+        return {"recovered": recovered, "agent_alive": not self.failed.is_set()}
 
 
 def _table(app: faust.App, name: str) -> Any:
@@ -95,7 +104,9 @@ def app_id(settings: AnalyticsSettings) -> str:
     return f"{prefix}.{settings.analytics_app_id}" if prefix else settings.analytics_app_id
 
 
-def create_app(settings: AnalyticsSettings) -> AnalyticsApp:
+def create_app(settings: AnalyticsSettings, ingest: IngestSettings,
+               metrics: Metrics | None = None) -> AnalyticsApp:
+    metrics = metrics or Metrics(process=False)
     # 1. the app: its own consumer group, tables in memory (rebuilt from changelogs at start)
     app = faust.App(
         app_id(settings),
@@ -107,7 +118,7 @@ def create_app(settings: AnalyticsSettings) -> AnalyticsApp:
         consumer_auto_offset_reset="earliest",
         topic_replication_factor=settings.topic_replication_factor,
         producer_acks=-1,
-        broker_session_timeout=settings.ingest_session_timeout_ms / 1000,
+        broker_session_timeout=ingest.ingest_session_timeout_ms / 1000,
     )
 
     # 2. topics: raw bytes in and out; the contracts decode and encode
@@ -123,15 +134,18 @@ def create_app(settings: AnalyticsSettings) -> AnalyticsApp:
     # 3. tables: one per kind of state, global and written through the partitioner
     raw = {name: _table(app, name) for name in TABLES}
     typed: dict[str, Any] = {name: StructTable(raw[name], kind) for name, kind in TABLES.items()}
-    core = Analytics(params=settings.params(), **typed)
+    core = Analytics(params=settings.params(ingest), **typed)
 
     async def emit(msg: Message) -> None:
         spec = TOPIC_OF_TYPE[type(msg)]
         await outputs[spec.name].send(key=key_of(msg), value=encode(msg))
+        metrics.inc("analytics_decisions_total", help="decisions published, by message type",
+                    kind=type(msg).__name__)
 
     async def dead_letter(event: Any, reason: str) -> None:
         m = event.message
         log.warning("dead letter from %s[%d]@%d: %s", m.topic, m.partition, m.offset, reason)
+        metrics.inc("analytics_dead_letters_total", help="input records that did not decode")
         letter = DeadLetter(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key,
                             value=m.value, reason=reason, consumer=app_id(settings))
         await outputs["dlq"].send(value=encode(letter))
@@ -160,7 +174,9 @@ def create_app(settings: AnalyticsSettings) -> AnalyticsApp:
             except msgspec.DecodeError as e:
                 await dead_letter(event, f"does not decode as {name}: {e}")
                 continue
+            metrics.inc("analytics_records_total", help="input records analysed", topic=name)
             for out in core.on_message(msg):
                 await emit(out)
 
-    return AnalyticsApp(app=app, core=core, tables=raw, failed=failed, error=error)
+    return AnalyticsApp(app=app, core=core, tables=raw, failed=failed, error=error,
+                        metrics=metrics)

@@ -83,3 +83,14 @@ def test_v_job_rightsizing_keeps_the_latest_report(writer: Any) -> None:
         "SELECT final, gpus_to_give_back, gpu_hours, idle_gpu_hours, recommendation "
         "FROM v_job_rightsizing WHERE job_id = {j:String}", parameters={"j": job}).result_rows
     assert got == [(True, 6, 8.0, 6.0, "asked 8 GPUs, 2 were busy, p95 31 %: ask for 2 GPUs")]
+
+
+def test_the_example_queries_of_the_docs_run(writer: Any) -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "analytics.md").read_text()
+    sql = doc.split("```sql", 1)[1].split("```", 1)[0]
+    statements = [s.strip() for s in sql.split(";") if s.strip()]
+    assert len(statements) == 4
+    for statement in statements:
+        writer.query(statement)

@@ -50,9 +50,11 @@ def test_bad_policies_are_refused_by_name(text: str, says: str) -> None:
 def test_a_bad_setting_stops_the_start_naming_the_variable() -> None:
     from gpufleet.config import ConfigError, load
     from services.ingest.analytics.config import AnalyticsSettings
+    from services.ingest.config import IngestSettings
 
     with pytest.raises(ConfigError, match="GPUFLEET_RECLAIM_POLICIES: reclaim policy"):
         load(AnalyticsSettings, env={"GPUFLEET_RECLAIM_POLICIES": "queue=a: grace=never"})
     ok = load(AnalyticsSettings, env={"GPUFLEET_RECLAIM_POLICIES": "queue=a: grace=1m"})
-    assert ok.params().policies.for_job("a", None) is not None
-    assert ok.params().settle_s == ok.window_s + ok.grace_s
+    ingest = load(IngestSettings, env={"GPUFLEET_WINDOW_S": "30"})
+    assert ok.params(ingest).policies.for_job("a", None) is not None
+    assert ok.params(ingest).settle_s == 30 + ingest.grace_s
