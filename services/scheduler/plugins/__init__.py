@@ -26,3 +26,7 @@ REGISTRY: dict[str, Factory] = {
     for m in (priority, fairshare, quota, health, gpumodel, fits, gang, backfill, bestfit,
               packing, spread, topology, fgd, random, preemption)
 }
+
+from services.scheduler.plugins import drained, loadaware  # noqa: E402  (the closed loop)
+
+REGISTRY |= {m.NAME: m.factory for m in (loadaware, drained)}
