@@ -51,27 +51,54 @@ V = TypeVar("V", bound=msgspec.Struct)
 
 
 class StructTable(MutableMapping[str, V], Generic[V]):
-    """A faust table of msgspec structs (JSON) under string keys, as a typed mapping."""
+    """A faust table of msgspec structs (JSON) under string keys, as a typed mapping.
+
+    What this process wrote is also kept here, and read first: a global table consumes its own
+    changelog as a standby, so an older record read back late could otherwise stand in, for a
+    moment, for a newer value (the one worker is the only writer, so its writes are the truth).
+    The table itself is what recovery rebuilds; this copy only shields reads from the echo.
+    """
 
     def __init__(self, table: Any, kind: type[V]) -> None:
         self._table = table
         self._decoder = msgspec.json.Decoder(kind)
+        self._written: dict[bytes, bytes | None] = {}  # None: deleted here
 
     def __getitem__(self, key: str) -> V:
-        raw = self._table[key.encode()]  # KeyError when absent (no default)
+        k = key.encode()
+        raw = self._written[k] if k in self._written else self._table.get(k)
+        if raw is None:
+            raise KeyError(key)
         return self._decoder.decode(raw)
 
     def __setitem__(self, key: str, value: V) -> None:
-        self._table[key.encode()] = msgspec.json.encode(value)
+        raw = msgspec.json.encode(value)
+        self._written[key.encode()] = raw
+        self._table[key.encode()] = raw
 
     def __delitem__(self, key: str) -> None:
-        del self._table[key.encode()]
+        k = key.encode()
+        if key not in self:
+            raise KeyError(key)
+        self._written[k] = None
+        self._table.pop(k, None)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        k = key.encode()
+        return self._written[k] is not None if k in self._written else k in self._table
 
     def __iter__(self) -> Iterator[str]:
-        return (k.decode() if isinstance(k, bytes) else str(k) for k in list(self._table.keys()))
+        keys = {k if isinstance(k, bytes) else str(k).encode() for k in list(self._table.keys())}
+        keys |= set(self._written)
+        return (k.decode() for k in sorted(keys) if self._present(k))
 
     def __len__(self) -> int:
-        return len(self._table)
+        return sum(1 for _ in self)
+
+    def _present(self, k: bytes) -> bool:
+        return self._written[k] is not None if k in self._written else k in self._table
 
 
 @dataclass

@@ -128,7 +128,10 @@ async def committed_all(bus: BusSettings, log: Path, timeout: float = 60) -> Non
     await admin.start()
     await probe.start()
     try:
-        tps = [TopicPartition(topic(bus, n), 0) for n in INPUTS if n != "jobs.events"]
+        names = [topic(bus, n) for n in INPUTS if n != "jobs.events"]
+        tps = [TopicPartition(t["topic"], p["partition"])
+               for t in await admin.describe_topics(names) for p in t["partitions"]]
+        assert len(tps) >= len(names)
         ends = await probe.end_offsets(tps)
         for _ in range(int(timeout * 2)):
             try:
@@ -213,3 +216,27 @@ async def test_sigkill_then_restart_restores_tables_and_makes_the_same_decisions
         assert ends[TopicPartition(changelogs[list(TABLES).index("drains")], 0)] > 0
     finally:
         await probe.stop()
+
+
+async def test_topics_of_their_real_partition_counts(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The one stream mixes topics of 6 and 3 partitions; the global tables take it."""
+    from gpufleet.topics import create_topics
+
+    bus = BusSettings(kafka_bootstrap=kafka_bootstrap, cluster="test",
+                      topic_prefix=f"p{os.urandom(5).hex()}")
+    await create_topics(bus, replication_factor=1)  # each topic's own partition count
+    log = tmp_path / "analytics.log"
+    out = Outputs(bus)
+    await out.consumer.start()
+    worker = await spawn(bus, log, free_port())
+    try:
+        for stage in STAGES:
+            await publish(bus, stage)
+            await committed_all(bus, log)
+        await out.until(lambda ms: any(isinstance(m, ReclaimWarning) for m in ms)
+                        and any(isinstance(m, GpuDrain) and m.jobs == ["j2"] for m in ms),
+                        log, worker)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 60) == 0, log.read_text()[-4000:]
+        await out.consumer.stop()
