@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "executor": ("services.executor.__main__", "run the jobs placed on this node"),
     "fleet-sim": ("services.fleet.__main__", "a simulated fleet: telemetry + executor per node"),
     "ingest": ("services.ingest.__main__", "stream processor: samples and events to ClickHouse"),
+    "analytics": ("services.ingest.analytics.__main__", "idle, reclaim, drain, right-sizing"),
     "scheduler": ("services.scheduler.__main__", "place jobs on GPUs (exactly-once over Kafka)"),
     "api": ("services.api.__main__", "status API and web dashboard"),
     # tools

@@ -50,6 +50,7 @@ SETTINGS: dict[str, str] = {
     "executor": "services.executor.config:ExecutorSettings",
     "fleet": "services.fleet.config:FleetSettings",
     "ingest": "services.ingest.config:IngestSettings",
+    "analytics": "services.ingest.analytics.config:AnalyticsSettings",
     "scheduler": "services.scheduler.config:SchedulerSettings",
     "api": "services.api.config:ApiSettings",
 }

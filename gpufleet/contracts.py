@@ -219,6 +219,7 @@ class JobSpec(Struct, kw_only=True, omit_defaults=True):
     env: Env = field(default_factory=dict)
     sim_duration_s: Seconds | None = None  # simulated nodes run the job for this long
     sim_util: Percent | None = None  # and keep its GPUs this busy
+    restartable: bool | None = None  # may be stopped and requeued; None: its queue decides
 
 
 class SubmitJob(Message, tag="submit", tag_field="kind", kw_only=True):
@@ -435,6 +436,123 @@ class DeadLetter(Message, kw_only=True):
 
 
 # --------------------------------------------------------------------------------------------
+# The closed loop: gpufleet.reclaims (keyed by job), gpufleet.gpu.drains (keyed by node),
+# gpufleet.jobs.rightsizing (compacted, keyed by job). Written by ingest's analytics app.
+# --------------------------------------------------------------------------------------------
+
+GpuCount = Annotated[int, Meta(ge=0, le=65_536)]
+Bytes = Annotated[int, Meta(ge=0, le=1 << 50)]  # a petabyte: no GPU has more memory
+
+
+class GpuRef(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One GPU of one node (in one cluster)."""
+
+    node: Name
+    gpu: GpuIndex
+
+
+class ReclaimWarning(Message, tag="warn", tag_field="kind", kw_only=True):
+    """A job's GPUs have been idle under its policy for the timeout: they will be reclaimed at
+    ``reclaim_at`` unless they become busy before."""
+
+    job_id: Name
+    tenant: Name | None = None
+    queue: Name | None = None
+    policy: Name
+    gpus: Annotated[list[GpuRef], Meta(max_length=4096)] = field(default_factory=list)
+    idle_since: Timestamp
+    reclaim_at: Timestamp
+    util_mean: Percent  # mean utilization of the job's GPUs over the idle streak
+    threshold: Percent
+    reason: Text = ""
+
+
+class ReclaimWithdrawn(Message, tag="withdraw", tag_field="kind", kw_only=True):
+    """The job's GPUs became busy (or the job ended) within the grace: no reclaim."""
+
+    job_id: Name
+    policy: Name
+    idle_since: Timestamp
+    reason: Text = ""
+
+
+class ReclaimRequest(Message, tag="reclaim", tag_field="kind", kw_only=True):
+    """Reclaim a job's GPUs: stop it, then requeue it (``action="requeue"``) or not."""
+
+    job_id: Name
+    tenant: Name | None = None
+    queue: Name | None = None
+    policy: Name
+    gpus: Annotated[list[GpuRef], Meta(max_length=4096)] = field(default_factory=list)
+    action: Literal["requeue", "stop"]
+    idle_since: Timestamp
+    util_mean: Percent
+    threshold: Percent
+    reason: Text
+
+
+ReclaimMessage = ReclaimWarning | ReclaimWithdrawn | ReclaimRequest
+
+
+class DrainCause(StrEnum):
+    XID = "xid"
+    ECC = "ecc"
+    ROW_REMAP = "row_remap"
+    LOST = "lost"
+    DEGRADED = "degraded"  # unhealthy for another reason the node gave
+
+
+class GpuDrain(Message, tag="drain", tag_field="kind", kw_only=True):
+    """No new placements on this GPU; the jobs named are stopped and requeued."""
+
+    cluster: Name
+    node: Name
+    gpu: GpuIndex
+    uuid: ShortText = ""
+    cause: DrainCause
+    reason: Text
+    jobs: Annotated[list[Name], Meta(max_length=1000)] = field(default_factory=list)
+    since: Timestamp
+
+
+class GpuUndrain(Message, tag="undrain", tag_field="kind", kw_only=True):
+    """The GPU has been healthy for the set time: placements may use it again."""
+
+    cluster: Name
+    node: Name
+    gpu: GpuIndex
+    uuid: ShortText = ""
+    reason: Text
+    drained_since: Timestamp
+    healthy_since: Timestamp
+
+
+DrainMessage = GpuDrain | GpuUndrain
+
+
+class RightSizingReport(Message, kw_only=True):
+    """What a job asked for against what it used; the latest per job is its state."""
+
+    job_id: Name
+    tenant: Name | None = None
+    queue: Name | None = None
+    final: bool = False  # the job has ended; no later report follows
+    gpus_requested: GpuCount
+    gpu_milli: Milli = 1000
+    gpus_seen: GpuCount = 0  # GPUs that reported windows for the job
+    gpus_busy: GpuCount = 0  # of those, GPUs whose mean utilization was at or over the threshold
+    windows: NonNegInt = 0
+    gpu_minutes: Annotated[float, Meta(ge=0, le=1e15)] = 0.0
+    busy_gpu_minutes: Annotated[float, Meta(ge=0, le=1e15)] = 0.0
+    util_mean: Percent = 0.0
+    util_p95: Percent = 0.0
+    util_max: Percent = 0.0
+    mem_peak_bytes: Bytes = 0
+    recommended_gpus: GpuCount = 0
+    recommendation: Text = ""
+
+
+# --------------------------------------------------------------------------------------------
 # Topics
 # --------------------------------------------------------------------------------------------
 
@@ -466,6 +584,12 @@ TOPICS: tuple[TopicSpec, ...] = (
               doc="idle-GPU and health alerts, firing and resolved"),
     TopicSpec(name="scheduler.state", types=(SchedulerState,), key="cluster", partitions=1,
               compacted=True, doc="the scheduler's cluster snapshot"),
+    TopicSpec(name="reclaims", types=(ReclaimWarning, ReclaimWithdrawn, ReclaimRequest),
+              key="job", partitions=3, doc="idle-job warnings, withdrawals and reclaim requests"),
+    TopicSpec(name="gpu.drains", types=(GpuDrain, GpuUndrain), key="node", partitions=3,
+              doc="GPUs drained for health, and returned after being healthy"),
+    TopicSpec(name="jobs.rightsizing", types=(RightSizingReport,), key="job", partitions=3,
+              compacted=True, doc="requested against used per job; latest per job"),
     TopicSpec(name="dlq", types=(DeadLetter,), key="record", partitions=3, compacted=True,
               retention_ms=7 * 24 * 3600 * 1000,
               doc="messages that did not decode or could not be handled, and why; keyed by "

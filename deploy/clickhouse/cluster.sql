@@ -361,3 +361,147 @@ FROM gpu_samples
 GROUP BY cluster, node, gpu, day
 SETTINGS optimize_aggregation_in_order = 1
 COMMENT 'One row per GPU per day, straight from the raw samples: samples, mean and peak utilization, power, energy, peak temperature';
+
+-- 0005_reclaims_drains_rightsizing --------------------------------------------------------
+
+-- sharded by cityHash64(job_id)
+CREATE TABLE IF NOT EXISTS reclaims_local ON CLUSTER '{cluster}'
+(
+    event_id String CODEC(ZSTD(1)),
+    ts DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    kind LowCardinality(String),
+    job_id String CODEC(ZSTD(1)),
+    tenant LowCardinality(Nullable(String)),
+    queue LowCardinality(Nullable(String)),
+    policy LowCardinality(String),
+    nodes Array(LowCardinality(String)),
+    gpus Array(UInt16),
+    action LowCardinality(Nullable(String)),
+    idle_since DateTime64(3, 'UTC'),
+    reclaim_at Nullable(DateTime64(3, 'UTC')),
+    util_mean Nullable(Float32),
+    threshold Nullable(Float32),
+    reason String CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gpufleet/reclaims_local', '{replica}')
+ORDER BY (job_id, ts)
+SETTINGS replicated_deduplication_window = 1000
+COMMENT 'One row per reclaim message: kind warn (reclaim at reclaim_at unless busy), withdraw, or reclaim (action requeue or stop); nodes[i], gpus[i] name each GPU';
+
+CREATE TABLE IF NOT EXISTS reclaims ON CLUSTER '{cluster}' AS reclaims_local
+ENGINE = Distributed('{cluster}', default, reclaims_local, cityHash64(job_id))
+COMMENT 'One row per reclaim message: kind warn (reclaim at reclaim_at unless busy), withdraw, or reclaim (action requeue or stop); nodes[i], gpus[i] name each GPU';
+
+-- sharded by cityHash64(cluster, node)
+CREATE TABLE IF NOT EXISTS gpu_drains_local ON CLUSTER '{cluster}'
+(
+    event_id String CODEC(ZSTD(1)),
+    ts DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    kind LowCardinality(String),
+    cluster LowCardinality(String),
+    node LowCardinality(String),
+    gpu UInt16,
+    uuid String,
+    cause LowCardinality(Nullable(String)),
+    reason String CODEC(ZSTD(1)),
+    jobs Array(String),
+    since DateTime64(3, 'UTC'),
+    healthy_since Nullable(DateTime64(3, 'UTC'))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gpufleet/gpu_drains_local', '{replica}')
+ORDER BY (cluster, node, gpu, ts)
+SETTINGS replicated_deduplication_window = 1000
+COMMENT 'One row per drain (kind drain: cause xid, ecc, row_remap, lost or degraded; jobs stopped and requeued) or return (kind undrain) of a GPU; since is when the drain began';
+
+CREATE TABLE IF NOT EXISTS gpu_drains ON CLUSTER '{cluster}' AS gpu_drains_local
+ENGINE = Distributed('{cluster}', default, gpu_drains_local, cityHash64(cluster, node))
+COMMENT 'One row per drain (kind drain: cause xid, ecc, row_remap, lost or degraded; jobs stopped and requeued) or return (kind undrain) of a GPU; since is when the drain began';
+
+-- sharded by cityHash64(job_id)
+CREATE TABLE IF NOT EXISTS job_rightsizing_local ON CLUSTER '{cluster}'
+(
+    event_id String CODEC(ZSTD(1)),
+    ts DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    job_id String CODEC(ZSTD(1)),
+    tenant LowCardinality(Nullable(String)),
+    queue LowCardinality(Nullable(String)),
+    final Bool DEFAULT false,
+    gpus_requested UInt32,
+    gpu_milli UInt16 DEFAULT 1000,
+    gpus_seen UInt32,
+    gpus_busy UInt32,
+    windows UInt32,
+    gpu_minutes Float64,
+    busy_gpu_minutes Float64,
+    util_mean Float32,
+    util_p95 Float32,
+    util_max Float32,
+    mem_peak_bytes UInt64,
+    recommended_gpus UInt32,
+    recommendation String CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gpufleet/job_rightsizing_local', '{replica}', ts)
+ORDER BY job_id
+SETTINGS replicated_deduplication_window = 1000
+COMMENT 'One row per right-sizing report (RightSizingReport); the latest ts per job is its state, final once the job ended (read with FINAL or v_job_rightsizing)';
+
+CREATE TABLE IF NOT EXISTS job_rightsizing ON CLUSTER '{cluster}' AS job_rightsizing_local
+ENGINE = Distributed('{cluster}', default, job_rightsizing_local, cityHash64(job_id))
+COMMENT 'One row per right-sizing report (RightSizingReport); the latest ts per job is its state, final once the job ended (read with FINAL or v_job_rightsizing)';
+
+CREATE VIEW IF NOT EXISTS v_job_rightsizing ON CLUSTER '{cluster}' AS
+SELECT
+    job_id,
+    tenant,
+    queue,
+    final,
+    gpus_requested,
+    gpus_busy,
+    recommended_gpus,
+    gpus_requested - recommended_gpus AS gpus_to_give_back,
+    gpu_minutes / 60 AS gpu_hours,
+    (gpu_minutes - busy_gpu_minutes) / 60 AS idle_gpu_hours,
+    util_mean,
+    util_p95,
+    util_max,
+    mem_peak_bytes,
+    recommendation,
+    ts AS reported_at
+FROM job_rightsizing FINAL
+COMMENT 'One row per job: its latest right-sizing (final once it ended): GPUs asked, busy and recommended, GPU-hours, idle GPU-hours, p95 utilization, peak memory, the recommendation';
+
+CREATE VIEW IF NOT EXISTS v_reclaims ON CLUSTER '{cluster}' AS
+SELECT
+    job_id,
+    any(tenant) AS tenant,
+    any(queue) AS queue,
+    any(policy) AS policy,
+    idle_since,
+    minIfOrNull(ts, kind = 'warn') AS warned_at,
+    minIfOrNull(ts, kind = 'reclaim') AS reclaimed_at,
+    minIfOrNull(ts, kind = 'withdraw') AS withdrawn_at,
+    countIf(kind = 'reclaim') > 0 AS reclaimed,
+    anyIf(action, kind = 'reclaim') AS action,
+    max(length(gpus)) AS gpu_count,
+    if(reclaimed, gpu_count * dateDiff('second', idle_since, reclaimed_at) / 3600, 0)
+        AS idle_gpu_hours_before_reclaim,
+    anyIf(reason, kind = 'reclaim') AS reason
+FROM (SELECT DISTINCT ON (event_id) * FROM reclaims)
+GROUP BY job_id, idle_since
+COMMENT 'One row per idle streak of a job that was warned: when, whether it was reclaimed or withdrawn, the action, the GPUs, the GPU-hours it sat idle before the reclaim';
+
+CREATE VIEW IF NOT EXISTS v_gpu_drains ON CLUSTER '{cluster}' AS
+SELECT
+    cluster,
+    node,
+    gpu,
+    since AS drained_at,
+    anyIf(cause, kind = 'drain') AS cause,
+    anyIf(reason, kind = 'drain') AS reason,
+    anyIf(jobs, kind = 'drain') AS jobs_moved,
+    minIfOrNull(ts, kind = 'undrain') AS returned_at,
+    countIf(kind = 'undrain') = 0 AS drained_now,
+    dateDiff('second', since, coalesce(returned_at, now64(3))) / 3600 AS drained_hours
+FROM (SELECT DISTINCT ON (event_id) * FROM gpu_drains)
+GROUP BY cluster, node, gpu, since
+COMMENT 'One row per drain of a GPU: cause, reason, the jobs moved off it, when it returned (or drained_now), hours out of service';

@@ -49,6 +49,7 @@ STACK: tuple[Step, ...] = (
          announce="warehouse (ClickHouse HTTP): http://127.0.0.1:{port}/"),
     Step("migrate", ("warehouse", "migrate"), once=True),
     Step("ingest", ("ingest",), port_var="GPUFLEET_INGEST_OPS_PORT"),
+    Step("analytics", ("analytics",), port_var="GPUFLEET_ANALYTICS_OPS_PORT"),
     Step("scheduler", ("scheduler",), port_var="GPUFLEET_SCHEDULER_OPS_PORT"),
     Step("fleet", ("fleet-sim",), port_var="GPUFLEET_FLEET_OPS_PORT"),
     Step("api", ("api",), port_var="GPUFLEET_API_PORT", wait=True,

@@ -25,6 +25,7 @@ PORTS: tuple[PortSlot, ...] = (
     PortSlot("api", "GPUFLEET_API_PORT", 8080),
     PortSlot("scheduler ops", "GPUFLEET_SCHEDULER_OPS_PORT", 9102),
     PortSlot("fleet ops", "GPUFLEET_FLEET_OPS_PORT", 9403),
+    PortSlot("analytics ops", "GPUFLEET_ANALYTICS_OPS_PORT", 9110),
     PortSlot("ingest ops", "GPUFLEET_INGEST_OPS_PORT", 9104),
 )
 BLOCK = len(PORTS)

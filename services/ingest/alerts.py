@@ -1,72 +1,10 @@
-"""Idle allocated GPUs: a state machine per GPU, driven by closed windows.
-
-A GPU whose window belongs to a job and whose mean utilization is under the threshold is
-idle; once it has been idle for ``idle_after_s`` of consecutive windows an alert fires, naming
-the job, tenant, node and GPU. It resolves when the GPU is busy again, or the job is no longer
-on it. Alert and event ids are derived from the condition, so a replayed window makes the same
-alert, which consumers and the sink de-duplicate.
-"""
+"""Idle allocated GPUs: the detector now lives with the other stream analytics, in
+``services.ingest.analytics.idle``; the writer's core imports it from here."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from services.ingest.analytics.idle import KIND, IdleStreak, IdleTracker, alert_id
 
-from gpufleet.contracts import Alert, AlertState
+Idle = IdleStreak
 
-from .windows import GpuKey
-
-KIND = "idle_gpu"
-
-
-@dataclass(slots=True)
-class Idle:
-    job_id: str
-    tenant: str | None
-    since: float  # start of the first idle window
-    firing: bool = False
-
-
-@dataclass
-class IdleTracker:
-    threshold: float
-    idle_after_s: float
-    state: dict[GpuKey, Idle] = field(default_factory=dict)
-
-    def observe(self, key: GpuKey, window_start: float, window_s: int, util_mean: float,
-                job_id: str | None, tenant: str | None) -> list[Alert]:
-        """Feed one closed window; returns the alerts that fire or resolve with it."""
-        out: list[Alert] = []
-        cur = self.state.get(key)
-        idle = job_id is not None and util_mean < self.threshold
-        if cur is not None and (not idle or cur.job_id != job_id):
-            del self.state[key]
-            if cur.firing:
-                out.append(_alert(key, cur, AlertState.RESOLVED, window_start))
-            cur = None
-        if job_id is None or not idle:
-            return out
-        if cur is None:
-            cur = self.state[key] = Idle(job_id=job_id, tenant=tenant, since=window_start)
-        if not cur.firing and window_start + window_s - cur.since >= self.idle_after_s:
-            cur.firing = True
-            out.append(_alert(key, cur, AlertState.FIRING, window_start + window_s))
-        return out
-
-
-def alert_id(key: GpuKey, job_id: str, since: float) -> str:
-    cluster, node, gpu = key
-    return f"{KIND}:{cluster}:{node}:{gpu}:{job_id}:{int(since)}"
-
-
-def _alert(key: GpuKey, cur: Idle, state: AlertState, at: float) -> Alert:
-    cluster, node, gpu = key
-    aid = alert_id(key, cur.job_id, cur.since)
-    idle_min = (at - cur.since) / 60
-    text = (f"GPU {gpu} on {node} allocated to job {cur.job_id} has been idle for "
-            f"{idle_min:.0f} min" if state is AlertState.FIRING
-            else f"GPU {gpu} on {node} is no longer idle under job {cur.job_id}")
-    event_id = hashlib.blake2b(f"{aid}:{state}".encode(), digest_size=16).hexdigest()
-    return Alert(alert_id=aid, kind=KIND, state=state, severity="warning", cluster=cluster,
-                 node=node, gpu=gpu, job_id=cur.job_id, tenant=cur.tenant, message=text,
-                 since=cur.since, ts=at, event_id=event_id)
+__all__ = ["KIND", "Idle", "IdleTracker", "alert_id"]

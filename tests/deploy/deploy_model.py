@@ -32,6 +32,7 @@ SETTINGS_OF_COMMAND: dict[str, str] = {
     "telemetry": SETTINGS["telemetry"],
     "executor": SETTINGS["executor"],
     "ingest": SETTINGS["ingest"],
+    "analytics": SETTINGS["analytics"],
     "scheduler": SETTINGS["scheduler"],
     "api": SETTINGS["api"],
     "fleet-sim": SETTINGS["fleet"],

@@ -4,6 +4,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from contracts_loop_samples import LOOP_SAMPLES
 
 from gpufleet.contracts import (
     TOPICS,
@@ -49,6 +50,7 @@ SAMPLES: list[tuple[str, Any]] = [
     ("scheduler.state", SchedulerState(cluster="c", nodes=[], queued=[], running=[])),
     ("scheduler.jobs", SchedulerJob(job=JobSpec(job_id="j1", gpus=2), state=JobState.PLACED,
                                     slots=[JobSlot(node="n1", gpus=[0, 1])], started=[0])),
+    *LOOP_SAMPLES,
     ("dlq", DeadLetter(topic="x", partition=0, offset=1, value=b"\xff\x00", reason="bad")),
 ]
 

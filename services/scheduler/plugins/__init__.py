@@ -27,3 +27,7 @@ REGISTRY: dict[str, Factory] = {
               packing, spread, topology, fgd, random, preemption)
 }
 REGISTRY[fgd.PAPER] = fgd.paper_factory
+
+from services.scheduler.plugins import drained, loadaware  # noqa: E402  (the closed loop)
+
+REGISTRY |= {m.NAME: m.factory for m in (loadaware, drained)}

@@ -71,6 +71,7 @@ def test_pipeline_tables_deduplicate_inserts(writer: Any) -> None:
 
 VIEWS = {"v_job_utilization", "v_tenant_utilization", "v_node_utilization", "v_nodes_latest",
          "v_model_utilization", "v_idle_allocated", "v_job_energy", "v_gpu_utilization_raw"}
+VIEWS |= {"v_job_rightsizing", "v_reclaims", "v_gpu_drains"}  # 0005: the closed loop
 
 
 def test_views_answer(writer: Any) -> None:

@@ -1,0 +1,209 @@
+"""The analytics as a faust-streaming app: one agent over the inputs, state in tables.
+
+App, topics, tables, agent, in that order. The agent reads ``gpu.util``, ``nodes``,
+``jobs.placements`` and ``jobs.events`` as one stream with concurrency 1 (one worker: the
+decisions of one GPU depend on its job's record, which other topics keep), decodes each record
+with its topic's contract (what does not decode goes to the dead-letter topic), and hands it
+to ``core.Analytics``, whose state is the app's tables. Decisions go to ``alerts``,
+``reclaims``, ``gpu.drains`` and ``jobs.rightsizing``.
+
+The tables are global and written through the producer's partitioner (``use_partitioner``):
+the one stream mixes topics of different partition counts, so a table's partition cannot be
+its source record's; and a global table is recovered whole, from every partition of its
+changelog, when the worker starts. Outputs and changelog records are flushed before the source
+offsets are committed (faust's at-least-once): after a crash the records since the last
+commit are read again, and the core's replay checks make them change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import faust
+import msgspec
+
+from gpufleet.contracts import TOPIC_OF_TYPE, DeadLetter, Message, decoder_for, encode, key_of
+from gpufleet.contracts import topic_name as full_topic_name
+from gpufleet.ops import Metrics
+from services.ingest.config import IngestSettings
+
+from .config import AnalyticsSettings
+from .core import Analytics, GpuTrack, Meta, NodeGpus
+from .health import DrainState
+from .jobs import JobRecord
+from .reclaim import ReclaimState
+from .rightsizing import UsageState
+
+log = logging.getLogger(__name__)
+
+INPUTS = ("gpu.util", "nodes", "jobs.placements", "jobs.events")
+OUTPUTS = ("alerts", "reclaims", "gpu.drains", "jobs.rightsizing", "dlq")
+TABLES: dict[str, type[msgspec.Struct]] = {
+    "gpus": GpuTrack, "jobs": JobRecord, "reclaims": ReclaimState, "usage": UsageState,
+    "drains": DrainState, "nodes": NodeGpus, "meta": Meta,
+}
+
+V = TypeVar("V", bound=msgspec.Struct)
+
+
+class StructTable(MutableMapping[str, V], Generic[V]):
+    """A faust table of msgspec structs (JSON) under string keys, as a typed mapping.
+
+    What this process wrote is also kept here, and read first: a global table consumes its own
+    changelog as a standby, so an older record read back late could otherwise stand in, for a
+    moment, for a newer value (the one worker is the only writer, so its writes are the truth).
+    The table itself is what recovery rebuilds; this copy only shields reads from the echo.
+    """
+
+    def __init__(self, table: Any, kind: type[V]) -> None:
+        self._table = table
+        self._decoder = msgspec.json.Decoder(kind)
+        self._written: dict[bytes, bytes | None] = {}  # None: deleted here
+
+    def __getitem__(self, key: str) -> V:
+        k = key.encode()
+        raw = self._written[k] if k in self._written else self._table.get(k)
+        if raw is None:
+            raise KeyError(key)
+        return self._decoder.decode(raw)
+
+    def __setitem__(self, key: str, value: V) -> None:
+        raw = msgspec.json.encode(value)
+        self._written[key.encode()] = raw
+        self._table[key.encode()] = raw
+
+    def __delitem__(self, key: str) -> None:
+        k = key.encode()
+        if key not in self:
+            raise KeyError(key)
+        self._written[k] = None
+        self._table.pop(k, None)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        k = key.encode()
+        return self._written[k] is not None if k in self._written else k in self._table
+
+    def __iter__(self) -> Iterator[str]:
+        keys = {k if isinstance(k, bytes) else str(k).encode() for k in list(self._table.keys())}
+        keys |= set(self._written)
+        return (k.decode() for k in sorted(keys) if self._present(k))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def _present(self, k: bytes) -> bool:
+        return self._written[k] is not None if k in self._written else k in self._table
+
+
+@dataclass
+class AnalyticsApp:
+    app: faust.App
+    core: Analytics
+    tables: dict[str, Any]
+    failed: asyncio.Event  # the agent died: the process must stop
+    error: list[BaseException]
+    metrics: Metrics
+
+    async def readiness(self) -> dict[str, bool]:
+        """Ready once the tables are recovered and the agent reads; never after it died."""
+        tables: Any = self.app.tables
+        recovered = bool(tables.recovery.completed.is_set())
+        return {"recovered": recovered, "agent_alive": not self.failed.is_set()}
+
+
+def _table(app: faust.App, name: str) -> Any:
+    """A global table of bytes under bytes keys, stored as they are (no JSON around them)."""
+    table: Any = app.GlobalTable(name, key_type=bytes, value_type=bytes, partitions=1,
+                            use_partitioner=True, help=f"analytics state: {name}")
+    table.key_serializer = table.value_serializer = "raw"  # read when its changelog is made
+    return table
+
+
+def app_id(settings: AnalyticsSettings) -> str:
+    """The faust app id: the consumer group, and the prefix of the changelog topics."""
+    prefix = settings.topic_prefix
+    return f"{prefix}.{settings.analytics_app_id}" if prefix else settings.analytics_app_id
+
+
+def create_app(settings: AnalyticsSettings, ingest: IngestSettings,
+               metrics: Metrics | None = None) -> AnalyticsApp:
+    metrics = metrics or Metrics(process=False)
+    # 1. the app: its own consumer group, tables in memory (rebuilt from changelogs at start)
+    app = faust.App(
+        app_id(settings),
+        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
+        store=settings.analytics_store,
+        web_enabled=False,
+        autodiscover=False,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        topic_replication_factor=settings.topic_replication_factor,
+        producer_acks=-1,
+        broker_session_timeout=ingest.ingest_session_timeout_ms / 1000,
+    )
+
+    # 2. topics: raw bytes in and out; the contracts decode and encode
+    def named(name: str) -> str:
+        return full_topic_name(name, settings.topic_prefix)
+
+    short = {named(n): n for n in INPUTS}
+    source = app.topic(*short, key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")
+    outputs = {n: app.topic(named(n), key_type=bytes, value_type=bytes, key_serializer="raw",
+                            value_serializer="raw") for n in OUTPUTS}
+
+    # 3. tables: one per kind of state, global and written through the partitioner
+    raw = {name: _table(app, name) for name in TABLES}
+    typed: dict[str, Any] = {name: StructTable(raw[name], kind) for name, kind in TABLES.items()}
+    core = Analytics(params=settings.params(ingest), **typed)
+
+    async def emit(msg: Message) -> None:
+        spec = TOPIC_OF_TYPE[type(msg)]
+        await outputs[spec.name].send(key=key_of(msg), value=encode(msg))
+        metrics.inc("analytics_decisions_total", help="decisions published, by message type",
+                    kind=type(msg).__name__)
+
+    async def dead_letter(event: Any, reason: str) -> None:
+        m = event.message
+        log.warning("dead letter from %s[%d]@%d: %s", m.topic, m.partition, m.offset, reason)
+        metrics.inc("analytics_dead_letters_total", help="input records that did not decode")
+        letter = DeadLetter(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key,
+                            value=m.value, reason=reason, consumer=app_id(settings))
+        await outputs["dlq"].send(value=encode(letter))
+
+    # 4. the agent: one stream, in order, one record at a time
+    failed, error = asyncio.Event(), list[BaseException]()
+
+    @app.agent(source, concurrency=1)
+    async def analyse(stream: Any) -> None:
+        try:
+            await _consume(stream)
+        except Exception as e:  # a bug, or a broker that refuses: never a silent restart
+            log.exception("analytics agent died")
+            error.append(e)
+            failed.set()
+            raise
+
+    async def _consume(stream: Any) -> None:
+        async for event in stream.events():
+            name = short[event.message.topic]
+            if event.value is None:
+                await dead_letter(event, "empty value (tombstone)")
+                continue
+            try:
+                msg = decoder_for(name).decode(event.value)
+            except msgspec.DecodeError as e:
+                await dead_letter(event, f"does not decode as {name}: {e}")
+                continue
+            metrics.inc("analytics_records_total", help="input records analysed", topic=name)
+            for out in core.on_message(msg):
+                await emit(out)
+
+    return AnalyticsApp(app=app, core=core, tables=raw, failed=failed, error=error,
+                        metrics=metrics)
