@@ -112,6 +112,7 @@ class SchedulerCore:
         self.expired: set[str] = set()  # silent for longer than the lease: offline
         self.cordoned: dict[str, float] = {}  # did not start a placement: none until then
         self.started: dict[str, set[int]] = {}  # members that reported the attempt running
+        self.ended: dict[str, set[int]] = {}  # gang members that ended, their GPUs freed
         self.touched: set[str] = set()  # jobs whose record changed since take_touched()
         self.next_check = 0.0
 
@@ -203,6 +204,10 @@ class SchedulerCore:
             return []
         if ev.state not in FREEING:
             return []
+        if ev.member is not None and len(run.slots) > 1:
+            out = self._member_ended(run, ev)
+            if out is not None:
+                return out
         self.free(ev.job_id)
         rec = self.records.get(ev.job_id)
         if ev.state == JobState.PREEMPTED:
@@ -215,12 +220,38 @@ class SchedulerCore:
             rec.state, rec.since, rec.cancelling = ev.state, ev.ts, False
         return []
 
+    def _member_ended(self, run: Running, ev: JobEvent) -> list[Message] | None:
+        """One member of a gang ended: free its GPUs alone, since the others may still run on
+        theirs. A member that did not succeed ends the attempt: the others are stopped, and
+        their GPUs are freed as each reports its end. ``None`` once every member has ended
+        (the job as a whole ends then)."""
+        assert ev.member is not None
+        ended = self.ended.setdefault(run.job.job_id, set())
+        if ev.member in ended or ev.member >= len(run.slots):
+            return []
+        ended.add(ev.member)
+        self.cluster.release(run.slots[ev.member])
+        if len(ended) == len(run.slots):
+            return None
+        self.touched.add(run.job.job_id)
+        self.dirty = True
+        if ev.state == JobState.SUCCEEDED or run.stopping:
+            return []
+        run.stopping = True
+        live = [i for i in range(len(run.slots)) if i not in ended]
+        nodes = sorted({self.cluster.names[run.slots[i].node] for i in live})
+        why = "preempted" if ev.state == JobState.PREEMPTED else "cancelled"
+        return [StopJob(job_id=run.job.job_id, node=n, reason=why,  # type: ignore[arg-type]
+                        ts=self.clock()) for n in nodes]
+
     def free(self, job_id: str) -> None:
         run = self.running.pop(job_id)
         self.started.pop(job_id, None)
+        ended = self.ended.pop(job_id, set())
         self.touched.add(job_id)
-        for slot in run.slots:
-            self.cluster.release(slot)
+        for i, slot in enumerate(run.slots):
+            if i not in ended:  # an ended gang member's GPUs were freed when it ended
+                self.cluster.release(slot)
         self.dirty = True
 
     def hold(self, job: Job, slots: list[Slot], attempt: int, borrowed: bool = False,

@@ -114,3 +114,36 @@ def test_an_unknown_plugin_stops_the_command_with_a_message(
     monkeypatch.setenv("GPUFLEET_SCHEDULER_SCORES", "fgd,nope")
     assert main(["scheduler"]) == 2
     assert "unknown plugin 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "ends", "used_after", "stopped", "still_running"), [
+    ("a member that succeeds frees its own GPUs only",
+     [(0, JobState.SUCCEEDED)], 8, [], True),
+    ("every member ended frees all",
+     [(0, JobState.SUCCEEDED), (1, JobState.SUCCEEDED)], 0, [], False),
+    ("a member that fails stops the others, which keep their GPUs until they end",
+     [(1, JobState.FAILED)], 8, [0], True),
+    ("the stopped member's end frees the rest",
+     [(1, JobState.FAILED), (0, JobState.CANCELLED)], 0, [0], False),
+    ("a repeated end is one end",
+     [(0, JobState.SUCCEEDED), (0, JobState.SUCCEEDED)], 8, [], True),
+    ("an end without a member speaks for all",
+     [(None, JobState.FAILED)], 0, [], False),
+])
+def test_gang_members_end_one_by_one(name: str, ends: list[tuple[int | None, JobState]],
+                                     used_after: int, stopped: list[int],
+                                     still_running: bool) -> None:
+    core = new_core(2)
+    core.handle(SubmitJob(job=JobSpec(job_id="g", gpus=8, gang=2)))
+    placed = [m for m in core.cycle() if isinstance(m, Placement)]
+    assert sorted(p.node for p in placed) == ["n0", "n1"], name
+    on = {p.member: p.node for p in placed}
+    stops: list[str] = []
+    for member, state in ends:
+        node = on[member] if member is not None else None
+        out = core.handle(JobEvent(job_id="g", state=state, member=member, node=node,
+                                   source="executor"))
+        stops += [m.node for m in out if isinstance(m, StopJob)]
+    assert int(core.cluster.used.sum()) == used_after * 1000, name
+    assert sorted(stops) == sorted(on[m] for m in stopped), name  # the nodes of those members
+    assert ("g" in core.running) is still_running, name

@@ -111,6 +111,9 @@ async def test_a_thousand_jobs_through_two_sigkills(bus: BusSettings) -> None:
                 if i % 10 == 0:
                     await asyncio.sleep(0.1)  # a steady stream, about ten seconds long
                 if i in (300, 650):  # kill it mid-stream and start it again
+                    async with asyncio.timeout(60):  # once the restarted one is placing
+                        while kills and len(ex.placed) <= kills[-1]:
+                            await asyncio.sleep(0.1)
                     kills.append(len(ex.placed))
                     first.send_signal(signal.SIGKILL)
                     first.wait()
