@@ -11,10 +11,8 @@ import subprocess
 import sys
 
 from aiokafka.errors import KafkaError
-from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
-from gpufleet.config import describe, load
-from gpufleet.contracts import clip
+from gpufleet.config import load
 from gpufleet.ops import Metrics, serve_ops
 from gpufleet.runner import run_service, said_in_one_line
 
@@ -34,14 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ingest; what is wrong with a setting, the broker or the warehouse is said in one
     line."""
-    return said_in_one_line("gpufleet ingest", lambda: _run(args), {
-        SinkError: str, ClickHouseError: _warehouse_unusable})
-
-
-def _warehouse_unusable(e: Exception) -> str:
-    url = describe(load(IngestSettings))["GPUFLEET_CLICKHOUSE_URL"]
-    return (f"cannot use the warehouse at {url} ({clip(str(e), 300)}); is "
-            "GPUFLEET_CLICKHOUSE_URL right, and is the warehouse up (gpufleet warehouse serve)?")
+    return said_in_one_line("gpufleet ingest", lambda: _run(args), {SinkError: str})
 
 
 def _run(args: argparse.Namespace) -> int:
