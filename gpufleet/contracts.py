@@ -246,12 +246,17 @@ class Placement(Message, tag="place", tag_field="kind", kw_only=True):
 
 
 class StopJob(Message, tag="stop", tag_field="kind", kw_only=True):
-    """Stop a running job on ``node`` (a cancel or a preemption)."""
+    """Stop a running job on ``node`` (a cancel, a preemption, or an attempt given up).
+
+    ``attempt`` is the attempt to stop: a stop never touches a later attempt of the same job
+    placed on the same node (its placement may be read first after a restart). Without it (an
+    older sender), the stop is for whichever attempt runs there."""
 
     job_id: Name
     node: Name
     reason: Literal["cancelled", "preempted", "lost"] = "cancelled"
     grace_s: Seconds = 10.0
+    attempt: Attempt | None = None
 
 
 PlacementCommand = Placement | StopJob

@@ -56,6 +56,7 @@ def build(settings: ExecutorSettings, outbox: Publisher) -> NodeExecutor:
         gpus = count_gpus() if settings.gpus < 0 else settings.gpus
     core = ExecutorCore(node=settings.node, gpus=gpus, heartbeat_s=settings.heartbeat_s,
                         max_placement_age_s=settings.max_placement_age_s,
+                        busy_wait_s=settings.busy_wait_s,
                         needs_command=runner.needs_command)
     return NodeExecutor(core, runner, outbox, StateFile(state_dir / f"{settings.node}.json"))
 

@@ -21,6 +21,8 @@ class ExecutorSettings(BusSettings, frozen=True, kw_only=True):
     state_dir: str = ""  # default: $GPUFLEET_CACHE/executor (.cache/executor)
     heartbeat_s: Annotated[float, Meta(gt=0)] = 10.0
     max_placement_age_s: Annotated[float, Meta(gt=0)] = 600.0  # older placements are ignored
+    # a placement whose GPUs jobs here still hold waits this long for them, then fails
+    busy_wait_s: Annotated[float, Meta(ge=0)] = 30.0
     default_sim_duration_s: Annotated[float, Meta(gt=0)] = 60.0
     flush_timeout_s: Annotated[float, Meta(ge=0)] = 5.0
     send_timeout_s: Annotated[float, Meta(gt=0)] = 10.0

@@ -80,6 +80,7 @@ class ExecutorCore:
     gpus: int
     heartbeat_s: float = 10.0
     max_placement_age_s: float = 600.0
+    busy_wait_s: float = 30.0  # how long a placement waits for its GPUs' share to be freed
     needs_command: bool = True
     unhealthy: dict[int, str] = field(default_factory=dict)  # GPU -> why it is not usable
     jobs: dict[Key, RunningJob] = field(default_factory=dict)
@@ -87,6 +88,12 @@ class ExecutorCore:
     # a later attempt placed here while the earlier one is still being stopped: it starts
     # once that one has ended
     _next: dict[Key, Placement] = field(default_factory=dict)
+    # placements whose GPUs are still held by jobs here, in arrival order, with the time they
+    # stop waiting: after a restart the scheduler may give a GPU away before this node has
+    # read the stop of the job that held it (another job's stop is on another partition)
+    _waiting: dict[Key, tuple[Placement, float]] = field(default_factory=dict)
+    # job -> (the latest attempt stopped before its placement was read here, the stop)
+    _stopped: OrderedDict[str, tuple[int, StopJob]] = field(default_factory=OrderedDict)
 
     # inputs -----------------------------------------------------------------------------
 
@@ -97,14 +104,27 @@ class ExecutorCore:
                 and p.attempt > held.placement.attempt):
             self._next[key] = p
             return []
-        if p.node != self.node or held is not None or (key, p.attempt) in self._done:
+        waiting = self._waiting.get(key)
+        if p.node != self.node or held is not None or (key, p.attempt) in self._done or (
+                waiting is not None and waiting[0].attempt >= p.attempt):
             return []  # not ours, or delivered again
         if now - p.ts > self.max_placement_age_s:
             return []
-        reason = self.refusal(p)
-        if reason is not None:
+        stopped = self._stopped.get(p.job.job_id)
+        if stopped is not None and p.attempt <= stopped[0]:  # its stop was read first
             self._remember(key, p.attempt)
-            return [Emit(event(p, JobState.FAILED, now, reason=reason))]
+            return [Emit(event(p, STOPPED_AS[stopped[1].reason], now, reason=stopped[1].reason))]
+        reason = self.refusal(p)
+        if reason is not None and self.busy_only(p):
+            self._waiting[key] = (p, now + self.busy_wait_s)
+            return []
+        return self._admit(key, p, reason, now)
+
+    def _admit(self, key: Key, p: Placement, refused: str | None, now: float) -> list[Action]:
+        self._waiting.pop(key, None)
+        if refused is not None:
+            self._remember(key, p.attempt)
+            return [Emit(event(p, JobState.FAILED, now, reason=refused))]
         self.jobs[key] = RunningJob(placement=p, since=now)
         return [Launch(key, p)]
 
@@ -134,9 +154,24 @@ class ExecutorCore:
         if s.node != self.node:
             return []
         actions: list[Action] = []
-        for key, job in self.jobs.items():
-            if key[0] != s.job_id:
-                continue
+        for key, (p, _) in list(self._waiting.items()):
+            if key[0] == s.job_id and _stops(s, p.attempt):
+                del self._waiting[key]
+                self._remember(key, p.attempt)
+                actions.append(Emit(event(p, STOPPED_AS[s.reason], now, reason=s.reason)))
+        for key in [k for k, p in self._next.items() if k[0] == s.job_id and _stops(s, p.attempt)]:
+            nxt = self._next.pop(key)
+            self._remember(key, nxt.attempt)
+            actions.append(Emit(event(nxt, STOPPED_AS[s.reason], now, reason=s.reason)))
+        held = [(key, job) for key, job in self.jobs.items()
+                if key[0] == s.job_id and _stops(s, job.placement.attempt)]
+        earlier = self._stopped.get(s.job_id)
+        if not held and not actions and s.attempt is not None and (
+                earlier is None or earlier[0] < s.attempt):
+            self._stopped[s.job_id] = (s.attempt, s)  # its placement may be read next
+            while len(self._stopped) > 10_000:
+                self._stopped.popitem(last=False)
+        for key, job in held:
             if job.stop is None:
                 job.stop = s
                 if job.pid is not None or not self.needs_command:
@@ -163,13 +198,31 @@ class ExecutorCore:
         return [end, *self._start_next(key, now)]
 
     def _start_next(self, key: Key, now: float) -> list[Action]:
-        """The later attempt that waited for this one to end, if any."""
+        """The later attempt that waited for this one to end, if any; then the placements
+        that waited for GPU share, in the order they came, each if it fits now."""
         p = self._next.pop(key, None)
-        return [] if p is None else self.on_placement(p, now)
+        actions = [] if p is None else self.on_placement(p, now)
+        for k, (w, _) in list(self._waiting.items()):
+            if self.refusal(w) is None:
+                actions += self._admit(k, w, None, now)
+        return actions
+
+    def expire_waiting(self, now: float) -> list[Action]:
+        """The placements that waited longer than ``busy_wait_s`` for their GPUs fail."""
+        out: list[Action] = []
+        for key, (p, until) in list(self._waiting.items()):
+            if now >= until:
+                del self._waiting[key]
+                self._remember(key, p.attempt)
+                why = self.refusal(p) or "its GPUs were busy"
+                out.append(Emit(event(p, JobState.FAILED, now,
+                                      reason=f"{why} (waited {self.busy_wait_s:g} s)")))
+        return out
 
     def heartbeats(self, now: float) -> list[Action]:
-        """Heartbeats of the running jobs, except those given up (they are being stopped)."""
-        out: list[Action] = []
+        """Heartbeats of the running jobs, except those given up (they are being stopped);
+        and the failures of placements that waited too long for their GPUs."""
+        out: list[Action] = self.expire_waiting(now)
         for job in self.jobs.values():
             running = job.pid is not None or not self.needs_command
             given_up = job.stop is not None and job.stop.reason == "lost"
@@ -195,14 +248,15 @@ class ExecutorCore:
             if found.exit_code is not None:
                 self.jobs[key] = job
                 actions.extend(self.on_exit(key, found.exit_code, now))
-            else:
-                actions.append(Emit(event(p, JobState.FAILED, now, reason=LOST_REASON)))
+            else:  # gone with the executor: lost, so the scheduler may run it again
+                actions.append(Emit(event(p, JobState.LOST, now, reason=LOST_REASON)))
         return actions
 
     # questions --------------------------------------------------------------------------
 
-    def refusal(self, p: Placement) -> str | None:
-        """Why this node cannot run the placement, or None."""
+    def refusal(self, p: Placement, count_use: bool = True) -> str | None:
+        """Why this node cannot run the placement, or None; ``count_use=False`` leaves out
+        the share that the jobs here hold."""
         if not p.gpus:
             return "the placement names no GPU"
         if self.needs_command and not p.job.command:
@@ -213,12 +267,16 @@ class ExecutorCore:
                 return f"GPU {g} is not on node {self.node} (it has {have})"
             if g in self.unhealthy:
                 return f"GPU {g} is not usable: {self.unhealthy[g]}"
-            used = self.milli_used(g)
+            used = self.milli_used(g) if count_use else 0
             if used + p.gpu_milli > 1000:
                 return f"GPU {g} has {1000 - used}/1000 free, the job needs {p.gpu_milli}"
         if len(set(p.gpus)) != len(p.gpus):
             return "the placement names a GPU twice"
         return None
+
+    def busy_only(self, p: Placement) -> bool:
+        """Whether the placement is refused only because jobs here still hold its GPUs."""
+        return self.refusal(p, count_use=False) is None
 
     def milli_used(self, gpu: int) -> int:
         return sum(j.placement.gpu_milli for j in self.jobs.values() if gpu in j.placement.gpus)
@@ -231,6 +289,11 @@ class ExecutorCore:
         self._done[(key, attempt)] = None
         while len(self._done) > keep:
             self._done.popitem(last=False)
+
+
+def _stops(s: StopJob, attempt: int) -> bool:
+    """Whether stop ``s`` applies to ``attempt`` of its job (never to a later one)."""
+    return s.attempt is None or attempt <= s.attempt
 
 
 def gpu_loads(placements: Iterable[Placement], default_util: float = 85.0) -> dict[int, float]:

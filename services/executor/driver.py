@@ -146,7 +146,8 @@ async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Even
                            commit_timeout_s: float = 10.0) -> None:
     """Feed every placement, stop and node inventory to ``dispatch``; commit after each batch.
 
-    A record that does not decode, or that ``dispatch`` fails on, is logged and skipped: every
+    The stops of a batch go first (see ``ExecutorCore.on_stop``). A record that does not
+    decode, or that ``dispatch`` fails on, is logged and skipped: every
     executor reads every placement, so dead-lettering here would file one copy per node
     (ingest files what does not decode once).
     A commit that fails or times out (the broker is away) is logged and made again after the
@@ -164,11 +165,14 @@ async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Even
             log.warning("reading placements failed (%s); retrying", e)
             batches = {}
             await asyncio.sleep(0.5)
-        for records in batches.values():
-            for record in records:
-                cmd = await letters.decode_or_dead_letter(record)
-                if cmd is not None:
-                    await letters.guard_async(record, dispatch, cmd)
+        decoded = [(record, await letters.decode_or_dead_letter(record))
+                   for records in batches.values() for record in records]
+        # Stops first: a stop names its attempt, so one read before its placement still
+        # applies; and a placement read here after another job's stop finds its GPUs free.
+        decoded.sort(key=lambda rc: not isinstance(rc[1], StopJob))
+        for record, cmd in decoded:
+            if cmd is not None:
+                await letters.guard_async(record, dispatch, cmd)
         if batches or uncommitted:
             uncommitted = not await _commit(consumer, commit_timeout_s)
         if on_idle is not None:

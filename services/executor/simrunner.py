@@ -25,36 +25,40 @@ class SimRunner:
         self._default = default_duration_s
         self.tasks = tasks or Spawned("simulated job")  # the service supervises its watch()
         self._tasks: dict[Key, asyncio.Task[None]] = {}
-        self._closing = False
+        self._stops: dict[Key, asyncio.Event] = {}
 
     async def launch(self, key: Key, p: Placement, on_exit: OnExit) -> Started:
         duration = p.job.sim_duration_s or p.job.est_runtime_s or self._default
         code = sim_exit_code(p.job.env.get(EXIT_VAR, "0"))
-        self._tasks[key] = self.tasks.spawn(self._run(key, duration, code, on_exit))
+        stopped = self._stops[key] = asyncio.Event()
+        self._tasks[key] = self.tasks.spawn(self._run(key, duration, code, stopped, on_exit))
         return None, None
 
-    async def _run(self, key: Key, duration: float, code: int, on_exit: OnExit) -> None:
-        try:
-            await asyncio.sleep(duration)
-        except asyncio.CancelledError:
-            if self._closing:  # the executor is going away: the job ends unreported
-                raise
-            code = -15
+    async def _run(self, key: Key, duration: float, code: int, stopped: asyncio.Event,
+                   on_exit: OnExit) -> None:
+        # A stop is an event the run waits on, not a cancel: a task cancelled before its
+        # first step never runs its handler, and its job would never report an end.
+        # Cancelling is left to ``close`` (the executor is going away: the job ends unreported).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(duration):
+                await stopped.wait()
+                code = -15
         self._tasks.pop(key, None)
+        self._stops.pop(key, None)
         on_exit(key, code)
 
     def adopt(self, key: Key, pid: int, start: int | None, on_exit: OnExit) -> None:
         raise NotImplementedError("simulated jobs do not outlive their executor")
 
     def terminate(self, key: Key, grace_s: float) -> None:
-        task = self._tasks.get(key)
-        if task is not None:
-            task.cancel()
+        stopped = self._stops.get(key)
+        if stopped is not None:
+            stopped.set()
 
     async def close(self) -> None:
-        self._closing = True
         tasks = list(self._tasks.values())
         self._tasks.clear()
+        self._stops.clear()
         for t in tasks:
             t.cancel()
         for t in tasks:

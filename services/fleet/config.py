@@ -21,6 +21,8 @@ class FleetSettings(BusSettings, frozen=True, kw_only=True):
     buffer_samples_per_node: Annotated[int, Meta(ge=1)] = 60
     heartbeat_s: Annotated[float, Meta(gt=0)] = 10.0
     max_placement_age_s: Annotated[float, Meta(gt=0)] = 600.0
+    # a placement whose GPUs jobs here still hold waits this long for them, then fails
+    busy_wait_s: Annotated[float, Meta(ge=0)] = 30.0
     default_sim_duration_s: Annotated[float, Meta(gt=0)] = 60.0
     send_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
     # the longest wait for a delivery before the producer is replaced; readiness turns red when

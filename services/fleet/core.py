@@ -45,6 +45,7 @@ class Fleet:
             core = ExecutorCore(node=name, gpus=settings.sim_gpus_per_node,
                                 heartbeat_s=settings.heartbeat_s,
                                 max_placement_age_s=settings.max_placement_age_s,
+                                busy_wait_s=settings.busy_wait_s,
                                 needs_command=False)
             state = StateFile(state_dir / f"{name}.json") if state_dir is not None else None
             executor = NodeExecutor(core, SimRunner(settings.default_sim_duration_s, self.tasks),

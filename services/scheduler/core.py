@@ -185,7 +185,7 @@ class SchedulerCore:
     def _stops(self, run: Running, why: str) -> list[Message]:
         nodes = sorted({self.cluster.names[s.node] for s in run.slots})
         return [StopJob(job_id=run.job.job_id, node=n, reason=why,  # type: ignore[arg-type]
-                        ts=self.clock()) for n in nodes]
+                        attempt=run.attempt, ts=self.clock()) for n in nodes]
 
     def _on_event(self, ev: JobEvent) -> list[Message]:
         if ev.source == SOURCE:
@@ -202,6 +202,9 @@ class SchedulerCore:
                 members |= now_running
                 self.touched.add(ev.job_id)
             return []
+        if ev.state == JobState.LOST:  # its executor lost it (restarted without it)
+            node = ev.node or self.cluster.names[run.slots[0].node]
+            return self._lose(run, f"node {node}: {ev.reason or 'the job was lost'}", node)
         if ev.state not in FREEING:
             return []
         if ev.member is not None and len(run.slots) > 1:
@@ -242,7 +245,7 @@ class SchedulerCore:
         nodes = sorted({self.cluster.names[run.slots[i].node] for i in live})
         why = "preempted" if ev.state == JobState.PREEMPTED else "cancelled"
         return [StopJob(job_id=run.job.job_id, node=n, reason=why,  # type: ignore[arg-type]
-                        ts=self.clock()) for n in nodes]
+                        attempt=run.attempt, ts=self.clock()) for n in nodes]
 
     def free(self, job_id: str) -> None:
         run = self.running.pop(job_id)

@@ -15,9 +15,8 @@ from chaos.run import run
 
 pytestmark = pytest.mark.integration
 
-# fleet-down is left to `make chaos`: with this profile's 6 s lease a job can stay started and
-# never end after the fleet returns (docs/chaos.md, "Known failures").
-FAULTS = ("kill-scheduler", "kill-ingest", "broker-sigkill", "warehouse-down", "poison")
+FAULTS = ("kill-scheduler", "kill-ingest", "broker-sigkill", "warehouse-down", "fleet-down",
+          "poison")
 
 
 async def test_small_fault_run(tmp_path: Path) -> None:

@@ -91,14 +91,17 @@ def test_a_placement_it_cannot_run_is_refused_with_the_reason(p: Placement, says
     assert c.jobs == {}
 
 
-def test_a_full_gpu_and_an_unhealthy_gpu_are_refused() -> None:
+def test_a_full_gpu_waits_then_fails_and_an_unhealthy_gpu_is_refused() -> None:
     c = core(unhealthy={3: "lost (XID 79)"})
     assert isinstance(c.on_placement(place("a").gpus(2).milli(600).build(), NOW)[0], Launch)
-    assert events(c.on_placement(place("b").gpus(2).milli(500).build(), NOW)) == [
-        (JobState.FAILED, "GPU 2 has 400/1000 free, the job needs 500")]
+    assert c.on_placement(place("b").gpus(2).milli(500).build(), NOW) == []  # waits for GPU 2
     assert isinstance(c.on_placement(place("c").gpus(2).milli(400).build(), NOW)[0], Launch)
     assert events(c.on_placement(place("d").gpus(3).build(), NOW)) == [
         (JobState.FAILED, "GPU 3 is not usable: lost (XID 79)")]
+    assert c.heartbeats(NOW + 29) == []
+    assert events(c.heartbeats(NOW + 30)) == [
+        (JobState.FAILED, "GPU 2 has 0/1000 free, the job needs 500 (waited 30 s)")]
+    assert set(c.jobs) == {("a", 0), ("c", 0)}
 
 
 @pytest.mark.parametrize("p", [
@@ -172,7 +175,7 @@ def test_after_a_restart_jobs_are_adopted_or_reported() -> None:
     actions = c.recover([alive, gone, ended], {
         ("alive", 0): Outcome(alive=True), ("ended", 0): Outcome(exit_code=0)}, NOW)
     assert Adopt(("alive", 0), 100) in actions
-    assert events(actions) == [(JobState.FAILED, LOST_REASON), (JobState.SUCCEEDED, None)]
+    assert events(actions) == [(JobState.LOST, LOST_REASON), (JobState.SUCCEEDED, None)]
     assert list(c.jobs) == [("alive", 0)]
     assert c.on_placement(gone.placement, NOW) == []  # a replay does not run it again
 
@@ -220,3 +223,53 @@ def test_a_later_attempt_waits_for_the_stopped_one_to_end(stop: str | None, then
         assert rest == [Launch(("a", 0), retry)] and c.jobs[("a", 0)].placement.attempt == 1
     else:
         assert rest == [] and c.jobs == {}
+
+
+def _stop(job: str, reason: str = "lost", attempt: int | None = 0) -> StopJob:
+    return StopJob(job_id=job, node="n1", reason=reason, attempt=attempt)  # type: ignore[arg-type]
+
+
+def test_a_placement_waits_for_the_gpu_a_stopped_job_still_holds() -> None:
+    # after a restart the scheduler gave GPU 0 to b while a (given up) still held it here
+    c = core()
+    c.on_placement(place("a").gpus(0).build(), NOW)
+    c.on_started(("a", 0), 42, None, NOW)
+    b = place("b").gpus(0).build()
+    assert c.on_placement(b, NOW) == []
+    assert c.on_placement(b, NOW) == []  # delivered again while waiting: still waits, once
+    assert c.on_stop(_stop("a"), NOW + 1) == [Terminate(("a", 0), 10.0)]
+    end, launch = c.on_exit(("a", 0), -15, NOW + 2)
+    assert isinstance(end, Emit) and end.event.state == JobState.LOST
+    assert launch == Launch(("b", 0), b)
+    assert c.heartbeats(NOW + 100) == []  # nothing left waiting to fail
+
+
+@pytest.mark.parametrize(("name", "stop", "touches"), [
+    ("a stop of the earlier attempt", _stop("a", attempt=0), False),
+    ("a stop of this attempt", _stop("a", attempt=1), True),
+    ("a stop that names no attempt (an older sender)", _stop("a", attempt=None), True),
+])
+def test_a_stop_never_touches_a_later_attempt(name: str, stop: StopJob, touches: bool) -> None:
+    c = core()
+    c.on_placement(place("a").attempt(1).build(), NOW)
+    c.on_started(("a", 0), 42, None, NOW)
+    assert (c.on_stop(stop, NOW) == [Terminate(("a", 0), 10.0)]) is touches, name
+
+
+@pytest.mark.parametrize(("reason", "state"), [
+    ("lost", JobState.LOST), ("cancelled", JobState.CANCELLED)])
+def test_a_stop_read_before_its_placement_ends_it_unlaunched(reason: str,
+                                                              state: JobState) -> None:
+    c = core()
+    assert c.on_stop(_stop("a", reason), NOW) == []
+    assert events(c.on_placement(place("a").build(), NOW)) == [(state, reason)]
+    assert c.jobs == {}
+    assert isinstance(c.on_placement(place("a").attempt(1).build(), NOW)[0], Launch)
+
+
+def test_a_waiting_placement_that_is_stopped_ends_without_running() -> None:
+    c = core()
+    c.on_placement(place("a").gpus(0).build(), NOW)
+    assert c.on_placement(place("b").gpus(0).build(), NOW) == []
+    assert events(c.on_stop(_stop("b", "cancelled"), NOW)) == [(JobState.CANCELLED, "cancelled")]
+    assert c.on_exit(("a", 0), 0, NOW + 1)[1:] == []  # b does not start after a ends

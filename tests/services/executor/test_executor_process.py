@@ -210,7 +210,7 @@ async def test_a_restarted_executor_adopts_live_jobs_and_reports_lost_ones(
     second = executor(tmp_path, out)
     second.recover()
     assert [(e.job_id, e.state, e.reason) for e in out.events] == [
-        ("lost", JobState.FAILED, LOST_REASON)]
+        ("lost", JobState.LOST, LOST_REASON)]
     assert list(second.core.jobs) == [("live", 0)]
     await second.handle(StopJob(job_id="live", node="n1", grace_s=1))
     end = await out.until("live", JobState.CANCELLED)

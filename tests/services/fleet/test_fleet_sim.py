@@ -121,7 +121,7 @@ async def test_a_restarted_fleet_reports_the_jobs_it_lost(
         stop = asyncio.Event()
         fleet = asyncio.create_task(serve(settings, stop))
         try:
-            lost = await r.until(job_is("long", JobState.FAILED))
+            lost = await r.until(job_is("long", JobState.LOST))
             assert lost.reason == LOST_REASON
         finally:
             stop.set()

@@ -206,3 +206,35 @@ def test_a_gang_is_started_when_all_its_members_are(
                                         source="executor"))
     f.at(1061)
     assert (L in [s for s, _ in f.states("g")]) is lost, name
+
+
+def test_every_stop_names_the_attempt_it_stops() -> None:
+    f = Fleet().submit("j")
+    node = f.node_of("j")[0]
+    f.at(1031, *({"n0", "n1"} - {node}))  # attempt 0 lost, attempt 1 placed on the other node
+    f.out += f.core.handle(CancelJob(job_id="j"))
+    stops = [(m.node, m.reason, m.attempt) for m in f.out if isinstance(m, StopJob)]
+    other = f.node_of("j", attempt=1)[0]
+    assert stops == [(node, "lost", 0), (other, "cancelled", 1)]
+
+
+@pytest.mark.parametrize(("name", "max_attempts", "last"), [
+    ("retried while under max_attempts", 3, (JobState.PLACED, 1)),
+    ("max_attempts 1: given up", 1, (JobState.LOST, 0)),
+])
+def test_a_job_its_executor_lost_is_lost_like_a_silent_node(
+        name: str, max_attempts: int, last: tuple[JobState, int]) -> None:
+    f = Fleet(Leases(node_lease_s=30, max_attempts=max_attempts)).submit("j")
+    node = f.node_of("j")[0]
+    f.event("j", JobState.STARTED, node)
+    f.out += f.core.handle(JobEvent(job_id="j", state=JobState.LOST, node=node, attempt=0,
+                                    member=0, source="executor",
+                                    reason="executor restarted; job lost"))
+    f.out += f.core.cycle()
+    assert f.states("j")[-1] == last, name
+    assert f.core.records["j"].losses == 1
+    lost = next(m for m in f.out if isinstance(m, JobEvent) and m.state == L
+                and m.source == "scheduler")
+    assert "executor restarted" in (lost.reason or "")
+    # its GPUs were freed: only the new attempt (if any) holds GPUs
+    assert int(f.core.cluster.used.sum()) == (8000 if last[0] == P else 0)
