@@ -423,6 +423,8 @@ class SchedulerJob(Message, kw_only=True):
     placed_at: Timestamp = 0.0
     started: Annotated[list[Member], Meta(max_length=MAX_GANG)] = field(
         default_factory=list)  # members reported running
+    ended: Annotated[list[Member], Meta(max_length=MAX_GANG)] = field(
+        default_factory=list)  # members of a gang that ended; their GPUs are free
     stopping: bool = False
     cancelling: bool = False
     borrowed: bool = False

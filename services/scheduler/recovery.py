@@ -35,6 +35,7 @@ def record_of(core: SchedulerCore, job_id: str) -> SchedulerJob:
                              gpu_milli=s.milli) for s in run.slots]
         out.placed_at = run.started_at
         out.started = sorted(core.started.get(job_id, ()))
+        out.ended = sorted(core.ended.get(job_id, ()))
         out.stopping, out.borrowed = run.stopping, run.borrowed
     return out
 
@@ -68,6 +69,11 @@ def restore(core: SchedulerCore, records: Iterable[SchedulerJob]) -> None:
             core.running[job.job_id].stopping = r.stopping
             if r.started:
                 core.started[job.job_id] = set(r.started)
+            ended = {m for m in r.ended if m < len(slots)} if len(slots) == len(r.slots) else set()
+            for m in sorted(ended):  # a gang member that ended before the restart holds nothing
+                core.cluster.release(slots[m])
+            if ended:
+                core.ended[job.job_id] = ended
         elif r.state == JobState.QUEUED:
             core.pending[job.job_id] = job
     core.touched.clear()

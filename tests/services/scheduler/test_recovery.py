@@ -136,6 +136,17 @@ def test_running_jobs_hold_the_same_gpus_after_a_restart() -> None:
     assert "duplicate" in (again.log[-1].reason or "")  # type: ignore[attr-defined]
 
 
+def test_a_gang_member_that_ended_holds_nothing_after_a_restart() -> None:
+    h = History().submit(JobSpec(job_id="g", gpus=4, gang=2)).cycle()
+    h.executor("g", JobState.SUCCEEDED, 0, member=0)
+    assert int(h.core.cluster.used.sum()) == 4000
+    again = h.restart()
+    assert again.core.cluster.used.tolist() == h.core.cluster.used.tolist()
+    again.executor("g", JobState.SUCCEEDED, 0, member=1)
+    assert "g" not in again.core.running and int(again.core.cluster.used.sum()) == 0
+    assert again.core.records["g"].state == JobState.SUCCEEDED
+
+
 def test_the_lease_clocks_go_on_after_a_restart() -> None:
     """A placement not started before the restart is still given up in time after it; a
     started one is not."""
