@@ -15,7 +15,7 @@ from gpufleet.ops import Metrics, ReadyCheck, add_ops_routes
 from services.api import core, openapi
 from services.api.auth import Authenticator, parse_tokens
 from services.api.config import ApiSettings
-from services.api.handlers import alerts, cluster, history, jobs, stream, tenants
+from services.api.handlers import alerts, cluster, history, jobs, stream, tenants, waste
 from services.api.handling import (
     AUTH,
     DIED,
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 API_ROUTES: list[Route] = [
     *cluster.ROUTES, *jobs.ROUTES, *tenants.ROUTES, *history.ROUTES, *alerts.ROUTES,
-    *stream.ROUTES,
+    *stream.ROUTES, *waste.ROUTES,
 ]
 ALL_ROUTES: list[Route] = [*API_ROUTES, openapi.route(API_ROUTES)]
 
