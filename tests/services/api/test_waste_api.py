@@ -56,19 +56,19 @@ async def api(kafka_bootstrap: str, warehouse_url: str) -> AsyncIterator[Running
         yield running
 
 
-def windows(tenant: str) -> list[list[Any]]:
+def windows(tenant: str, cluster: str = CLUSTER) -> list[list[Any]]:
     """Job a (2 GPUs, one busy) for two hours; job b idle for an hour, then reclaimed."""
     out = []
     for m in range(0, 120, 10):  # a window each 10 minutes is enough for the sums
         t = T0 + m * 60
         out.append(row("n1", 0, t, 80, util_max=95, job=f"{tenant}-a", tenant=tenant,
-                       cluster=CLUSTER))
+                       cluster=cluster))
         out.append(row("n1", 1, t, 1, util_max=3, job=f"{tenant}-a", tenant=tenant,
-                       cluster=CLUSTER))
+                       cluster=cluster))
         if m < 60:
             out.append(row("n2", 0, t, 2, util_max=4, job=f"{tenant}-b", tenant=tenant,
-                           cluster=CLUSTER))
-    out.append(row("n9", 0, T0, 99, job="other", tenant="someone-else", cluster=CLUSTER))
+                           cluster=cluster))
+    out.append(row("n9", 0, T0, 99, job="other", tenant="someone-else", cluster=cluster))
     return [[*r[:11], 40 * GIB if r[7] == 80 else 2 * GIB, *r[12:]] for r in out]
 
 
@@ -94,9 +94,14 @@ def loop_messages(tenant: str) -> list[Message]:
 
 @pytest.fixture(scope="module")
 async def stored(warehouse_url: str, tenant: str) -> None:
+    await store(warehouse_url, tenant, CLUSTER)
+
+
+async def store(warehouse_url: str, tenant: str, cluster: str) -> None:
+    """The tenant's windows in ``cluster`` and its loop decisions, in the warehouse."""
     client = clickhouse_connect.get_client(dsn=warehouse_url)
     try:
-        client.insert("gpu_util_1m", windows(tenant), column_names=COLUMNS)
+        client.insert("gpu_util_1m", windows(tenant, cluster), column_names=COLUMNS)
     finally:
         client.close()
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -217,7 +222,8 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("path", "params", "field"), BAD, ids=[f"{p[-12:]}-{f}" for p, _, f in BAD])
+@pytest.mark.parametrize(("path", "params", "field"), BAD,
+                         ids=[f"{p[-12:]}-{f}" for p, _, f in BAD])
 async def test_bad_input_is_400_naming_the_field(api: RunningApi, path: str,
                                                  params: dict[str, str], field: str) -> None:
     response = await api.client.get(path, headers=auth(ADMIN), params=params)
@@ -247,7 +253,8 @@ def test_spec_documents_the_bounds() -> None:
     op = document["paths"]["/api/v1/tenants/{tenant}/waste"]["get"]
     params = {p["name"]: p for p in op["parameters"]}
     assert params["tenant"]["in"] == "path"
-    assert params["tenant"]["schema"]["maxLength"] == 253 and "pattern" in params["tenant"]["schema"]
+    tenant = params["tenant"]["schema"]
+    assert tenant["maxLength"] == 253 and "pattern" in tenant
     assert params["step"]["schema"]["minimum"] == 60
     assert set(op["responses"]) == {"200", "400", "401", "403", "503"}
     job = document["components"]["schemas"]["JobDetail"]["properties"]
