@@ -36,6 +36,7 @@ from services.api.handling import (
 from services.api.history import Warehouse
 from services.api.live import feed, make_reader
 from services.api.state import LiveState
+from services.api.waste import TtlCache
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -119,6 +120,7 @@ def create_app(settings: ApiSettings, state: LiveState | None = None,
     app[STOPPING] = asyncio.Event()
     app[DIED] = asyncio.Event()
     app[VIEWS] = ViewCache()
+    app[waste.USAGE_CACHE] = TtlCache()
     for r in ALL_ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     app.router.add_get("/", _index)

@@ -7,7 +7,9 @@ by pure functions, so the arithmetic is tested without a warehouse.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from services.api.schemas import HistoryPoint
@@ -161,3 +163,25 @@ def totals_of(series: list[WastePoint], reclaim_row: Sequence[Any],
         reclaimed_jobs=int(reclaimed),
         idle_gpu_hours_reclaimed=round(float(reclaimed_hours or 0), 4),
         gpus_to_give_back=int(give_back or 0))
+
+
+class TtlCache:
+    """Answers of the warehouse kept ``ttl_s`` (its windows are a minute long: a job page that
+    polls every few seconds asks it once), at most ``size`` of them, the oldest dropped first."""
+
+    def __init__(self, ttl_s: float = 30.0, size: int = 1000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl, self._size, self._clock = ttl_s, size, clock
+        self._kept: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: str) -> Any | None:
+        hit = self._kept.get(key)
+        if hit is None or self._clock() - hit[0] >= self._ttl:
+            return None
+        return hit[1]
+
+    def put(self, key: str, value: Any) -> None:
+        self._kept.pop(key, None)
+        self._kept[key] = (self._clock(), value)
+        while len(self._kept) > self._size:
+            self._kept.popitem(last=False)

@@ -26,6 +26,7 @@ from services.api.wasteschemas import (
 )
 
 log = logging.getLogger(__name__)
+USAGE_CACHE = web.AppKey("usage_cache", waste.TtlCache)  # a job's usage, kept 30 s
 USAGE_TIMEOUT_S = 5.0  # a job's detail waits this long for its usage, then answers without
 DEFAULT_SPAN_S = 24 * 3600
 JOB_LOOKBACK_S = 31 * 24 * 3600  # a job whose start the api does not know: its last month
@@ -57,17 +58,21 @@ async def job_detail(request: web.Request, record: JobRecord) -> JobDetail:
     start, end = job_span(record, time.time())
     params = {"cluster": settings.cluster, "job_id": record.job_id, "start": start, "end": end,
               "idle_pct": settings.api_idle_util_pct}
-    house = request.app[WAREHOUSE]
+    house, cache = request.app[WAREHOUSE], request.app[USAGE_CACHE]
+    cached = cache.get(record.job_id)
     try:
-        async with asyncio.timeout(USAGE_TIMEOUT_S):
-            detail.usage = waste.usage_of(await house.query(waste.USAGE_SQL, params))
-            if rightsizing is None:
+        if cached is None:
+            async with asyncio.timeout(USAGE_TIMEOUT_S):
+                usage = waste.usage_of(await house.query(waste.USAGE_SQL, params))
                 rows = await house.query(waste.JOB_RIGHTSIZING_SQL, {"job_id": record.job_id})
-                detail.rightsizing = waste.rightsizing_of(rows[0]) if rows else None
+            cached = (usage, waste.rightsizing_of(rows[0]) if rows else None)
+            cache.put(record.job_id, cached)
     except Exception as e:  # the warehouse is down or slow: the live part still answers
         log.warning("usage of job %s: the warehouse did not answer: %s", record.job_id, e)
         detail.usage_note = f"the warehouse did not answer: {type(e).__name__}"
         return detail
+    detail.usage = cached[0]
+    detail.rightsizing = rightsizing or cached[1]
     if detail.usage is None:
         detail.usage_note = "no measured windows of this job in the warehouse yet"
     return detail

@@ -174,3 +174,16 @@ def test_series_and_totals() -> None:
     assert (totals.warned_jobs, totals.reclaimed_jobs, totals.idle_gpu_hours_reclaimed,
             totals.gpus_to_give_back) == (3, 1, 1.5, 6)
     assert waste.totals_of([], (0, 0, None), None).busy_share is None
+
+
+def test_ttl_cache_keeps_answers_for_a_while_and_a_bounded_number() -> None:
+    now = [0.0]
+    cache = waste.TtlCache(ttl_s=30, size=2, clock=lambda: now[0])
+    cache.put("a", 1)
+    cache.put("b", 2)
+    now[0] = 29.0
+    assert (cache.get("a"), cache.get("b")) == (1, 2)
+    cache.put("c", 3)  # a is the oldest: dropped
+    assert (cache.get("a"), cache.get("c")) == (None, 3)
+    now[0] = 30.0
+    assert (cache.get("b"), cache.get("c")) == (None, 3)
