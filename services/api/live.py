@@ -1,8 +1,9 @@
 """Feeding the live state from the topics: one consumer without a group, assigned by hand.
 
-Compacted topics (scheduler state, node inventory) are read from their beginning; the others
-from a bounded tail (the last N records of each partition), so a restarted api catches up on
-recent jobs and the latest samples without reading a day of telemetry.
+Compacted topics (scheduler state, node inventory, right-sizing) and the GPU drains are read
+from their beginning; the others from a bounded tail (the last N records of each partition), so
+a restarted api catches up on recent jobs and the latest samples without reading a day of
+telemetry.
 """
 
 from __future__ import annotations

@@ -73,3 +73,6 @@ async def test_waste_views(kafka_bootstrap: str, warehouse_url: str, tmp_path: P
                        "--window-size=1400,900", f"{url}#/waste/{tenant}",
                        user_data=tmp_path / "p4")
         assert shot.stat().st_size > 10_000
+        await chromium("--virtual-time-budget=5000", f"--screenshot={SCREENSHOT_DIR.resolve()}"
+                       "/job-waste.png", "--window-size=1400,1300", f"{url}#/job/{tenant}-a",
+                       user_data=tmp_path / "p5")
