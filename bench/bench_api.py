@@ -163,6 +163,11 @@ async def _measure(base: str, quick: bool, nodes: int, rows: int) -> list[Result
         ("one-day history, 5-min by node",
          f"/api/v1/history/utilization?from={now - 86400}&to={now}&step=300&group_by=node",
          f"scans {rows:,} per-minute rows"),
+        ("job detail with measured usage", "/api/v1/jobs/run-3",
+         "usage per GPU from gpu_util_1m over the last 31 days (start unknown)"),
+        ("one-day tenant waste, hourly",
+         f"/api/v1/tenants/t1/waste?from={now - 86400}&to={now}&step=3600",
+         "5 queries: the hourly rollup, v_reclaims, v_job_rightsizing"),
     ]
     results: list[Result] = []
     connector = aiohttp.TCPConnector(limit=CLIENTS)

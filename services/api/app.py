@@ -15,7 +15,7 @@ from gpufleet.ops import Metrics, ReadyCheck, add_ops_routes
 from services.api import core, openapi
 from services.api.auth import Authenticator, parse_tokens
 from services.api.config import ApiSettings
-from services.api.handlers import alerts, cluster, history, jobs, stream, tenants
+from services.api.handlers import alerts, cluster, history, jobs, stream, tenants, waste
 from services.api.handling import (
     AUTH,
     DIED,
@@ -36,12 +36,13 @@ from services.api.handling import (
 from services.api.history import Warehouse
 from services.api.live import feed, make_reader
 from services.api.state import LiveState
+from services.api.waste import TtlCache
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 API_ROUTES: list[Route] = [
     *cluster.ROUTES, *jobs.ROUTES, *tenants.ROUTES, *history.ROUTES, *alerts.ROUTES,
-    *stream.ROUTES,
+    *stream.ROUTES, *waste.ROUTES,
 ]
 ALL_ROUTES: list[Route] = [*API_ROUTES, openapi.route(API_ROUTES)]
 
@@ -119,6 +120,7 @@ def create_app(settings: ApiSettings, state: LiveState | None = None,
     app[STOPPING] = asyncio.Event()
     app[DIED] = asyncio.Event()
     app[VIEWS] = ViewCache()
+    app[waste.USAGE_CACHE] = TtlCache()
     for r in ALL_ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     app.router.add_get("/", _index)

@@ -25,6 +25,7 @@ from services.api.schemas import (
     UtilPoint,
 )
 from services.api.state import JobRecord, LiveState
+from services.api.wasteschemas import ReclaimView, RightSizingView
 
 ALLOCATED_STATES = ("partial", "allocated")
 
@@ -60,6 +61,7 @@ def node_view(state: LiveState, node: str) -> NodeView:
     gpus: list[GpuView] = []
     for i in range(count):
         info, s = infos.get(i), samples.get(i)
+        drain = state.loop.drain_of(node, i)
         health = info.health.value if info else GpuHealth.OK.value
         if sched is not None and i < len(sched.free_milli):
             free, healthy = sched.free_milli[i], sched.healthy[i] and health != "lost"
@@ -73,6 +75,7 @@ def node_view(state: LiveState, node: str) -> NodeView:
             memory_total_bytes=info.memory_total_bytes if info else None,
             power_w=s.power_mw / 1000 if s and s.power_mw is not None else None,
             temp_c=s.temp_c if s else None, jobs=sorted(jobs.get(i, [])),
+            drain=str(drain.cause) if drain else None, drain_reason=drain.reason if drain else None,
         ))
     return NodeView(
         node=node, cluster=_cluster_of(inv, sample), online=inv.online if inv else True,
@@ -146,7 +149,8 @@ def job_view(r: JobRecord) -> JobView:
                    updated=r.updated, reason=r.reason, node=r.node)
 
 
-def job_detail(r: JobRecord) -> JobDetail:
+def job_detail(r: JobRecord, rightsizing: RightSizingView | None = None,
+               reclaims: list[ReclaimView] | None = None) -> JobDetail:
     points = [UtilPoint(ts=t, util=round(u, 2)) for t, u in r.util]
     return JobDetail(
         job=job_view(r),
@@ -156,6 +160,7 @@ def job_detail(r: JobRecord) -> JobDetail:
                                   member=p.member, ts=p.ts) for p in r.placements],
         utilization=points,
         util_mean=round(sum(p.util for p in points) / len(points), 2) if points else None,
+        rightsizing=rightsizing, reclaims=reclaims or [],
     )
 
 

@@ -71,6 +71,7 @@ class Route:
     summary: str
     role: Role = Role.VIEWER
     query: type | None = None  # a Struct of the query parameters
+    path_params: type | None = None  # a Struct of the path parameters, with their bounds
     body: type | None = None  # a Struct of the request body
     response: type | None = None  # a Struct of the 2xx body; None: not JSON
     status: int = 200

@@ -1,8 +1,9 @@
 """Feeding the live state from the topics: one consumer without a group, assigned by hand.
 
-Compacted topics (scheduler state, node inventory) are read from their beginning; the others
-from a bounded tail (the last N records of each partition), so a restarted api catches up on
-recent jobs and the latest samples without reading a day of telemetry.
+Compacted topics (scheduler state, node inventory, right-sizing) and the GPU drains are read
+from their beginning; the others from a bounded tail (the last N records of each partition), so
+a restarted api catches up on recent jobs and the latest samples without reading a day of
+telemetry.
 """
 
 from __future__ import annotations
@@ -21,19 +22,22 @@ from services.api.state import LiveState
 
 log = logging.getLogger(__name__)
 
-COMPACTED = ("scheduler.state", "nodes")
-TAILED = ("gpu.samples", "jobs.requests", "jobs.placements", "jobs.events", "alerts")
+COMPACTED = ("scheduler.state", "nodes", "jobs.rightsizing")
+# Low-rate topics read whole, like the compacted ones: a GPU drained a week ago is drained now.
+WHOLE = ("gpu.drains",)
+TAILED = ("gpu.samples", "jobs.requests", "jobs.placements", "jobs.events", "alerts",
+          "reclaims")
 
 
 def tail_of(settings: ApiSettings, name: str) -> int | None:
     """How many records back to start in each partition of a topic; None: from the beginning."""
-    if name in COMPACTED:
+    if name in COMPACTED or name in WHOLE:
         return None
     return settings.api_samples_tail if name == "gpu.samples" else settings.api_events_tail
 
 
 async def assign_and_seek(consumer: AIOKafkaConsumer, settings: ApiSettings) -> None:
-    names = (*COMPACTED, *TAILED)
+    names = (*COMPACTED, *WHOLE, *TAILED)
     metadata = await consumer._client.fetch_all_metadata()
     parts: list[TopicPartition] = []
     for name in names:

@@ -20,9 +20,11 @@ OPS = ("/healthz", "/readyz", "/metrics")
 
 
 def _parameters(route: Route, components: dict[str, Any]) -> list[dict[str, Any]]:
+    bounded = (components[route.path_params.__name__]["properties"]
+               if route.path_params is not None else {})
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True,
-         "schema": {"type": "string", "minLength": 1}}
+         "schema": bounded.get(name, {"type": "string", "minLength": 1})}
         for name in re.findall(r"{(\w+)}", route.path)
     ]
     if route.query is not None:
@@ -57,7 +59,8 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
 
 
 def spec(routes: list[Route], version: str = "0.1.0") -> dict[str, Any]:
-    types = {t for r in routes for t in (r.query, r.body, r.response) if t is not None}
+    types = {t for r in routes for t in (r.query, r.body, r.response, r.path_params)
+             if t is not None}
     _, components = msgspec.json.schema_components(
         sorted([*types, Error], key=lambda t: t.__name__), ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}

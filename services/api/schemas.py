@@ -19,6 +19,7 @@ from gpufleet.contracts import (
     MemoryMib,
     Name,
 )
+from services.api.wasteschemas import JobUsage, ReclaimView, RightSizingView
 
 JobId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 GpuCount = Annotated[int, Meta(ge=1, le=1024)]
@@ -106,6 +107,8 @@ class GpuView(Struct, kw_only=True, omit_defaults=True):
     power_w: float | None = None
     temp_c: int | None = None
     jobs: list[str] = field(default_factory=list)
+    drain: str | None = None  # drained for its health: the cause (xid, ecc, row_remap, lost, ...)
+    drain_reason: str | None = None
 
 
 class NodeView(Struct, kw_only=True):
@@ -165,6 +168,10 @@ class JobDetail(Struct, kw_only=True):
     placements: list[PlacementView]
     utilization: list[UtilPoint]  # [ts, mean util of the job's GPUs] over time
     util_mean: float | None
+    usage: JobUsage | None = None  # measured per GPU (warehouse); None when not known
+    usage_note: str | None = None  # why usage is missing, when it is
+    rightsizing: RightSizingView | None = None  # asked against used, and the recommendation
+    reclaims: list[ReclaimView] = field(default_factory=list)  # idle warnings and reclaims
 
 
 class JobList(Struct, kw_only=True):

@@ -19,6 +19,8 @@ from gpufleet.contracts import (
     Alert,
     AlertState,
     CancelJob,
+    GpuDrain,
+    GpuUndrain,
     JobEvent,
     JobSpec,
     JobState,
@@ -26,10 +28,15 @@ from gpufleet.contracts import (
     NodeInventory,
     NodeSample,
     Placement,
+    ReclaimRequest,
+    ReclaimWarning,
+    ReclaimWithdrawn,
+    RightSizingReport,
     SchedulerState,
     StopJob,
     SubmitJob,
 )
+from services.api.loopstate import LoopState
 
 UTIL_POINT_EVERY_S = 5.0
 UTIL_POINTS_KEPT = 1440  # two hours at one point per 5 s
@@ -91,7 +98,11 @@ class LiveState:
     recent: deque[tuple[int, str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_KEPT))
     submitting: set[str] = field(default_factory=set)  # ids of submits on their way to the bus
     orphans: dict[str, float] = field(default_factory=dict)  # running, not vouched: last event
+    loop: LoopState = field(default_factory=LoopState)  # drains, reclaims, right-sizing
     _expired_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.loop.max_jobs = self.max_jobs
 
     def knows(self, job_id: str) -> bool:
         """Whether ``job_id`` is taken: a job seen, or one being submitted right now."""
@@ -116,6 +127,11 @@ class LiveState:
                 pass  # the job's events say what became of it
             case Alert():
                 self._alert(msg)
+            case (ReclaimWarning() | ReclaimWithdrawn() | ReclaimRequest() | GpuDrain()
+                  | GpuUndrain() | RightSizingReport()):
+                note = self.loop.apply(msg)
+                if note is not None:
+                    self._note(*note)
         self.version += 1
         self.expire_orphans()
 

@@ -1,4 +1,5 @@
-"""``gpufleet jobs``: list jobs (filters: tenant, state, time), or show one job."""
+"""``gpufleet jobs``: list jobs (filters: tenant, state, time), or show one job; ``--waste``
+lists the jobs that left the most GPU-hours idle, with the tenant's totals when one is named."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import urllib.parse
 from typing import Any
 
+from services.api.cli import waste
 from services.api.cli.client import ApiError, Client, add_connection_arguments, table
 
 
@@ -21,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--offset", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the api's JSON")
+    parser.add_argument("--waste", action="store_true",
+                        help="requested against used: the most idle GPU-hours first")
+    parser.add_argument("--hours", type=float, default=24.0,
+                        help="with --waste and --tenant: the tenant's totals over this many hours")
 
 
 def _age(ts: float | None, now: float) -> str:
@@ -52,6 +58,7 @@ def render_detail(body: dict[str, Any]) -> str:
     if body["util_mean"] is not None:
         lines.append(f"  utilization so far: mean {body['util_mean']} % over "
                      f"{len(body['utilization'])} points")
+    lines += waste.detail_lines(body)
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -61,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         if args.job_id:
             body = client.get(f"/api/v1/jobs/{urllib.parse.quote(args.job_id, safe='')}")
             print(json.dumps(body, indent=2) if args.json else render_detail(body))
+            return 0
+        if args.waste:
+            print(waste.run(client, args))
             return 0
         since = time.time() - args.since if args.since else None
         body = client.get("/api/v1/jobs", tenant=args.tenant, state=args.state, since=since,

@@ -25,6 +25,7 @@ HOME_CLEAR = ESC + "H" + ESC + "2J"
 # 256-colour backgrounds from cold to hot, for 0..100 % utilization
 HEAT = (17, 18, 19, 25, 31, 37, 71, 107, 143, 179, 208, 202, 196)
 STATE_MARK = {"free": " ", "partial": "~", "allocated": "*", "unhealthy": "!", "unknown": "?"}
+DRAIN_MARK = "D"  # drained for its health (the cause is in the DRAINED lines)
 RUNNING = ("placed", "started", "heartbeat", "preempting")
 
 
@@ -37,9 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cell(gpu: dict[str, Any], color: bool) -> str:
     util = gpu.get("util")
-    text = " -- " if util is None else f"{util:3.0f}{STATE_MARK.get(gpu['state'], '?')}"
+    mark = DRAIN_MARK if gpu.get("drain") else STATE_MARK.get(gpu["state"], "?")
+    text = " -- " if util is None else f"{util:3.0f}{mark}"
     if not color:
         return text
+    if gpu.get("drain"):
+        return f"{ESC}45;97m{text}{RESET}"
     if gpu["state"] == "unhealthy":
         return f"{ESC}41;97m{text}{RESET}"
     bg = 236 if util is None else HEAT[min(len(HEAT) - 1, int(util / 100 * len(HEAT)))]
@@ -58,13 +62,15 @@ def render(summary: dict[str, Any], nodes: list[dict[str, Any]], jobs: list[dict
         f"queue {s['queue_depth']}  running {s['running_jobs']}  "
         f"idle-allocated {s['idle_allocated_gpus']}  power {s['power_w'] / 1000:.1f} kW  "
         f"alerts {s['open_alerts']}",
-        "GPU cells: util %, then  * allocated  ~ shared  ! unhealthy",
+        "GPU cells: util %, then  * allocated  ~ shared  ! unhealthy  D drained",
         "",
     ]
+    drained = [(n["node"], g) for n in nodes for g in n["gpus"] if g.get("drain")]
     per_row = max(1, (width - 22) // 5)
     queued = [j for j in jobs if j["state"] in ("queued", "submitted")]
     running = [j for j in jobs if j["state"] in RUNNING]
-    room = max(4, height - len(lines) - 6 - min(len(queued), 5) - min(len(running), 5))
+    room = max(4, height - len(lines) - 6 - min(len(queued), 5) - min(len(running), 5)
+               - (min(len(drained), 5) + 2 if drained else 0))
     for n in nodes:
         gpus = n["gpus"]
         for start in range(0, max(len(gpus), 1), per_row):
@@ -75,6 +81,10 @@ def render(summary: dict[str, Any], nodes: list[dict[str, Any]], jobs: list[dict
         if room <= 0:
             lines.append(f"... {len(nodes)} nodes in all")
             break
+    if drained:
+        lines += ["", bold(f"DRAINED ({len(drained)})")]
+        lines += [f"  {node}/{g['index']:<4} {g['drain']:<9} {g.get('drain_reason') or ''}"
+                  for node, g in drained[:5]]
     lines += ["", bold(f"QUEUE ({len(queued)})")]
     lines += [_job_line(j, now) for j in queued[:5]] or ["  (empty)"]
     lines += [bold(f"RUNNING ({len(running)})")]

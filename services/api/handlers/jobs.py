@@ -13,6 +13,7 @@ from gpufleet.bus import publish
 from gpufleet.contracts import TERMINAL_STATES, CancelJob, JobSpec, SubmitJob
 from services.api import core
 from services.api.auth import Role
+from services.api.handlers import waste
 from services.api.handling import (
     METRICS,
     PRODUCER,
@@ -47,7 +48,7 @@ async def get_job(request: web.Request) -> web.Response:
     record = request.app[STATE].jobs.get(request.match_info["job_id"])
     if record is None:
         raise error(404, f"no job {request.match_info['job_id']!r}")
-    return json(core.job_detail(record))
+    return json(await waste.job_detail(request, record))
 
 
 def spec_of(body: SubmitRequest, tenant: str) -> JobSpec:
@@ -125,7 +126,8 @@ ROUTES = [
           role=Role.SUBMITTER, body=SubmitRequest, response=Accepted, status=202,
           errors=(400, 401, 403, 409, 413, 503), tag="jobs"),
     Route("GET", "/api/v1/jobs/{job_id}", get_job,
-          "One job: its events, placement and utilization so far", response=JobDetail,
+          "One job: its events, placement and utilization so far; its measured usage per GPU "
+          "and right-sizing recommendation; its idle warnings and reclaims", response=JobDetail,
           errors=(401, 403, 404), tag="jobs"),
     Route("POST", "/api/v1/jobs/{job_id}/cancel", cancel, "Cancel a job",
           role=Role.SUBMITTER, body=CancelRequest, response=Accepted, status=202,

@@ -1,5 +1,6 @@
 """Live updates as server-sent events: ``fleet`` (the whole picture, when it changed), ``job``
-and ``alert`` (each change)."""
+and ``alert`` (each change), ``reclaim`` (an idle job warned, withdrawn or reclaimed) and
+``drain`` (a GPU drained for its health, or returned)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     chunks.append(event("job", core.job_view(state.jobs[key])))
                 elif kind == "alert":
                     chunks.append(event("alert", {"alert_id": key}))
+                elif kind in ("reclaim", "drain"):
+                    chunks.append(event(kind, key))
             await response.write(b"".join(chunks) or b": keep-alive\n\n")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), interval)
@@ -76,6 +79,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 ROUTES = [
     Route("GET", "/api/v1/stream", stream,
           "Server-sent events: `fleet` (summary, nodes, queue, running jobs, alerts, tenants) "
-          "when anything changed, `job` and `alert` for each change",
+          "when anything changed, `job` and `alert` for each change, `reclaim` (an idle job "
+          "warned, withdrawn or reclaimed) and `drain` (a GPU drained or returned)",
           query=StreamParams, response=None, content_type="text/event-stream", tag="stream"),
 ]

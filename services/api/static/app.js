@@ -2,6 +2,8 @@
 // Live updates come from GET /api/v1/stream (server-sent events read with fetch, so that a
 // bearer token can be sent); the job page reads GET /api/v1/jobs/{id}.
 
+import { makeWaste, wasteTenantOf } from "./waste.js";
+
 const $ = (sel) => document.querySelector(sel);
 const RAMP = [[48, 18, 59], [70, 98, 215], [26, 228, 182], [162, 252, 60], [251, 128, 34],
               [210, 49, 5]];  // turbo-like, 0 -> 100 %
@@ -74,6 +76,7 @@ function gpuTitle(node, g) {
   if (g.power_w !== undefined) parts.push(`${Math.round(g.power_w)} W`);
   if (g.jobs && g.jobs.length) parts.push(`jobs: ${g.jobs.join(", ")}`);
   if (g.health !== "ok") parts.push(`health ${g.health}`);
+  if (g.drain) parts.push(`drained (${g.drain}): ${g.drain_reason ?? ""}`);
   return parts.join(" · ");
 }
 
@@ -86,8 +89,9 @@ function renderHeatmap(nodes) {
       count += 1;
       const cell = el("div", {
         class: "gpu-cell", title: gpuTitle(n, g), style: `background:${utilColour(g.util)}`,
-        dataset: { state: g.state, node: n.node, gpu: g.index, util: g.util ?? "" },
-      }, g.util === undefined ? "–" : `${Math.round(g.util)}`);
+        dataset: { state: g.state, node: n.node, gpu: g.index, util: g.util ?? "",
+          drain: g.drain ?? "" },
+      }, g.drain ? "D" : g.util === undefined ? "–" : `${Math.round(g.util)}`);
       if (g.jobs && g.jobs.length === 1) cell.onclick = () => { location.hash = `#/job/${g.jobs[0]}`; };
       return cell;
     }))));
@@ -124,7 +128,7 @@ function renderTenants(tenants) {
     const over = t.quota !== null && t.quota !== undefined && t.gpus_used > t.quota;
     return [
       el("div", { class: "tenant-line", dataset: { tenant: t.tenant } },
-        el("span", {}, `${t.tenant}`),
+        el("a", { href: `#/waste/${encodeURIComponent(t.tenant)}`, title: "waste" }, `${t.tenant}`),
         el("span", { class: "muted" }, `${fmt.num(t.gpus_used, 1)} GPUs of fair ${fmt.num(t.fair_share, 1)}`
           + (t.quota != null ? ` · quota ${fmt.num(t.quota, 1)}` : "")
           + ` · ${t.running_jobs} running, ${t.queued_jobs} queued`)),
@@ -216,7 +220,10 @@ async function showJob(id) {
   rows("#job-events", d.events, (e) => [fmt.time(e.ts), e.state, e.node, e.gpus?.join(","), e.reason]);
   rows("#job-placements", d.placements, (p) => [fmt.time(p.ts), p.node, p.gpus.join(","),
     p.gpu_milli / 1000, p.member]);
+  await waste.showJobWaste(d);
 }
+
+const waste = makeWaste({ el, getJSON, fmt, $ });
 
 // ---------------------------------------------------------------- live stream and routing
 
@@ -263,9 +270,12 @@ function handle(block) {
 function route() {
   const m = location.hash.match(/^#\/job\/(.+)$/);
   currentJob = m ? decodeURIComponent(m[1]) : null;
-  $("#fleet-page").hidden = currentJob !== null;
+  const tenant = wasteTenantOf(location.hash);
+  $("#fleet-page").hidden = currentJob !== null || tenant !== null;
   $("#job-page").hidden = currentJob === null;
+  $("#waste-page").hidden = tenant === null;
   if (currentJob) showJob(currentJob);
+  if (tenant !== null) waste.showTenantWaste(tenant);
 }
 
 $("#token").value = localStorage.getItem("gpufleet-token") ?? "";
