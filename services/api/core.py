@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from gpufleet.config import ConfigError
 from gpufleet.contracts import TERMINAL_STATES, GpuHealth, JobState, NodeInventory
 from services.api.schemas import (
     AlertList,
@@ -223,15 +222,3 @@ def alerts(state: LiveState) -> AlertList:
                   since=a.since, ts=a.ts)
         for a in state.open_alerts()
     ])
-
-
-def parse_quotas(text: str) -> dict[str, float]:
-    """``"t1:8,t2:4.5"`` -> ``{"t1": 8.0, "t2": 4.5}``."""
-    out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, gpus = part.partition(":")
-        try:
-            out[name.strip()] = float(gpus)
-        except ValueError:
-            raise ConfigError(f"GPUFLEET_API_TENANT_QUOTAS: {part!r} is not tenant:gpus") from None
-    return out

@@ -181,20 +181,6 @@ def test_history_fold_by_model_weights_by_gpu_seconds() -> None:
         ("A100", 90.0, 95.0, 1), ("H100", 30.0, 70.0, 2)]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", {}), ("a:8", {"a": 8.0}), ("a:8, b:2.5", {"a": 8.0, "b": 2.5})])
-def test_parse_quotas(text: str, expected: dict[str, float]) -> None:
-    assert core.parse_quotas(text) == expected
-
-
-@pytest.mark.parametrize("text", ["a:lots", "a", "a:8,b=2"])
-def test_bad_quotas_name_the_variable(text: str) -> None:
-    from gpufleet.config import ConfigError
-
-    with pytest.raises(ConfigError, match="GPUFLEET_API_TENANT_QUOTAS"):
-        core.parse_quotas(text)
-
-
 @pytest.mark.parametrize(("vouch", "beats", "kept"), [
     (None, (), False),  # a lone `started` of a job nobody submitted: dropped after the lease
     (None, (50.0, 100.0, 150.0), True),  # its heartbeats keep it
