@@ -142,7 +142,7 @@ def _count_running(state: LiveState) -> int:
 def job_view(r: JobRecord) -> JobView:
     return JobView(job_id=r.job_id, tenant=r.tenant, queue=r.queue, state=r.state, gpus=r.gpus,
                    gpu_milli=r.gpu_milli, priority=r.priority, submitted=r.submitted,
-                   updated=r.updated, reason=r.reason, node=r.node)
+                   updated=r.updated, reason=r.reason, node=r.node, last_seen=r.last_seen)
 
 
 def job_detail(r: JobRecord) -> JobDetail:

@@ -127,16 +127,16 @@ class JobEventView(Struct, kw_only=True, omit_defaults=True):
     ts: float
     state: str
     node: str | None = None
-    gpus: list[int] | None = None
+    gpus: list[int] | None = None  # GPU indices on the node
     reason: str | None = None
     source: str = "gpufleet"
 
 
 class PlacementView(Struct, kw_only=True):
     node: str
-    gpus: list[int]
-    gpu_milli: int
-    member: int
+    gpus: list[int]  # GPU indices on the node
+    gpu_milli: int  # the share of each of those GPUs, thousandths
+    member: int  # which member of a gang, from 0
     ts: float
 
 
@@ -154,14 +154,15 @@ class JobView(Struct, kw_only=True):
     gpu_milli: int = 1000
     priority: int = 0
     submitted: float | None = None
-    updated: float
-    reason: str | None = None
+    updated: float  # the last change of state, placement or spec (heartbeats: ``last_seen``)
+    reason: str | None = None  # why the job is in its state; None once it no longer applies
     node: str | None = None
+    last_seen: float | None = None  # its executor's latest start or heartbeat; None before
 
 
 class JobDetail(Struct, kw_only=True):
     job: JobView
-    events: list[JobEventView]
+    events: list[JobEventView]  # changes of state, oldest first; heartbeats are in last_seen
     placements: list[PlacementView]
     utilization: list[UtilPoint]  # [ts, mean util of the job's GPUs] over time
     util_mean: float | None
