@@ -20,24 +20,24 @@ from services.api.handling import (
     Route,
     read_query,
 )
-from services.api.schemas import StreamParams
+from services.api.schemas import AlertChanged, FleetEvent, JobView, StreamParams
 from services.api.state import LiveState
 
 _encoder = msgspec.json.Encoder()
 LIST_LIMIT = 200
 
 
-def fleet(state: LiveState, cluster: str, quotas: dict[str, float]) -> dict[str, Any]:
+def fleet(state: LiveState, cluster: str, quotas: dict[str, float]) -> FleetEvent:
     """Everything the dashboard shows, in one event."""
-    return {
-        "summary": core.cluster_summary(state, cluster),
-        "nodes": core.node_list(state),
-        "queued": core.list_jobs(state, states={"queued", "submitted"}, limit=LIST_LIMIT).jobs,
-        "running": core.list_jobs(state, states={"placed", "started", "heartbeat", "preempting"},
-                                  limit=LIST_LIMIT).jobs,
-        "alerts": core.alerts(state).alerts,
-        "tenants": core.tenants(state, quotas).tenants,
-    }
+    return FleetEvent(
+        summary=core.cluster_summary(state, cluster),
+        nodes=core.node_list(state),
+        queued=core.list_jobs(state, states={"queued", "submitted"}, limit=LIST_LIMIT).jobs,
+        running=core.list_jobs(state, states={"placed", "started", "heartbeat", "preempting"},
+                               limit=LIST_LIMIT).jobs,
+        alerts=core.alerts(state).alerts,
+        tenants=core.tenants(state, quotas).tenants,
+    )
 
 
 def event(name: str, data: Any) -> bytes:
@@ -66,7 +66,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 if kind == "job" and key in state.jobs:
                     chunks.append(event("job", core.job_view(state.jobs[key])))
                 elif kind == "alert":
-                    chunks.append(event("alert", {"alert_id": key}))
+                    chunks.append(event("alert", AlertChanged(alert_id=key)))
             await response.write(b"".join(chunks) or b": keep-alive\n\n")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), interval)
@@ -77,5 +77,6 @@ ROUTES = [
     Route("GET", "/api/v1/stream", stream,
           "Server-sent events: `fleet` (summary, nodes, queue, running jobs, alerts, tenants) "
           "when anything changed, `job` and `alert` for each change",
-          query=StreamParams, response=None, content_type="text/event-stream", tag="stream"),
+          query=StreamParams, response=None, content_type="text/event-stream", tag="stream",
+          events=(("fleet", FleetEvent), ("job", JobView), ("alert", AlertChanged))),
 ]
