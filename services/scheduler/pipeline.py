@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -70,31 +71,17 @@ class Profile:
 
     def _add(self, plugin: object, weight: float) -> None:
         """Put ``plugin`` in every stage it implements; one that implements none is refused."""
-        stages = 0
-        if isinstance(plugin, QueueOrder):
-            self.queue_order.append(plugin)
-            stages += 1
-        if isinstance(plugin, PreFilter):
-            self.pre_filters.append(plugin)
-            stages += 1
-        if isinstance(plugin, Filter):
-            self.filters.append(plugin)
-            stages += 1
-        if isinstance(plugin, Score):
-            self.scores.append((plugin, weight))
-            stages += 1
-        if isinstance(plugin, Reserve):
-            self.reserves.append(plugin)
-            stages += 1
-        if isinstance(plugin, Permit):
-            self.permits.append(plugin)
-            stages += 1
-        if isinstance(plugin, PostFilter):
-            self.post_filters.append(plugin)
-            stages += 1
-        if not stages:
+        stages: list[tuple[type, Callable[[Any], None]]] = [
+            (QueueOrder, self.queue_order.append), (PreFilter, self.pre_filters.append),
+            (Filter, self.filters.append), (Score, lambda p: self.scores.append((p, weight))),
+            (Reserve, self.reserves.append), (Permit, self.permits.append),
+            (PostFilter, self.post_filters.append)]
+        joined = [add for stage, add in stages if isinstance(plugin, stage)]
+        if not joined:
             raise TypeError(f"plugin {getattr(plugin, 'name', plugin)!r} implements no stage "
                             f"(one of: {', '.join(STAGES)})")
+        for add in joined:
+            add(plugin)
 
     # -- queue -------------------------------------------------------------------------------
 
