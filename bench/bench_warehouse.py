@@ -18,8 +18,8 @@ import clickhouse_connect
 from bench.report import Result
 from bench.warehouse_fleet import nodes_sql, rollup_sql, samples_sql
 from gpufleet.localkafka import free_port
-from services.warehouse.core import split_statements
 from services.warehouse.migrate import load
+from services.warehouse.sqltext import split_statements
 from services.warehouse.testing import migrated, start_warehouse, stop_warehouse
 
 AREA = "warehouse"

@@ -39,6 +39,42 @@ class BusSettings(Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
 
 
+class TenantSettings(BusSettings, frozen=True, kw_only=True):
+    """What the scheduler and the api both read about tenants: one variable, one syntax."""
+
+    # Per-tenant GPU quotas, "tenant=gpus,..." (GPUFLEET_TENANT_QUOTAS): the scheduler enforces
+    # them, the api shows usage against them; a tenant without one has no quota.
+    tenant_quotas: str = ""
+
+    def __post_init__(self) -> None:
+        tenant_values(self.tenant_quotas, "tenant_quotas")  # a bad value fails at start
+
+    def quotas(self) -> dict[str, float]:
+        """``{tenant: GPUs}``."""
+        return tenant_values(self.tenant_quotas, "tenant_quotas")
+
+
+def tenant_values(text: str, field_name: str) -> dict[str, float]:
+    """``"a=8, b=2.5"`` -> ``{"a": 8.0, "b": 2.5}`` (blank entries skipped); anything else is
+    refused with a message that names the variable and the syntax."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = (x.strip() for x in part.partition("="))
+        try:
+            number = float(value) if sep and name else -1.0
+        except ValueError:
+            number = -1.0
+        if not 0 <= number < float("inf"):
+            hint = f" (write {name.partition(':')[0]}={name.partition(':')[2]})" if (
+                not sep and ":" in name) else ""
+            raise ConfigError(f"{env_name(field_name)}: {part!r} is not tenant=number, a "
+                              f"number of 0 or more{hint}; the form is \"team-a=16,team-b=8\"")
+        if name in out:
+            raise ConfigError(f"{env_name(field_name)}: tenant {name!r} is given twice")
+        out[name] = number
+    return out
+
+
 S = TypeVar("S", bound=Struct)
 
 # Every settings class, by service: "module:Class". The keys a shared TOML file may hold are
@@ -81,10 +117,21 @@ def _file_values(env: Mapping[str, str]) -> dict[str, Any]:
     return dict(data.get("gpufleet", data))
 
 
+# Settings that were renamed: set under the old name, they would be ignored without a word.
+RENAMED: dict[str, str] = {
+    "api_tenant_quotas": "tenant_quotas",  # was "tenant:gpus", now "tenant=gpus" as below
+    "scheduler_quotas": "tenant_quotas",
+}
+
+
 def load(cls: type[S], env: Mapping[str, str] | None = None, **overrides: Any) -> S:
     """Build ``cls`` from overrides, then ``GPUFLEET_*`` variables, then the TOML file."""
     env = os.environ if env is None else env
     from_file = _file_values(env)
+    for old, new in RENAMED.items():
+        if env_name(old) in env or old in from_file:
+            raise ConfigError(f"{env_name(old)} is now {env_name(new)}, read by the scheduler "
+                              f"and the api alike, as tenant=gpus: \"team-a=16,team-b=8\"")
     values: dict[str, Any] = {}
     for name in cls.__struct_fields__:
         if overrides.get(name) is not None:

@@ -25,8 +25,8 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from services.warehouse.core import split_statements
 from services.warehouse.migrate import LEDGER, Migration, load
+from services.warehouse.sqltext import split_statements
 
 ON_CLUSTER = "ON CLUSTER '{cluster}'"
 _CREATE = re.compile(r"^CREATE (TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS (\w+)\b")

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gpufleet.bus import DeadLetters, make_producer
 from gpufleet.ops import Metrics, ReadyCheck, add_ops_routes
-from services.api import core, openapi
+from services.api import openapi
 from services.api.auth import Authenticator, parse_tokens
 from services.api.config import ApiSettings
 from services.api.handlers import alerts, cluster, history, jobs, stream, tenants, waste
@@ -114,7 +114,7 @@ def create_app(settings: ApiSettings, state: LiveState | None = None,
                                     job_lease_s=settings.api_job_lease_s)
     app[AUTH] = Authenticator(parse_tokens(settings.api_tokens), settings.api_open_reads)
     app[METRICS] = metrics or Metrics()
-    app[QUOTAS] = core.parse_quotas(settings.api_tenant_quotas)
+    app[QUOTAS] = settings.quotas()
     app[WAREHOUSE] = Warehouse(settings.clickhouse_url)
     app[LIVE_READY] = asyncio.Event()
     app[STOPPING] = asyncio.Event()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from gpufleet.config import ConfigError
 from gpufleet.contracts import TERMINAL_STATES, GpuHealth, JobState, NodeInventory
 from services.api.schemas import (
     AlertList,
@@ -146,7 +145,7 @@ def _count_running(state: LiveState) -> int:
 def job_view(r: JobRecord) -> JobView:
     return JobView(job_id=r.job_id, tenant=r.tenant, queue=r.queue, state=r.state, gpus=r.gpus,
                    gpu_milli=r.gpu_milli, priority=r.priority, submitted=r.submitted,
-                   updated=r.updated, reason=r.reason, node=r.node)
+                   updated=r.updated, reason=r.reason, node=r.node, last_seen=r.last_seen)
 
 
 def job_detail(r: JobRecord, rightsizing: RightSizingView | None = None,
@@ -228,15 +227,3 @@ def alerts(state: LiveState) -> AlertList:
                   since=a.since, ts=a.ts)
         for a in state.open_alerts()
     ])
-
-
-def parse_quotas(text: str) -> dict[str, float]:
-    """``"t1:8,t2:4.5"`` -> ``{"t1": 8.0, "t2": 4.5}``."""
-    out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, gpus = part.partition(":")
-        try:
-            out[name.strip()] = float(gpus)
-        except ValueError:
-            raise ConfigError(f"GPUFLEET_API_TENANT_QUOTAS: {part!r} is not tenant:gpus") from None
-    return out

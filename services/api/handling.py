@@ -78,6 +78,8 @@ class Route:
     errors: tuple[int, ...] = field(default=(400, 401, 403))
     content_type: str = "application/json"
     tag: str = "fleet"
+    # A stream of server-sent events: event name -> the Struct its ``data`` holds, as JSON.
+    events: tuple[tuple[str, type], ...] = ()
 
 
 def json(value: Any, status: int = 200) -> web.Response:
@@ -121,11 +123,23 @@ async def read_body(request: web.Request, cls: type[T]) -> T:
     """The request body decoded as ``cls``, or a 400 naming the field (413 when too big)."""
     raw = await request.read()
     try:
-        return msgspec.json.decode(raw or b"{}", type=cls)
+        return msgspec.convert(_whole_numbers(msgspec.json.decode(raw or b"{}")), type=cls)
     except msgspec.ValidationError as e:
         raise error(400, str(e), _field_of(e)) from None
     except msgspec.DecodeError as e:
         raise error(400, f"body is not valid JSON: {e}") from None
+
+
+def _whole_numbers(value: Any) -> Any:
+    """JSON numbers without a fraction as ints: JSON Schema, and so the OpenAPI document, counts
+    ``20.0`` as an integer (msgspec alone would refuse it for an ``int`` field)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    return value
 
 
 def read_query(request: web.Request, cls: type[T]) -> T:

@@ -16,7 +16,6 @@ from msgspec import Struct
 from services.api.schemas import HistoryPoint
 
 GroupBy = Literal["gpu", "node", "model", "job", "tenant", "cluster"]
-MAX_POINTS = 20_000
 
 # The key of each grouping. "model" is grouped by GPU in SQL and folded by model here, with the
 # models the api knows from the node inventory (the rollup table has no model column).

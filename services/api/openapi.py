@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from services.api.handling import Route, json
-from services.api.schemas import Error
+from services.api.schemas import TOGETHER, Error
 
 REF = "#/components/schemas/{name}"
 STATUS_TEXT = {400: "bad input (the error names the field)", 401: "no valid bearer token",
@@ -46,6 +46,10 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
             "application/json": {"schema": {"$ref": REF.format(name=route.body.__name__)}}}}
     if route.response is not None:
         ok = {"schema": {"$ref": REF.format(name=route.response.__name__)}}
+    elif route.events:
+        ok = {"schema": _event_schema(route.events)}
+    elif route.content_type == "application/json":  # JSON without a Struct: this document
+        ok = {"schema": {"type": "object"}}
     else:
         ok = {"schema": {"type": "string"}}
     responses: dict[str, Any] = {str(route.status): {"description": "success",
@@ -58,11 +62,26 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
+def _event_schema(events: tuple[tuple[str, type], ...]) -> dict[str, Any]:
+    """One server-sent event (OpenAPI 3.1: the schema of a ``text/event-stream`` describes each
+    event): its name, and its ``data`` as JSON of the event's Struct."""
+    return {"oneOf": [
+        {"type": "object", "required": ["event", "data"], "properties": {
+            "event": {"const": name},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": {"$ref": REF.format(name=cls.__name__)}}}}
+        for name, cls in events]}
+
+
 def spec(routes: list[Route], version: str = "0.1.0") -> dict[str, Any]:
-    types = {t for r in routes for t in (r.query, r.body, r.response, r.path_params)
+    types = {t for r in routes
+             for t in (r.query, r.body, r.response, r.path_params, *(c for _, c in r.events))
              if t is not None}
     _, components = msgspec.json.schema_components(
         sorted([*types, Error], key=lambda t: t.__name__), ref_template=REF)
+    for name, rules in TOGETHER.items():
+        if name in components:
+            components[name] = {**components[name], **rules}
     paths: dict[str, dict[str, Any]] = {}
     for r in routes:
         paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, components)

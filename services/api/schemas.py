@@ -6,7 +6,7 @@ types, so the documentation and the checks cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct, field
 
@@ -53,6 +53,17 @@ class SubmitRequest(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fie
     env: Env = field(default_factory=dict)
     sim_duration_s: Duration | None = None
     sim_util: Pct | None = None
+
+
+# What a Struct's fields must satisfy together, in JSON Schema (msgspec writes each field's own
+# bounds; these are added to the Struct's component of the OpenAPI document).
+TOGETHER: dict[str, dict[str, Any]] = {
+    "SubmitRequest": {  # a fraction of a GPU is one GPU
+        "if": {"properties": {"gpu_milli": {"exclusiveMaximum": 1000}},
+               "required": ["gpu_milli"]},
+        "then": {"properties": {"gpus": {"const": 1}}},
+    },
+}
 
 
 class CancelRequest(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -130,16 +141,16 @@ class JobEventView(Struct, kw_only=True, omit_defaults=True):
     ts: float
     state: str
     node: str | None = None
-    gpus: list[int] | None = None
+    gpus: list[int] | None = None  # GPU indices on the node
     reason: str | None = None
     source: str = "gpufleet"
 
 
 class PlacementView(Struct, kw_only=True):
     node: str
-    gpus: list[int]
-    gpu_milli: int
-    member: int
+    gpus: list[int]  # GPU indices on the node
+    gpu_milli: int  # the share of each of those GPUs, thousandths
+    member: int  # which member of a gang, from 0
     ts: float
 
 
@@ -157,14 +168,15 @@ class JobView(Struct, kw_only=True):
     gpu_milli: int = 1000
     priority: int = 0
     submitted: float | None = None
-    updated: float
-    reason: str | None = None
+    updated: float  # the last change of state, placement or spec (heartbeats: ``last_seen``)
+    reason: str | None = None  # why the job is in its state; None once it no longer applies
     node: str | None = None
+    last_seen: float | None = None  # its executor's latest start or heartbeat; None before
 
 
 class JobDetail(Struct, kw_only=True):
     job: JobView
-    events: list[JobEventView]
+    events: list[JobEventView]  # changes of state, oldest first; heartbeats are in last_seen
     placements: list[PlacementView]
     utilization: list[UtilPoint]  # [ts, mean util of the job's GPUs] over time
     util_mean: float | None
@@ -256,12 +268,23 @@ class JobsQuery(Struct, kw_only=True, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
+MAX_HISTORY_STEPS = 20_000  # points per group one history request may ask for
+
+
 class HistoryParams(Struct, kw_only=True, forbid_unknown_fields=True):
     """``from``/``to`` are Unix seconds (default: the last hour); ``step`` seconds per point."""
 
-    from_: Annotated[int, Meta(ge=0, le=4_000_000_000)] | None = field(default=None, name="from")
-    to: Annotated[int, Meta(ge=0, le=4_000_000_000)] | None = None
-    step: Annotated[int, Meta(ge=60, le=86_400 * 31)] = 300
+    from_: Annotated[int, Meta(
+        ge=0, le=4_000_000_000, description="Unix seconds; default `to` - 3600; before `to`",
+    )] | None = field(default=None, name="from")
+    to: Annotated[int, Meta(ge=0, le=4_000_000_000,
+                            description="Unix seconds; default now")] | None = None
+    step: Annotated[int, Meta(
+        ge=60, le=86_400 * 31,
+        description=f"seconds per point; at most {MAX_HISTORY_STEPS:,} steps between `from` and "
+                    f"`to` ((to - from) / step <= {MAX_HISTORY_STEPS}, after a step of whole "
+                    "hours widens them to whole hours), else 400 naming `step`",
+    )] = 300
     group_by: Literal["gpu", "node", "model", "job", "tenant", "cluster"] = "cluster"
     node: Name | None = None  # only this node
     job_id: Name | None = None  # only this job
@@ -270,3 +293,22 @@ class HistoryParams(Struct, kw_only=True, forbid_unknown_fields=True):
 
 class StreamParams(Struct, kw_only=True, forbid_unknown_fields=True):
     interval: Annotated[float, Meta(ge=0.2, le=60)] | None = None
+
+
+# The events of the stream, one Struct each (the ``data`` of each server-sent event is JSON).
+
+class FleetEvent(Struct, kw_only=True):
+    """``fleet``: everything the dashboard shows, when anything changed."""
+
+    summary: ClusterSummary
+    nodes: list[NodeView]
+    queued: list[JobView]
+    running: list[JobView]
+    alerts: list[AlertView]
+    tenants: list[TenantUsage]
+
+
+class AlertChanged(Struct, kw_only=True):
+    """``alert``: an alert fired or was resolved (GET /api/v1/alerts for the open ones)."""
+
+    alert_id: str

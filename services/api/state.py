@@ -58,9 +58,10 @@ class JobRecord:
     priority: int = 0
     state: JobState = JobState.SUBMITTED
     submitted: float | None = None
-    updated: float = 0.0
-    reason: str | None = None
+    updated: float = 0.0  # the last change (a heartbeat is none: it moves ``last_seen``)
+    reason: str | None = None  # why the job is in its state, while it is in it
     node: str | None = None
+    last_seen: float | None = None  # the latest start or heartbeat from the job's executor
     events: deque[JobEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     placements: list[Placement] = field(default_factory=list)
     util: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=UTIL_POINTS_KEPT))
@@ -189,17 +190,20 @@ class LiveState:
                 and ev.job_id in self.jobs):
             return  # a second submit was refused; the job that holds the id is unchanged
         record = self.job(ev.job_id)
-        record.events.append(ev)
         if ev.tenant:
             record.tenant = ev.tenant
-        if ev.state is not JobState.HEARTBEAT:
-            record.state = ev.state
-            record.reason = ev.reason or record.reason
-        elif record.state not in TERMINAL_STATES:
-            record.state = JobState.STARTED  # a heartbeat says it runs
+        if ev.state in RUNNING_STATES:
+            record.last_seen = max(record.last_seen or ev.ts, ev.ts)
+        if ev.state is JobState.HEARTBEAT:  # folded into last_seen, not listed
+            if record.state not in TERMINAL_STATES and record.state is not JobState.STARTED:
+                self._move(record, JobState.STARTED, None)  # a heartbeat says it runs
+                record.updated = max(record.updated, ev.ts)
+        else:
+            record.events.append(ev)
+            self._move(record, ev.state, ev.reason)
+            record.updated = max(record.updated, ev.ts)
         if ev.state is JobState.SUBMITTED or ev.state is JobState.QUEUED:
             record.submitted = record.submitted or ev.ts
-        record.updated = max(record.updated, ev.ts)
         if ev.node and ev.gpus is not None and ev.state not in TERMINAL_STATES:
             if not record.spec_known:  # a job placed by another system: count what it holds
                 record.gpus = max(record.gpus, len(ev.gpus))
@@ -210,9 +214,17 @@ class LiveState:
         self._watch(record)
         self._note("job", record.job_id)
 
+    @staticmethod
+    def _move(record: JobRecord, state: JobState, reason: str | None) -> None:
+        """The job is in ``state`` now; a reason said for an earlier state no longer applies."""
+        if state is not record.state:
+            record.reason = None
+        record.state = state
+        record.reason = reason or record.reason
+
     def _watch(self, record: JobRecord) -> None:
         if record.state in RUNNING_STATES and not record.vouched:
-            self.orphans[record.job_id] = record.updated
+            self.orphans[record.job_id] = max(record.updated, record.last_seen or 0.0)
         else:
             self.orphans.pop(record.job_id, None)
 
@@ -246,8 +258,8 @@ class LiveState:
         record.tenant, record.queue, record.priority = s.tenant, s.queue, s.priority
         record.gpus, record.gpu_milli = s.gpus, s.gpu_milli
         if not (s.state is JobState.PLACED and record.state in RUNNING_STATES):
-            record.state = s.state  # the scheduler says "placed" of jobs that have started
-        record.reason = s.reason or record.reason
+            # the scheduler says "placed" of jobs that have started
+            self._move(record, s.state, s.reason)
         if s.since is not None and s.state is JobState.QUEUED:
             record.submitted = record.submitted or s.since
         if s.node is not None:

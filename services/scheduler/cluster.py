@@ -130,14 +130,6 @@ class Cluster:
     def n_nodes(self) -> int:
         return len(self.names)
 
-    @property
-    def cpu_free(self) -> IntArray:
-        return self.cpu_total - self.cpu_used
-
-    @property
-    def mem_free(self) -> IntArray:
-        return self.mem_total - self.mem_used
-
     def upsert(self, spec: NodeSpec) -> int:
         """Add a node or update it from new inventory; allocations on it are kept."""
         n = self.index.get(spec.name)

@@ -6,15 +6,16 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from gpufleet.config import BusSettings
+from gpufleet.config import TenantSettings, tenant_values
 
 DEFAULT_QUEUE_ORDER = ("priority", "quota", "fairshare")
 DEFAULT_FILTERS = ("health", "gpumodel", "fits")
 DEFAULT_SCORES = ("fgd", "bestfit:0.1", "topology")
 
 
-class SchedulerSettings(BusSettings, frozen=True, kw_only=True):
-    """Which plugins run, in what weight, and how the service talks to Kafka."""
+class SchedulerSettings(TenantSettings, frozen=True, kw_only=True):
+    """Which plugins run, in what weight, and how the service talks to Kafka (tenant quotas:
+    ``tenant_quotas``, shared with the api)."""
 
     # Plugins enabled, by name, comma-separated (see plugins/__init__.py for the registry).
     scheduler_queue_order: str = ",".join(DEFAULT_QUEUE_ORDER)
@@ -23,8 +24,6 @@ class SchedulerSettings(BusSettings, frozen=True, kw_only=True):
     scheduler_scores: str = ",".join(DEFAULT_SCORES)
     scheduler_preemption: bool = True
     scheduler_backfill: bool = True
-    # Per-tenant GPU quotas, "tenant=gpus,..." ; a tenant without one has no quota.
-    scheduler_quotas: str = ""
     scheduler_quota_borrowing: bool = True
     # Per-tenant fair-share weights, "tenant=weight,..." (default weight 1).
     scheduler_weights: str = ""
@@ -44,6 +43,14 @@ class SchedulerSettings(BusSettings, frozen=True, kw_only=True):
     scheduler_ops_host: str = "0.0.0.0"
     scheduler_ops_port: Annotated[int, Meta(ge=0, le=65535)] = 9102
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.weights()  # a bad value fails at start
+
+    def weights(self) -> dict[str, float]:
+        """``{tenant: fair-share weight}``."""
+        return tenant_values(self.scheduler_weights, "scheduler_weights")
+
 
 def transactional_id(settings: SchedulerSettings) -> str:
     """One per cluster: a second scheduler with the same id fences the first."""
@@ -59,13 +66,3 @@ def group_id(settings: SchedulerSettings) -> str:
 def parse_list(text: str) -> list[str]:
     """``"a, b,"`` -> ``["a", "b"]``."""
     return [p.strip() for p in text.split(",") if p.strip()]
-
-
-def parse_pairs(text: str) -> dict[str, float]:
-    """``"a=1,b=2.5"`` -> ``{"a": 1.0, "b": 2.5}``; blanks ignored."""
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        name, sep, value = part.strip().partition("=")
-        if sep and name.strip():
-            out[name.strip()] = float(value)
-    return out

@@ -35,6 +35,7 @@ SOURCE = "scheduler"
 FREEING = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED}
 ALIVE = {JobState.STARTED, JobState.HEARTBEAT}  # an executor's word that an attempt runs
 Clock = Callable[[], float]
+WAITING = "waiting for the next scheduling cycle"  # a queued job's reason until a cycle saw it
 
 
 @dataclass(frozen=True)
@@ -132,13 +133,17 @@ class SchedulerCore:
                 self.util[(msg.node, msg.gpu)] = msg.util_mean
         return []
 
-    def _event(self, job: Job, state: JobState, reason: str | None = None,
-               **extra: object) -> JobEvent:
+    def _move(self, job: Job, state: JobState, reason: str | None = None) -> None:
+        """The job's record takes ``state`` now, with the reason it is in it."""
         self.touched.add(job.job_id)
         rec = self.records.get(job.job_id)
         if rec is not None:
             rec.state, rec.since = state, self.clock()
             rec.reason = reason or ""
+
+    def _job_event(self, job: Job, state: JobState, reason: str | None = None,
+                   **extra: object) -> JobEvent:
+        """The event that tells the other services ``job`` is in ``state`` now."""
         return JobEvent(job_id=job.job_id, state=state, tenant=job.tenant, reason=reason,
                         source=SOURCE, ts=self.clock(), **extra)  # type: ignore[arg-type]
 
@@ -154,10 +159,12 @@ class SchedulerCore:
         self.records[job.job_id] = Record(job, JobState.SUBMITTED, since=self.clock())
         reason = self._never_fits(spec)
         if reason is not None:
-            return [self._event(job, JobState.REJECTED, reason)]
+            self._move(job, JobState.REJECTED, reason)
+            return [self._job_event(job, JobState.REJECTED, reason)]
         self.pending[job.job_id] = job
         self.dirty = True
-        return [self._event(job, JobState.QUEUED, "waiting for the next scheduling cycle")]
+        self._move(job, JobState.QUEUED, WAITING)
+        return [self._job_event(job, JobState.QUEUED, WAITING)]
 
     def _never_fits(self, spec: JobSpec) -> str | None:
         c = self.cluster
@@ -173,7 +180,8 @@ class SchedulerCore:
         job = self.pending.pop(msg.job_id, None)
         if job is not None:
             attempt = self.records[msg.job_id].attempt
-            return [self._event(job, JobState.CANCELLED, msg.reason, attempt=attempt)]
+            self._move(job, JobState.CANCELLED, msg.reason)
+            return [self._job_event(job, JobState.CANCELLED, msg.reason, attempt=attempt)]
         run = self.running.get(msg.job_id)
         if run is None or run.stopping:
             return []
@@ -217,8 +225,10 @@ class SchedulerCore:
             self.pending[ev.job_id] = run.job
             if rec is not None:
                 rec.attempt += 1
-            return [self._event(run.job, JobState.QUEUED, "preempted; back in its queue",
-                                attempt=rec.attempt if rec is not None else run.attempt + 1)]
+            why = "preempted; back in its queue"
+            self._move(run.job, JobState.QUEUED, why)
+            return [self._job_event(run.job, JobState.QUEUED, why,
+                                    attempt=rec.attempt if rec is not None else run.attempt + 1)]
         if rec is not None:
             rec.state, rec.since, rec.cancelling = ev.state, ev.ts, False
         return []
@@ -362,18 +372,21 @@ class SchedulerCore:
         final = "" if retry or rec.cancelling else (
             f"; given up after {rec.losses} lost attempt(s) (max_attempts "
             f"{self.leases.max_attempts})")
-        out.append(self._event(job, JobState.LOST, why + final, node=node, attempt=run.attempt))
+        self._move(job, JobState.LOST, why + final)
+        out.append(self._job_event(job, JobState.LOST, why + final, node=node,
+                                   attempt=run.attempt))
         if rec.cancelling:
             rec.cancelling = False
-            out.append(self._event(job, JobState.CANCELLED, f"cancelled; {why}",
-                                   attempt=run.attempt))
+            self._move(job, JobState.CANCELLED, f"cancelled; {why}")
+            out.append(self._job_event(job, JobState.CANCELLED, f"cancelled; {why}",
+                                       attempt=run.attempt))
         elif retry:
             rec.attempt = run.attempt + 1
             self.pending[job.job_id] = job
             self.dirty = True
-            out.append(self._event(job, JobState.QUEUED,
-                                   f"{why}; back in its queue as attempt {rec.attempt}",
-                                   attempt=rec.attempt))
+            again = f"{why}; back in its queue as attempt {rec.attempt}"
+            self._move(job, JobState.QUEUED, again)
+            out.append(self._job_event(job, JobState.QUEUED, again, attempt=rec.attempt))
         return out
 
     # -- the cycle ---------------------------------------------------------------------------
@@ -409,7 +422,8 @@ class SchedulerCore:
             if reason is None:
                 stats.placed += 1
             elif (rec := self.records[job.job_id]).reason != reason:
-                out.append(self._event(job, JobState.QUEUED, reason, attempt=rec.attempt))
+                self._move(job, JobState.QUEUED, reason)
+                out.append(self._job_event(job, JobState.QUEUED, reason, attempt=rec.attempt))
         self.last = stats
         return out
 
@@ -437,9 +451,9 @@ class SchedulerCore:
             run = self.running[victim]
             run.stopping = True
             out.extend(self._stops(run, "preempted"))
-            out.append(self._event(run.job, JobState.PREEMPTING,
-                                   f"preempted by {job.job_id} (priority {job.priority})",
-                                   attempt=run.attempt))
+            why = f"preempted by {job.job_id} (priority {job.priority})"
+            self._move(run.job, JobState.PREEMPTING, why)
+            out.append(self._job_event(run.job, JobState.PREEMPTING, why, attempt=run.attempt))
         if len(state.victims) > seen:
             self.nominations[job.job_id] = state.victims[seen:]
         reason = "; ".join(r for r in (attempt.status.reason, post.reason) if r)
@@ -457,5 +471,7 @@ class SchedulerCore:
             node = self.cluster.names[slot.node]
             out.append(Placement(job=spec, node=node, gpus=list(slot.gpus), gpu_milli=slot.milli,
                                  member=member, attempt=rec.attempt, ts=state.now))
-            out.append(self._event(job, JobState.PLACED, None, node=node, gpus=list(slot.gpus),
-                                   gpu_milli=slot.milli, member=member, attempt=rec.attempt))
+            self._move(job, JobState.PLACED)
+            out.append(self._job_event(job, JobState.PLACED, None, node=node,
+                                       gpus=list(slot.gpus), gpu_milli=slot.milli, member=member,
+                                       attempt=rec.attempt))

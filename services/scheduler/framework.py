@@ -7,6 +7,8 @@ arguments ``(state, job, cluster)``; a plugin implements one or more stages:
 * ``pre_filter`` a check of the job as a whole -> ``Status``
 * ``filter``     which nodes may take the next member -> ``(mask over nodes, Status)``
 * ``score``      how good each candidate node is -> floats in 0..100, one per ``state.candidates``
+* ``reserve``    which GPUs of the chosen node the member takes -> GPU indices, or ``None`` for
+                 no preference (takes one more argument: the node)
 * ``permit``     a last say on the whole placement -> ``Status``
 * ``post_filter`` what to do when the job cannot be placed (preempt, reserve) -> ``Status``
 
@@ -95,12 +97,10 @@ class CycleState:
     candidates: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     members: list[Slot] = field(default_factory=list)
     borrowing: bool = False
-    scratch: dict[str, Any] = field(default_factory=dict)
 
     def start_attempt(self) -> None:
         self.members = []
         self.borrowing = False
-        self.scratch.clear()
 
 
 @runtime_checkable
@@ -130,6 +130,18 @@ class Score(Protocol):
     name: str
 
     def score(self, state: CycleState, job: Job, cluster: Cluster) -> FloatArray: ...
+
+
+@runtime_checkable
+class Reserve(Protocol):
+    """Like the Kubernetes framework's Reserve: the node is chosen; which of its GPUs does the
+    member take? ``None`` leaves the choice to the next reserve plugin, and at last to the
+    cluster's own rule (``Cluster.pick_gpus``: best fit, fewest NVLink domains)."""
+
+    name: str
+
+    def reserve(self, state: CycleState, job: Job, cluster: Cluster, node: int
+                ) -> tuple[int, ...] | None: ...
 
 
 @runtime_checkable

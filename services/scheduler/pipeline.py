@@ -3,14 +3,17 @@
 1. pre-filters check the job as a whole (quota, gang capacity);
 2. for each member: filters narrow the nodes, scores rank them (one node per free shape on a
    large fleet; nodes already holding a member of the job always), the best node takes the member
-   (its GPUs chosen by ``Cluster.pick_gpus``) and holds them while the next member is placed;
+   and holds its GPUs while the next member is placed: the reserve plugins choose which GPUs
+   when the node was chosen among several (a lone candidate is not weighed), else
+   ``Cluster.pick_gpus`` does;
 3. permits have the last say; if anything fails, every member is given back (all or none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -26,14 +29,13 @@ from services.scheduler.framework import (
     PreFilter,
     QueueOrder,
     Registry,
+    Reserve,
     Score,
     Status,
 )
-from services.scheduler.jobs import FULL, Job
+from services.scheduler.jobs import Job
 
-# Scratch, set by a score plugin that weighed the GPUs too: per candidate node, the free share
-# (thousandths) of the GPU a GPU share should take there (-1: let ``Cluster.pick_gpus`` choose).
-GPU_CHOICE = "gpu_choice"
+STAGES = ("key", "pre_filter", "filter", "score", "reserve", "permit", "post_filter")
 # Above this many candidate nodes, score one node per free shape (``Cluster.representatives``)
 # instead of every node: they score alike, and a large fleet has a few hundred shapes.
 GROUP_ABOVE = 2048
@@ -51,6 +53,7 @@ class Profile:
     pre_filters: list[PreFilter] = field(default_factory=list)
     filters: list[Filter] = field(default_factory=list)
     scores: list[tuple[Score, float]] = field(default_factory=list)
+    reserves: list[Reserve] = field(default_factory=list)
     permits: list[Permit] = field(default_factory=list)
     post_filters: list[PostFilter] = field(default_factory=list)
 
@@ -67,13 +70,18 @@ class Profile:
         return profile
 
     def _add(self, plugin: object, weight: float) -> None:
-        for proto, bucket in ((QueueOrder, self.queue_order), (PreFilter, self.pre_filters),
-                              (Filter, self.filters), (Permit, self.permits),
-                              (PostFilter, self.post_filters)):
-            if isinstance(plugin, proto):
-                bucket.append(plugin)  # type: ignore[arg-type]
-        if isinstance(plugin, Score):
-            self.scores.append((plugin, weight))
+        """Put ``plugin`` in every stage it implements; one that implements none is refused."""
+        stages: list[tuple[type, Callable[[Any], None]]] = [
+            (QueueOrder, self.queue_order.append), (PreFilter, self.pre_filters.append),
+            (Filter, self.filters.append), (Score, lambda p: self.scores.append((p, weight))),
+            (Reserve, self.reserves.append), (Permit, self.permits.append),
+            (PostFilter, self.post_filters.append)]
+        joined = [add for stage, add in stages if isinstance(plugin, stage)]
+        if not joined:
+            raise TypeError(f"plugin {getattr(plugin, 'name', plugin)!r} implements no stage "
+                            f"(one of: {', '.join(STAGES)})")
+        for add in joined:
+            add(plugin)
 
     # -- queue -------------------------------------------------------------------------------
 
@@ -87,14 +95,20 @@ class Profile:
     def place(self, state: CycleState, job: Job, cluster: Cluster) -> Attempt:
         """Place every member of ``job`` or none; placed members stay allocated in ``cluster``."""
         state.start_attempt()
-        status = self._run_all(self.pre_filters, state, job, cluster, "pre_filter")
+        status = SUCCESS
+        for pre in self.pre_filters:
+            status = pre.pre_filter(state, job, cluster)
+            if not status.ok:
+                break
         if status.ok:
             for member in range(job.gang):
                 status = self._place_member(state, job, cluster, member)
                 if not status.ok:
                     break
-        if status.ok:
-            status = self._run_all(self.permits, state, job, cluster, "permit")
+        for permit in self.permits if status.ok else ():
+            status = permit.permit(state, job, cluster)
+            if not status.ok:
+                break
         if not status.ok:
             for slot in state.members:
                 cluster.release(slot)
@@ -106,15 +120,6 @@ class Profile:
         for plugin in self.post_filters:
             status = plugin.post_filter(state, job, cluster)
             if status.code in (Code.SUCCESS, Code.WAIT):
-                return status
-        return SUCCESS
-
-    @staticmethod
-    def _run_all(plugins: list[PreFilter] | list[Permit], state: CycleState, job: Job,
-                 cluster: Cluster, method: str) -> Status:
-        for plugin in plugins:
-            status: Status = getattr(plugin, method)(state, job, cluster)
-            if not status.ok:
                 return status
         return SUCCESS
 
@@ -134,16 +139,23 @@ class Profile:
             held = [s.node for s in state.members if state.feasible[s.node]]
             cands = np.union1d(cluster.representatives(cands), np.array(held, np.int64))
         state.candidates = cands
-        state.scratch.pop(GPU_CHOICE, None)
-        i = self._best_index(state, job, cluster)
-        node = int(state.candidates[i])
-        choice = state.scratch.get(GPU_CHOICE)
-        share = int(choice[i]) if choice is not None and job.milli < FULL else -1
-        gpus = cluster.pick_gpus(node, job.gpus, job.milli, share)
+        node = int(cands[self._best_index(state, job, cluster)])
+        gpus = self._reserve(state, job, cluster, node) if len(cands) > 1 else None
+        if gpus is None:
+            gpus = cluster.pick_gpus(node, job.gpus, job.milli)
         slot = Slot(node, gpus, job.milli, job.cpu_milli, job.memory_mib)
         cluster.allocate(slot)
         state.members.append(slot)
         return SUCCESS
+
+    def _reserve(self, state: CycleState, job: Job, cluster: Cluster, node: int
+                 ) -> tuple[int, ...] | None:
+        """The GPUs the first reserve plugin with a preference chooses on ``node``."""
+        for plugin in self.reserves:
+            gpus = plugin.reserve(state, job, cluster, node)
+            if gpus is not None:
+                return gpus
+        return None
 
     def _best_index(self, state: CycleState, job: Job, cluster: Cluster) -> int:
         """Index into ``state.candidates`` of the node the member takes."""

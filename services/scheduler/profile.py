@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.scheduler.config import SchedulerSettings, parse_list, parse_pairs
+from services.scheduler.config import SchedulerSettings, parse_list
 from services.scheduler.framework import PluginArgs
 from services.scheduler.jobs import Job
 from services.scheduler.pipeline import Profile
@@ -25,7 +25,6 @@ def plugin_names(settings: SchedulerSettings) -> list[str]:
 
 def build_profile(settings: SchedulerSettings,
                   workload: Iterable[tuple[Job, float]] = ()) -> Profile:
-    args = PluginArgs(quotas=parse_pairs(settings.scheduler_quotas),
-                      borrowing=settings.scheduler_quota_borrowing,
-                      weights=parse_pairs(settings.scheduler_weights), workload=tuple(workload))
+    args = PluginArgs(quotas=settings.quotas(), borrowing=settings.scheduler_quota_borrowing,
+                      weights=settings.weights(), workload=tuple(workload))
     return Profile.build(REGISTRY, plugin_names(settings), args)

@@ -23,12 +23,6 @@ from typing import Any
 
 import chdb
 
-from services.warehouse.core import (
-    quote_identifier,
-    quote_literal,
-    setting_name_ok,
-    split_statements,
-)
 from services.warehouse.errors import (
     SYNTAX_ERROR,
     TIMEOUT_EXCEEDED,
@@ -38,6 +32,12 @@ from services.warehouse.errors import (
 )
 from services.warehouse.guard import Policy, check, parse_tree
 from services.warehouse.request import External
+from services.warehouse.sqltext import (
+    quote_identifier,
+    quote_literal,
+    setting_name_ok,
+    split_statements,
+)
 
 log = logging.getLogger(__name__)
 _PROBE = re.compile(r"\s*:?\s*In scope SELECT formatQuery\(.*$", re.DOTALL)

@@ -16,16 +16,6 @@ from aiohttp import web
 from gpufleet.ops import Metrics
 from services.warehouse import framing, native
 from services.warehouse.auth import User, authenticate, credentials
-from services.warehouse.core import (
-    WRITE_KINDS,
-    SqlTextError,
-    first_keyword,
-    parse_set,
-    parse_use,
-    split_insert,
-    trailing_format,
-    with_current_user,
-)
 from services.warehouse.engine import DEFAULT_DATABASE, Call, Engine, Outcome
 from services.warehouse.errors import (
     ACCESS_DENIED,
@@ -39,8 +29,18 @@ from services.warehouse.errors import (
     readonly,
 )
 from services.warehouse.guard import FILE_SETTINGS
-from services.warehouse.request import Ask, read_ask, response_framing
+from services.warehouse.request import QueryRequest, read_query_request, response_framing
 from services.warehouse.sessions import Session, Sessions, busy
+from services.warehouse.sqltext import (
+    WRITE_KINDS,
+    SqlTextError,
+    first_keyword,
+    parse_set,
+    parse_use,
+    split_insert,
+    trailing_format,
+    with_current_user,
+)
 from services.warehouse.wire import content_type, encode_body, response_encoding
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,11 @@ async def handle(ctx: Context, request: web.Request) -> web.StreamResponse:
     try:
         try:
             user = authenticate(ctx.users, *credentials(request.headers, request.query))
-            ask = await read_ask(request)
-            if not ask.text.strip() and request.method == "GET":
+            query = await read_query_request(request)
+            if not query.text.strip() and request.method == "GET":
                 return web.Response(text="Ok.\n")
             with _slot(ctx, user):
-                fmt, outcome = await _execute(ctx, user, ask, request, query_id)
+                fmt, outcome = await _execute(ctx, user, query, request, query_id)
         except (ValueError, UnicodeError, OSError) as e:  # a bug or a bad request: say which
             log.exception("query %s: unexpected error", query_id)
             raise ClickHouseError(UNKNOWN_EXCEPTION, f"DB::Exception: {e!r}") from e
@@ -92,7 +92,7 @@ async def handle(ctx: Context, request: web.Request) -> web.StreamResponse:
     ctx.metrics.observe("warehouse_request_seconds", elapsed, help="time to answer a request")
     ctx.metrics.inc("warehouse_rows_written_total", outcome.written_rows,
                     help="rows inserted through the endpoint")
-    return _respond(request, ask, query_id, fmt, outcome, elapsed)
+    return _respond(request, query, query_id, fmt, outcome, elapsed)
 
 
 @contextlib.contextmanager
@@ -133,12 +133,12 @@ def _check_settings(ctx: Context, user: User, changes: Mapping[str, str]) -> Non
                                       f"or 0 for user {user.name}, got {plain}")
 
 
-async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request, query_id: str,
-                   ) -> tuple[str, Outcome]:
-    _check_settings(ctx, user, ask.settings)
-    session = _session(ctx, user, ask)
-    settings = {**(session.settings if session else {}), **ask.settings}
-    ro = user.readonly or ask.read_only_method
+async def _execute(ctx: Context, user: User, query: QueryRequest, request: web.Request,
+                   query_id: str) -> tuple[str, Outcome]:
+    _check_settings(ctx, user, query.settings)
+    session = _session(ctx, user, query)
+    settings = {**(session.settings if session else {}), **query.settings}
+    ro = user.readonly or query.read_only_method
     wanted_ro = settings.pop("readonly", None)
     if wanted_ro is not None and wanted_ro.strip("'") not in ("0", ""):
         ro = True
@@ -149,36 +149,36 @@ async def _execute(ctx: Context, user: User, ask: Ask, request: web.Request, que
         cap = ctx.limits.analyst_max_execution_time_s
         settings.setdefault("max_execution_time", f"'{cap:g}'")
         deadline = cap + 5.0  # the engine stops it first; this catches what it does not
-    database = (ask.params.get("database") or request.headers.get("X-ClickHouse-Database")
+    database = (query.params.get("database") or request.headers.get("X-ClickHouse-Database")
                 or (session.database if session else None) or DEFAULT_DATABASE)
-    kind = first_keyword(ask.text)
+    kind = first_keyword(query.text)
     if not kind:
         raise ClickHouseError(SYNTAX_ERROR, "DB::Exception: Empty query")
     if kind in ("SET", "USE"):
-        return "TabSeparated", await _session_change(ctx, user, session, ask, settings, database)
+        return "TabSeparated", await _session_change(ctx, user, session, query, settings, database)
     if ro and kind in WRITE_KINDS:
         raise readonly(user.name)
-    if session is None and kind == "CREATE" and _TEMPORARY.match(ask.text):
+    if session is None and kind == "CREATE" and _TEMPORARY.match(query.text):
         raise ClickHouseError(SESSION_NOT_FOUND, "DB::Exception: A temporary table lives in a "
                               "session: send session_id with the query")
-    text = ask.text
-    default_fmt = (request.headers.get("X-ClickHouse-Format") or ask.params.get("default_format")
+    text = query.text
+    default_fmt = (request.headers.get("X-ClickHouse-Format") or query.params.get("default_format")
                    or "TabSeparated")
     policy = ctx.engine.policy(files=not user.readonly, dictionaries=not user.readonly)
-    common = {"params": ask.query_params, "settings": settings, "database": database,
+    common = {"params": query.query_params, "settings": settings, "database": database,
               "readonly": ro, "policy": policy, "user": user.name, "query_id": query_id,
-              "deadline_s": deadline, "external": ask.external}
-    revision = _revision(ask.params)
+              "deadline_s": deadline, "external": query.external}
+    revision = _revision(query.params)
     inline = split_insert(text)
     if inline is not None:
         inline = replace(inline, statement=_as_user(inline.statement.encode(), user).decode())
         # Native input is revision 0 whatever client_protocol_version says, as on a server
         call = Call(inline.statement, inline.fmt, inline.data, **common)  # type: ignore[arg-type]
-        return default_fmt, await _run(ctx, call, session, ask)
+        return default_fmt, await _run(ctx, call, session, query)
     text = _as_user(text, user)
     fmt = trailing_format(text.decode(errors="replace")) or default_fmt
     call = Call(text, default_fmt, None, **common)  # type: ignore[arg-type]
-    outcome = await _run(ctx, call, session, ask)
+    outcome = await _run(ctx, call, session, query)
     if fmt == "Native" and revision > 0:
         outcome = replace(outcome, body=native.to_client(outcome.body, revision))
     return fmt, outcome
@@ -202,35 +202,35 @@ def _revision(params: Mapping[str, str]) -> int:
                               f"a number, got {value!r}") from None
 
 
-async def _run(ctx: Context, call: Call, session: Session | None, ask: Ask) -> Outcome:
+async def _run(ctx: Context, call: Call, session: Session | None, query: QueryRequest) -> Outcome:
     if session is None:
         return await ctx.engine.run(call)
     if session.lock.locked():
-        raise busy(ask.params.get("session_id", ""))
+        raise busy(query.params.get("session_id", ""))
     async with session.lock:
         return await ctx.engine.run(call, session.handle)
 
 
-def _session(ctx: Context, user: User, ask: Ask) -> Session | None:
-    session_id = ask.params.get("session_id")
+def _session(ctx: Context, user: User, query: QueryRequest) -> Session | None:
+    session_id = query.params.get("session_id")
     if not session_id:
         return None
-    timeout = ask.params.get("session_timeout")
+    timeout = query.params.get("session_timeout")
     try:
         timeout_s = float(timeout) if timeout else None
     except ValueError:
         raise ClickHouseError(BAD_ARGUMENTS, f"DB::Exception: Invalid session timeout: "
                               f"'{timeout}'") from None
     return ctx.sessions.get(user.name, session_id, readonly=user.readonly,
-                            must_exist=ask.params.get("session_check") in ("1", "true"),
+                            must_exist=query.params.get("session_check") in ("1", "true"),
                             timeout_s=timeout_s)
 
 
-async def _session_change(ctx: Context, user: User, session: Session | None, ask: Ask,
+async def _session_change(ctx: Context, user: User, session: Session | None, query: QueryRequest,
                           settings: dict[str, str], database: str) -> Outcome:
     """SET and USE change the session (none: they last one request, as in ClickHouse).
     The engine checks the new state by running a trivial query in it first."""
-    text = ask.text.decode(errors="replace")
+    text = query.text.decode(errors="replace")
     try:
         if first_keyword(text) == "SET":
             changes = parse_set(text)
@@ -250,7 +250,7 @@ async def _session_change(ctx: Context, user: User, session: Session | None, ask
     return Outcome(b"")
 
 
-def _respond(request: web.Request, ask: Ask, query_id: str, fmt: str, outcome: Outcome,
+def _respond(request: web.Request, query: QueryRequest, query_id: str, fmt: str, outcome: Outcome,
              elapsed_s: float) -> web.Response:
     encoding = response_encoding(request.headers.get("Accept-Encoding", ""))
     summary = {"read_rows": str(outcome.read_rows), "read_bytes": str(outcome.read_bytes),
@@ -264,7 +264,7 @@ def _respond(request: web.Request, ask: Ask, query_id: str, fmt: str, outcome: O
         "X-ClickHouse-Summary": json.dumps(summary, separators=(",", ":")),
     }
     body = outcome.body
-    framed = response_framing(ask.params)
+    framed = response_framing(query.params)
     if framed is not None and body:  # compress=1: ClickHouse's block framing, then HTTP's
         body = framing.compress(body, *framed)
     if encoding and body:

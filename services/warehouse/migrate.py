@@ -16,7 +16,7 @@ from typing import Any
 
 import clickhouse_connect
 
-from services.warehouse.core import split_statements
+from services.warehouse.sqltext import split_statements
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from services.warehouse import framing
-from services.warehouse.core import quote_literal, setting_name_ok, split_top_level
 from services.warehouse.errors import BAD_ARGUMENTS, CANNOT_PARSE_INPUT, ClickHouseError
+from services.warehouse.sqltext import quote_literal, setting_name_ok, split_top_level
 from services.warehouse.wire import decode_body
 
 # Parameters the HTTP interface consumes itself; every other one (but param_*) is a setting.
@@ -34,7 +34,9 @@ class External:
 
 
 @dataclass(frozen=True)
-class Ask:
+class QueryRequest:
+    """What one HTTP request asks the engine to run: the statement, its settings and data."""
+
     params: Mapping[str, str]
     text: bytes  # the query parameter, a newline, then the body (ClickHouse concatenates them)
     settings: Mapping[str, str]  # setting name -> SQL literal, from the parameters
@@ -43,7 +45,7 @@ class Ask:
     external: tuple[External, ...] = ()  # temporary tables sent with the query
 
 
-async def read_ask(request: web.Request) -> Ask:
+async def read_query_request(request: web.Request) -> QueryRequest:
     params = {k: v for k, v in request.query.items()}
     external: tuple[External, ...] = ()
     if request.content_type == _FORM and request.method == "POST":
@@ -68,7 +70,7 @@ async def read_ask(request: web.Request) -> Ask:
     settings = {k: quote_literal(v) for k, v in params.items()
                 if k not in TRANSPORT and k not in external_keys and not k.startswith("param_")}
     query_params = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
-    return Ask(params, text, settings, query_params, request.method in ("GET", "HEAD"),
+    return QueryRequest(params, text, settings, query_params, request.method in ("GET", "HEAD"),
                external)
 
 

@@ -42,6 +42,7 @@ SETTINGS_OF_COMMAND: dict[str, str] = {
 # A value the deploy files fill in at run time, replaced by one an operator would give.
 _COMPOSE_VAR = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
 _EXAMPLE = "example"
+_EXAMPLES = {"TENANT_QUOTAS": "team-a=16,team-b=8"}  # where "example" is no valid value
 
 
 @dataclass
@@ -85,7 +86,7 @@ def example_value(value: str) -> str:
 
     def one(m: re.Match[str]) -> str:
         default = m.group(2) if m.group(0).find(":-") > 0 else None
-        return default if default else _EXAMPLE
+        return default if default else _EXAMPLES.get(m.group(1), _EXAMPLE)
 
     return _COMPOSE_VAR.sub(one, value)
 

@@ -92,6 +92,14 @@ def test_the_shared_configmap_holds_only_bus_settings() -> None:
     assert set(configmap("gpufleet-bus")) <= bus
 
 
+@pytest.mark.parametrize("where", ["compose", "k8s"])
+def test_the_scheduler_and_the_api_get_one_quota_value(where: str) -> None:
+    quotas = {w.command: w.env.get("GPUFLEET_TENANT_QUOTAS") for w in RUNNERS
+              if w.origin.startswith(where) and w.command in ("scheduler", "api")}
+    assert set(quotas) == {"scheduler", "api"}, quotas
+    assert quotas["scheduler"] is not None and quotas["scheduler"] == quotas["api"], quotas
+
+
 def test_secret_keys_are_settings() -> None:
     bus = {env_name(f) for f in BusSettings.__struct_fields__}
     keys = set(k8s_object("Secret", "gpufleet-secrets")["stringData"])

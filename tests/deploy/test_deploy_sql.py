@@ -24,8 +24,8 @@ from chdb import session
 from deploy_model import DEPLOY, migration_objects
 
 from gpufleet.admin.cluster_sql_cmd import ClusterSqlError, render, shard_key
-from services.warehouse.core import split_statements
 from services.warehouse.migrate import Migration, load
+from services.warehouse.sqltext import split_statements
 
 CLUSTER_SQL = split_statements((DEPLOY / "clickhouse" / "cluster.sql").read_text())
 MIGRATION_STATEMENTS = [s for m in load() for s in m.statements]

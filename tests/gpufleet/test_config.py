@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 from msgspec import Struct
 
-from gpufleet.config import SETTINGS, BusSettings, ConfigError, describe, load, settings_class
+from gpufleet.config import (
+    SETTINGS,
+    BusSettings,
+    ConfigError,
+    TenantSettings,
+    describe,
+    load,
+    settings_class,
+    tenant_values,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -154,3 +163,54 @@ def test_every_settings_class_of_the_tree_is_listed() -> None:
                   and v.__module__ == module.__name__}
     assert found, "no settings class found under services/"
     assert found <= listed, f"not in gpufleet.config.SETTINGS: {found - listed}"
+
+
+# -- tenant quotas: one variable, one syntax, read by the scheduler and the api ----------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", {}),
+    ("team-a=16", {"team-a": 16.0}),
+    (" team-a = 16 , team-b=2.5,", {"team-a": 16.0, "team-b": 2.5}),
+    ("idle=0", {"idle": 0.0}),
+])
+def test_tenant_quotas_are_tenant_equals_gpus(text: str, expected: dict[str, float]) -> None:
+    assert tenant_values(text, "tenant_quotas") == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("team:8", r"'team:8' is not tenant=number.*\(write team=8\)"),  # the api's old form
+    ("a=8,b:2", r"'b:2' .*\(write b=2\)"),
+    ("team=lots", r"'team=lots' is not tenant=number"),
+    ("team", r"'team' is not tenant=number"),
+    ("=8", r"'=8' is not tenant=number"),
+    ("team=-1", r"'team=-1' is not tenant=number"),
+    ("team=nan", r"'team=nan' is not tenant=number"),
+    ("a=1,a=2", r"tenant 'a' is given twice"),
+])
+def test_a_bad_quota_names_the_variable_and_the_syntax(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="^GPUFLEET_TENANT_QUOTAS: " + message):
+        tenant_values(text, "tenant_quotas")
+
+
+@pytest.mark.parametrize("service", ["scheduler", "api"])
+def test_the_scheduler_and_the_api_read_the_same_quotas(service: str) -> None:
+    cls = settings_class(service)
+    assert isinstance(cls, type) and issubclass(cls, TenantSettings)
+    settings = load(cls, {"GPUFLEET_TENANT_QUOTAS": "team-a=16,team-b=8"})
+    assert settings.quotas() == {"team-a": 16.0, "team-b": 8.0}
+    with pytest.raises(ConfigError, match=r"GPUFLEET_TENANT_QUOTAS: 'team-a:16'.*team-a=16"):
+        load(cls, {"GPUFLEET_TENANT_QUOTAS": "team-a:16"})
+
+
+def test_fair_share_weights_take_the_same_syntax() -> None:
+    from services.scheduler.config import SchedulerSettings
+
+    assert load(SchedulerSettings, {"GPUFLEET_SCHEDULER_WEIGHTS": "a=2"}).weights() == {"a": 2.0}
+    with pytest.raises(ConfigError, match=r"GPUFLEET_SCHEDULER_WEIGHTS: 'a:2'.*a=2"):
+        load(SchedulerSettings, {"GPUFLEET_SCHEDULER_WEIGHTS": "a:2"})
+
+
+@pytest.mark.parametrize("old", ["GPUFLEET_API_TENANT_QUOTAS", "GPUFLEET_SCHEDULER_QUOTAS"])
+def test_an_old_quota_variable_is_refused_naming_the_new_one(old: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{old} is now GPUFLEET_TENANT_QUOTAS.*team-a=16"):
+        load(settings_class("api"), {old: "team-a:16"})

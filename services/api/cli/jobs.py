@@ -50,8 +50,12 @@ def render_detail(body: dict[str, Any]) -> str:
     j = body["job"]
     lines = [f"job {j['job_id']}  tenant {j['tenant']}  state {j['state']}  gpus {j['gpus']}"
              f"  node {j.get('node') or '-'}"]
+    if j.get("reason"):  # only while it applies to the job's state
+        lines.append(f"  reason: {j['reason']}")
+    if j.get("last_seen"):  # heartbeats, folded into one line
+        lines.append(f"  last seen {time.strftime('%H:%M:%S', time.localtime(j['last_seen']))}")
     for p in body["placements"]:
-        lines.append(f"  placed on {p['node']} GPUs {p['gpus']} (member {p['member']})")
+        lines.append(f"  placed on {p['node']} GPU indices {p['gpus']} (member {p['member']})")
     for e in body["events"]:
         when = time.strftime("%H:%M:%S", time.localtime(e["ts"]))
         lines.append(f"  {when} {e['state']:<10} {e.get('node') or ''} {e.get('reason') or ''}")

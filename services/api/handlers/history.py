@@ -9,22 +9,23 @@ from aiohttp import web
 
 from services.api import core
 from services.api.handling import SETTINGS, STATE, WAREHOUSE, Route, error, json, read_query
-from services.api.history import MAX_POINTS, HistoryQuery
-from services.api.schemas import History, HistoryParams
+from services.api.history import HistoryQuery
+from services.api.schemas import MAX_HISTORY_STEPS, History, HistoryParams
 
 log = logging.getLogger(__name__)
 
 
 def to_query(p: HistoryParams, cluster: str, idle_pct: float, now: float) -> HistoryQuery:
-    """Checked bounds: ``from`` before ``to``, and not more than MAX_POINTS steps between."""
+    """Checked bounds: ``from`` before ``to``, and not more than MAX_HISTORY_STEPS steps
+    between (the document says both, in the parameters' descriptions)."""
     end = p.to if p.to is not None else int(now)
     start = p.from_ if p.from_ is not None else max(0, end - 3600)
     if start >= end:
         raise error(400, "`from` must be before `to`", "from")
     if p.step % 3600 == 0:  # whole-hour steps: whole hours, so the hourly rollup answers
         start, end = start - start % 3600, end + (-end) % 3600
-    if (end - start) // p.step > MAX_POINTS:
-        raise error(400, f"at most {MAX_POINTS} steps between `from` and `to`", "step")
+    if (end - start) // p.step > MAX_HISTORY_STEPS:
+        raise error(400, f"at most {MAX_HISTORY_STEPS} steps between `from` and `to`", "step")
     return HistoryQuery(start=start, end=end, step=p.step, group_by=p.group_by,
                         cluster=cluster, idle_pct=idle_pct, node=p.node, job_id=p.job_id,
                         tenant=p.tenant)

@@ -21,24 +21,25 @@ from services.api.handling import (
     Route,
     read_query,
 )
-from services.api.schemas import StreamParams
+from services.api.schemas import AlertChanged, FleetEvent, JobView, StreamParams
 from services.api.state import LiveState
+from services.api.wasteschemas import DrainView, ReclaimView
 
 _encoder = msgspec.json.Encoder()
 LIST_LIMIT = 200
 
 
-def fleet(state: LiveState, cluster: str, quotas: dict[str, float]) -> dict[str, Any]:
+def fleet(state: LiveState, cluster: str, quotas: dict[str, float]) -> FleetEvent:
     """Everything the dashboard shows, in one event."""
-    return {
-        "summary": core.cluster_summary(state, cluster),
-        "nodes": core.node_list(state),
-        "queued": core.list_jobs(state, states={"queued", "submitted"}, limit=LIST_LIMIT).jobs,
-        "running": core.list_jobs(state, states={"placed", "started", "heartbeat", "preempting"},
-                                  limit=LIST_LIMIT).jobs,
-        "alerts": core.alerts(state).alerts,
-        "tenants": core.tenants(state, quotas).tenants,
-    }
+    return FleetEvent(
+        summary=core.cluster_summary(state, cluster),
+        nodes=core.node_list(state),
+        queued=core.list_jobs(state, states={"queued", "submitted"}, limit=LIST_LIMIT).jobs,
+        running=core.list_jobs(state, states={"placed", "started", "heartbeat", "preempting"},
+                               limit=LIST_LIMIT).jobs,
+        alerts=core.alerts(state).alerts,
+        tenants=core.tenants(state, quotas).tenants,
+    )
 
 
 def event(name: str, data: Any) -> bytes:
@@ -67,7 +68,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 if kind == "job" and key in state.jobs:
                     chunks.append(event("job", core.job_view(state.jobs[key])))
                 elif kind == "alert":
-                    chunks.append(event("alert", {"alert_id": key}))
+                    chunks.append(event("alert", AlertChanged(alert_id=key)))
                 elif kind in ("reclaim", "drain"):
                     chunks.append(event(kind, key))
             await response.write(b"".join(chunks) or b": keep-alive\n\n")
@@ -81,5 +82,7 @@ ROUTES = [
           "Server-sent events: `fleet` (summary, nodes, queue, running jobs, alerts, tenants) "
           "when anything changed, `job` and `alert` for each change, `reclaim` (an idle job "
           "warned, withdrawn or reclaimed) and `drain` (a GPU drained or returned)",
-          query=StreamParams, response=None, content_type="text/event-stream", tag="stream"),
+          query=StreamParams, response=None, content_type="text/event-stream", tag="stream",
+          events=(("fleet", FleetEvent), ("job", JobView), ("alert", AlertChanged),
+                  ("reclaim", ReclaimView), ("drain", DrainView))),
 ]

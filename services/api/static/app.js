@@ -197,10 +197,15 @@ async function showJob(id) {
   }
   const j = d.job;
   $("#job-title").textContent = `job ${j.job_id}`;
+  const now = Date.now() / 1000;
   const facts = [["state", j.state], ["tenant", j.tenant], ["queue", j.queue], ["GPUs", fmt.gpus(j)],
-    ["priority", j.priority], ["node", j.node ?? "–"], ["submitted", j.submitted ? fmt.time(j.submitted) : "–"],
-    ["reason", j.reason ?? "–"]];
-  $("#job-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, `${v}`)]));
+    ["priority", j.priority], ["node", j.node ?? "–"], ["submitted", j.submitted ? fmt.time(j.submitted) : "–"]];
+  if (j.reason) facts.push(["reason", j.reason]);  // only while it applies to the state
+  if (j.last_seen) {  // heartbeats are folded in here, not listed as events
+    facts.push(["last seen", `${fmt.time(j.last_seen)} (${fmt.age(Math.max(0, now - j.last_seen))} ago)`]);
+  }
+  $("#job-facts").replaceChildren(...facts.flatMap(([k, v]) =>
+    [el("dt", {}, k), el("dd", { dataset: { fact: k } }, `${v}`)]));
   let points = d.utilization, source = "live samples";
   if (!points.length) {  // not seen live (e.g. the api restarted): ask the warehouse
     const from = Math.floor(j.submitted ?? j.updated - 86400);
@@ -217,9 +222,9 @@ async function showJob(id) {
   renderChart(points);
   const rows = (sel, items, cells) => $(`${sel} tbody`).replaceChildren(...items.map((x) =>
     el("tr", {}, ...cells(x).map((c) => el("td", {}, `${c ?? ""}`)))));
-  rows("#job-events", d.events, (e) => [fmt.time(e.ts), e.state, e.node, e.gpus?.join(","), e.reason]);
-  rows("#job-placements", d.placements, (p) => [fmt.time(p.ts), p.node, p.gpus.join(","),
-    p.gpu_milli / 1000, p.member]);
+  rows("#job-events", d.events, (e) => [fmt.time(e.ts), e.state, e.node, e.gpus?.join(", "), e.reason]);
+  rows("#job-placements", d.placements, (p) => [fmt.time(p.ts), p.node, p.gpus.join(", "),
+    p.gpu_milli / 1000, p.member + 1]);
   await waste.showJobWaste(d);
 }
 

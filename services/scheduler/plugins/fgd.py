@@ -5,7 +5,8 @@ there: *all* of it when the task does not fit the node for any resource the fit 
 (enough GPUs with its per-GPU share free, its CPU, its memory, its GPU model), else the free
 share of each GPU too small for its per-GPU share. The node's fragmentation is the sum over the
 workload's task kinds, weighted by how common each kind is. FGD puts a member where the
-fragmentation grows least, and a GPU share on the GPU of that node where it grows least.
+fragmentation grows least (its score), and a GPU share on the GPU of that node where it grows
+least (its reserve).
 
 A kind is a class of GPU request: (GPUs, share per GPU, GPU models), every class kept, with the
 CPU and memory its tasks ask for on average. (The paper's simulator keys kinds by the exact CPU
@@ -37,7 +38,6 @@ from services.scheduler.framework import (
     normalize,
 )
 from services.scheduler.jobs import FULL, Job
-from services.scheduler.pipeline import GPU_CHOICE
 
 NAME = "fgd"
 PAPER = "fgd-paper"
@@ -46,15 +46,16 @@ DRIFT = 0.02  # a pending mix whose kind weights all moved less than this keeps 
 
 @dataclass(frozen=True)
 class Workload:
-    """Task kinds: ``k`` GPUs of ``m`` thousandths each, ``c`` CPU, ``mem`` MiB, weight ``p``
-    (sums to 1), allowed GPU ``models``; ``levels`` are the distinct shares, ``level`` each
-    kind's index into them, ``sets`` the distinct model sets and ``set_of`` each kind's."""
+    """Task kinds, one per row: ``gpus`` GPUs of ``milli`` thousandths each, ``cpu_milli`` CPU,
+    ``memory_mib`` memory, ``weight`` how common (sums to 1), allowed GPU ``models``; ``levels``
+    are the distinct shares, ``level`` each kind's index into them, ``sets`` the distinct model
+    sets and ``set_of`` each kind's."""
 
-    k: IntArray
-    m: IntArray
-    c: IntArray
-    mem: IntArray
-    p: FloatArray
+    gpus: IntArray
+    milli: IntArray
+    cpu_milli: IntArray
+    memory_mib: IntArray
+    weight: FloatArray
     models: tuple[tuple[str, ...], ...]
     levels: IntArray
     level: IntArray
@@ -62,10 +63,11 @@ class Workload:
     set_of: IntArray
 
     def close_to(self, other: Workload) -> bool:
-        return (self.models == other.models and np.array_equal(self.k, other.k)
-                and np.array_equal(self.m, other.m) and np.array_equal(self.c, other.c)
-                and np.array_equal(self.mem, other.mem)
-                and float(np.abs(self.p - other.p).max(initial=0.0)) < DRIFT)
+        return (self.models == other.models and np.array_equal(self.gpus, other.gpus)
+                and np.array_equal(self.milli, other.milli)
+                and np.array_equal(self.cpu_milli, other.cpu_milli)
+                and np.array_equal(self.memory_mib, other.memory_mib)
+                and float(np.abs(self.weight - other.weight).max(initial=0.0)) < DRIFT)
 
 
 def workload_of(jobs: Iterable[tuple[Job, float]], exact_cpu: bool = False) -> Workload:
@@ -82,15 +84,15 @@ def workload_of(jobs: Iterable[tuple[Job, float]], exact_cpu: bool = False) -> W
             a[2] += 0 if exact_cpu else weight * job.memory_mib
     kinds = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
     total = sum(v[0] for _, v in kinds) or 1.0
-    m = np.array([k[1] for k, _ in kinds], np.int64)
-    levels, level = np.unique(m, return_inverse=True)
+    milli = np.array([k[1] for k, _ in kinds], np.int64)
+    levels, level = np.unique(milli, return_inverse=True)
     models = tuple(k[2] for k, _ in kinds)
     sets = tuple(sorted(set(models)))
     return Workload(
-        k=np.array([k[0] for k, _ in kinds], np.int64), m=m,
-        c=np.array([v[1] / max(v[0], 1e-12) for _, v in kinds], np.int64),
-        mem=np.array([v[2] / max(v[0], 1e-12) for _, v in kinds], np.int64),
-        p=np.array([v[0] / total for _, v in kinds], np.float64), models=models,
+        gpus=np.array([k[0] for k, _ in kinds], np.int64), milli=milli,
+        cpu_milli=np.array([v[1] / max(v[0], 1e-12) for _, v in kinds], np.int64),
+        memory_mib=np.array([v[2] / max(v[0], 1e-12) for _, v in kinds], np.int64),
+        weight=np.array([v[0] / total for _, v in kinds], np.float64), models=models,
         levels=levels.astype(np.int64), level=level.ravel().astype(np.int64), sets=sets,
         set_of=np.array([sets.index(x) for x in models], np.int64))
 
@@ -101,10 +103,10 @@ def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArra
     ge = eff[:, :, None] >= w.levels[None, None, :]
     count = ge.sum(axis=1)  # GPUs with at least each level free
     small = np.where(ge, 0, eff[:, :, None]).sum(axis=1)  # free share on the other GPUs
-    fits = ((count[:, w.level] >= w.k[None, :]) & (host[:, :1] >= w.c[None, :])
-            & (host[:, 1:2] >= w.mem[None, :]) & model_ok[:, w.set_of])
+    fits = ((count[:, w.level] >= w.gpus[None, :]) & (host[:, :1] >= w.cpu_milli[None, :])
+            & (host[:, 1:2] >= w.memory_mib[None, :]) & model_ok[:, w.set_of])
     lost = np.where(fits, small[:, w.level], eff.sum(axis=1)[:, None])
-    return np.asarray(lost @ w.p, np.float64)
+    return np.asarray(lost @ w.weight, np.float64)
 
 
 def _model_ok(w: Workload, cluster: Cluster, host: IntArray) -> BoolArray:
@@ -169,15 +171,24 @@ class Fgd:
     def score(self, state: CycleState, job: Job, cluster: Cluster) -> FloatArray:
         cache = self._cache(state, cluster)
         nodes = state.candidates
-        if len(cache.workload.p) == 0:
+        if len(cache.workload.weight) == 0:
             return np.full(len(nodes), 100.0)
         ids = cluster.shape[nodes]
         entry = self._entry(cache, job, cluster, ids)
-        if job.milli < FULL:
-            state.scratch[GPU_CHOICE] = entry.share[ids]
         if self.paper:  # the paper's score: a whole number, sigmoid of the drop, ties at random
             return np.floor(MAX_SCORE / (1.0 + np.exp(entry.delta[ids] / FULL)))
         return normalize(entry.delta[ids], higher_is_better=False)
+
+    def reserve(self, state: CycleState, job: Job, cluster: Cluster, node: int
+                ) -> tuple[int, ...] | None:
+        """For a GPU share: the GPU of ``node`` where the fragmentation grows least (computed
+        with the node's score, kept by its shape). Whole GPUs: no preference."""
+        cache = self._cache(state, cluster)
+        if job.milli >= FULL or len(cache.workload.weight) == 0:
+            return None
+        ids = cluster.shape[[node]]
+        share = int(self._entry(cache, job, cluster, ids).share[ids[0]])
+        return cluster.pick_gpus(node, job.gpus, job.milli, share)
 
     def _entry(self, cache: _Cache, job: Job, cluster: Cluster, ids: IntArray) -> _Entry:
         key = (job.gpus, job.milli, job.cpu_milli, job.memory_mib)

@@ -83,7 +83,7 @@ def api_settings(bus: BusSettings, **overrides: Any) -> ApiSettings:
         "kafka_bootstrap": bus.kafka_bootstrap, "topic_prefix": bus.topic_prefix,
         "cluster": bus.cluster, "api_tokens": TOKENS, "api_open_reads": False,
         "api_stream_interval_s": 0.2,
-        "api_tenant_quotas": "team-a:8,team-b:8",
+        "tenant_quotas": "team-a=8,team-b=8",
     }
     values.update(overrides)
     return ApiSettings(**values)

@@ -148,3 +148,19 @@ def test_submit_env_must_be_name_equals_value(env: str,
         main(["submit", "--env", env, "--gpus", "1"])
     assert exc.value.code == 2
     assert f"{env!r} is not NAME=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("job", "shown", "hidden"), [
+    ({"state": "queued", "reason": "waiting for the next scheduling cycle"},
+     ["reason: waiting for the next scheduling cycle"], ["last seen"]),
+    ({"state": "started", "reason": None, "last_seen": 1.0e9},
+     ["last seen "], ["reason"]),
+])
+def test_job_detail_shows_the_reason_while_it_applies_and_the_last_heartbeat(
+        job: dict[str, object], shown: list[str], hidden: list[str]) -> None:
+    from services.api.cli.jobs import render_detail
+
+    body = {"job": {"job_id": "j", "tenant": "t", "gpus": 1, "node": "n", **job},
+            "placements": [], "events": [], "util_mean": None, "utilization": []}
+    text = render_detail(body)
+    assert all(s in text for s in shown) and not any(h in text for h in hidden), text

@@ -17,6 +17,7 @@ import pytest
 
 from gpufleet.config import BusSettings
 from gpufleet.contracts import JobState
+from services.scheduler.core import WAITING
 
 from .builders import make_job, make_node, snapshot
 from .conftest import RunningApi, start_api
@@ -53,6 +54,15 @@ async def _publish_fleet(api: RunningApi) -> None:
     await api.publish("scheduler.state", snapshot(nodes, jobs))
     await api.publish("jobs.placements", jobs[-1].placement())
     now = time.time()
+    # train-7's life: queued with a reason to wait, placed, started, then a heartbeat every 10 s
+    for state, reason, ts in [(JobState.QUEUED, WAITING, now - 130),
+                              (JobState.PLACED, None, now - 125),
+                              (JobState.STARTED, None, now - 120),
+                              *((JobState.HEARTBEAT, None, now - 120 + 10 * i)
+                                for i in range(1, 12))]:
+        event = jobs[-1].event(state)
+        event.reason, event.ts = reason, ts
+        await api.publish("jobs.events", event)
     for n in nodes:
         await api.publish("nodes", n.inventory())
     for step in range(12):  # a minute of samples: the job page draws them
@@ -90,7 +100,15 @@ async def test_dashboard_shows_heat_map_and_queue(bus: BusSettings, warehouse_ur
                                  user_data=tmp_path / "profile3")
         chart = job_dom.split('id="job-chart"', 1)[1].split("</svg>", 1)[0]
         assert 'class="line"' in chart, "the job page draws its utilization"
-        assert "placed" in job_dom.split('id="job-facts"', 1)[1]
+        facts = job_dom.split('id="job-facts"', 1)[1].split("</dl>", 1)[0]
+        assert '<dd data-fact="state">started</dd>' in facts
+        assert WAITING not in facts and 'data-fact="reason"' not in facts, \
+            "a started job shows no reason to wait"
+        assert 'data-fact="last seen"' in facts, "heartbeats fold into the last-seen time"
+        events = job_dom.split('id="job-events"', 1)[1].split("</table>", 1)[0]
+        assert "<th>GPU indices</th>" in events and "<th>GPUs</th>" not in events
+        listed = re.findall(r"<tr><td>[^<]*</td><td>(\w+)</td>", events)
+        assert listed == ["queued", "placed", "started"], "one row per change, no heartbeats"
         await chromium("--virtual-time-budget=5000", f"--screenshot={SCREENSHOT_DIR.resolve()}"
                        "/job.png", "--window-size=1400,900", url + "#/job/train-7",
                        user_data=tmp_path / "profile4")

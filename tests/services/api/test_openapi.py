@@ -1,16 +1,21 @@
-"""The OpenAPI document matches the real routes, and requests generated from it (valid and
-not) never get a 5xx; every 2xx body decodes as the type the document names."""
+"""The OpenAPI document matches the real routes, and requests that schemathesis generates from
+the served document (valid and not) pass all of its checks."""
 
 from __future__ import annotations
 
-import string
+import time
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 import pytest
+import requests
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis import Case, GenerationMode, Response
+from schemathesis.checks import positive_data_acceptance
+from schemathesis.core.failures import FailureGroup
+from schemathesis.schemas import BaseSchema
 
 from services.api.app import ALL_ROUTES, create_app
 from services.api.config import ApiSettings
@@ -21,9 +26,6 @@ from .conftest import ADMIN, RunningApi, auth
 pytestmark = pytest.mark.integration
 SPEC = spec(ALL_ROUTES)
 SCHEMAS = SPEC["components"]["schemas"]
-RESPONSE_TYPES = {(r.method.lower(), r.path): r.response for r in ALL_ROUTES}
-OPERATIONS = sorted((path, method) for path, ops in SPEC["paths"].items() for method in ops
-                    if path != "/api/v1/stream")  # the stream never ends: tested on its own
 
 
 def test_spec_lists_exactly_the_served_routes() -> None:
@@ -52,102 +54,99 @@ def test_every_reference_resolves() -> None:
     assert refs and refs <= set(SCHEMAS)
 
 
-def from_schema(schema: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
-    """Values that fit a JSON Schema (the subset msgspec writes)."""
-    if "$ref" in schema:
-        return from_schema(SCHEMAS[schema["$ref"].rsplit("/", 1)[1]], depth)
-    if "anyOf" in schema:
-        return st.one_of(*(from_schema(s, depth) for s in schema["anyOf"]))
-    if "enum" in schema:
-        return st.sampled_from(schema["enum"])
-    kind = schema.get("type")
-    if kind == "string":
-        if "pattern" in schema:
-            return st.from_regex(schema["pattern"], fullmatch=True).filter(
-                lambda s: len(s) <= schema.get("maxLength", 10**6))
-        return st.text(string.printable, min_size=schema.get("minLength", 0),
-                       max_size=min(schema.get("maxLength", 30), 30))
-    if kind == "integer":
-        return st.integers(schema.get("minimum"), schema.get("maximum"))
-    if kind == "number":
-        low = schema.get("minimum", schema.get("exclusiveMinimum"))
-        return st.floats(low, schema.get("maximum"), allow_nan=False, allow_infinity=False,
-                         exclude_min="exclusiveMinimum" in schema)
-    if kind == "boolean":
-        return st.booleans()
-    if kind == "null":
-        return st.none()
-    if kind == "array":
-        return st.lists(from_schema(schema.get("items", {}), depth + 1), max_size=3)
-    if kind == "object" and depth < 3:
-        props = schema.get("properties", {})
-        if props:
-            return st.fixed_dictionaries({}, optional={
-                k: from_schema(v, depth + 1) for k, v in props.items()})
-        values = schema.get("additionalProperties", {"type": "string"})
-        return st.dictionaries(st.text(max_size=5), from_schema(values, depth + 1), max_size=3)
-    return JUNK
+STREAM = "/api/v1/stream"
+_strategies: dict[GenerationMode, st.SearchStrategy[Case]] = {}
 
 
-JUNK: st.SearchStrategy[Any] = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=10),
-    st.lists(st.integers(), max_size=2))
+@pytest.fixture(scope="module")
+async def served_spec(shared_api: RunningApi) -> BaseSchema:
+    """The OpenAPI document as the api serves it, loaded by schemathesis."""
+    response = await shared_api.get("/api/v1/openapi.json")
+    assert response.status == 200
+    _strategies.clear()
+    return schemathesis.openapi.from_dict(await response.json())
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+def cases(schema: BaseSchema, mode: GenerationMode) -> st.SearchStrategy[Case]:
+    """Requests to every operation but the stream (it never ends: tested on its own)."""
+    if mode not in _strategies:
+        _strategies[mode] = schema.exclude(path=STREAM).as_strategy(mode)
+    return _strategies[mode]
 
 
-@st.composite
-def requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], Any]:
-    path, method = draw(st.sampled_from(OPERATIONS))
-    op = SPEC["paths"][path][method]
-    query: dict[str, str] = {}
-    for p in op["parameters"]:
-        value = draw(st.one_of(from_schema(p["schema"]), JUNK) if p["in"] == "query"
-                     else st.text(string.ascii_letters + string.digits + "-._ ~é", min_size=1,
-                                  max_size=12))
-        if p["in"] == "path":
-            path = path.replace("{" + p["name"] + "}", quote(_text(value), safe=""))
-        elif value is not None or draw(st.booleans()):
-            query[p["name"]] = _text(value)
-    body = None
-    if "requestBody" in op:
-        schema = op["requestBody"]["content"]["application/json"]["schema"]
-        body = draw(st.one_of(from_schema(schema), JUNK))
-    return method, path, query, body
+async def send(api: RunningApi, case: Case) -> Response:
+    """``case`` sent to the api (encoded as schemathesis encodes it), its answer for the checks."""
+    kwargs = case.as_transport_kwargs(base_url=str(api.client.make_url("")).rstrip("/"),
+                                      headers=auth(ADMIN))
+    kwargs.pop("cookies", None)
+    kwargs["headers"].pop("Accept-Encoding", None)  # the checks read the body as sent
+    prepared = requests.Request(**kwargs).prepare()
+    started = time.monotonic()
+    async with api.client.session.request(prepared.method or "GET", prepared.url or "",
+                                          headers=dict(prepared.headers),
+                                          data=prepared.body) as answer:
+        content = await answer.read()
+        headers = {k: answer.headers.getall(k) for k in set(answer.headers)}
+        return Response(answer.status, headers, content, prepared,
+                        time.monotonic() - started, verify=True)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.filter_too_much])
-@given(request=requests())
-async def test_no_5xx_for_requests_from_the_spec(shared_api: RunningApi,
-                                                 request: tuple[str, str, dict[str, str], Any]
-                                                 ) -> None:
-    method, path, query, body = request
-    response = await shared_api.client.request(method.upper(), path, params=query,
-                                               headers=auth(ADMIN), json=body)
-    text = await response.text()
-    assert response.status < 500, f"{method} {path} {query} {body}: {response.status} {text}"
-    template = next(p for p, m in OPERATIONS if m == method and _matches(p, path))
-    response_type = RESPONSE_TYPES.get((method, template))
-    if 200 <= response.status < 300 and response_type is not None:
-        msgspec.json.decode(text.encode(), type=response_type)  # the body is what the spec says
-    elif response.status >= 400 and path.startswith("/api/"):
-        assert "error" in msgspec.json.decode(text.encode())
+# Each example is one HTTP request, positive (valid by the document) or negative (invalid):
+# every schemathesis check runs on the answer (no 5xx, a documented status and content type, a
+# body of the documented schema, valid data accepted, invalid data refused).
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data())
+async def test_requests_from_the_served_spec_pass_every_check(
+        shared_api: RunningApi, served_spec: BaseSchema, data: st.DataObject) -> None:
+    case = data.draw(cases(served_spec, data.draw(st.sampled_from(list(GenerationMode)))))
+    response = await send(shared_api, case)
+    broken = history_rule_broken(case, time.time())
+    if broken is not None:  # valid by the schema, but not by the rule the document states
+        assert (response.status_code, response.json()["field"]) == (400, broken), response.text
+        case.validate_response(response, excluded_checks=[positive_data_acceptance])
+    else:
+        case.validate_response(response)
 
 
-def _matches(template: str, path: str) -> bool:
-    t, p = template.split("/"), path.split("/")
-    return len(t) == len(p) and all(a == b or a.startswith("{") for a, b in zip(t, p, strict=True))
+def history_rule_broken(case: Case, now: float) -> str | None:
+    """The parameter a history request breaks the rule of (written in the parameters'
+    descriptions, since JSON Schema cannot compare two parameters): ``from`` before ``to``,
+    at most 20,000 steps between them."""
+    if case.path != "/api/v1/history/utilization" or not case.meta \
+            or not case.meta.generation.mode.is_positive:
+        return None
+    q = case.query or {}
+    to = int(q["to"]) if q.get("to") is not None else int(now)
+    start = int(q["from"]) if q.get("from") is not None else max(0, to - 3600)
+    step = int(q.get("step", 300))
+    if start >= to:
+        return "from"
+    if step % 3600 == 0:
+        start, to = start - start % 3600, to + (-to) % 3600
+    return "step" if (to - start) // step > 20_000 else None
 
 
-async def test_stream_sends_the_fleet_first(shared_api: RunningApi) -> None:
-    async with shared_api.client.get("/api/v1/stream", headers=auth(ADMIN)) as response:
+async def test_stream_sends_the_fleet_first_as_the_document_says(
+        shared_api: RunningApi, served_spec: BaseSchema) -> None:
+    case = served_spec[STREAM]["GET"].Case()
+    kwargs = case.as_transport_kwargs(base_url=str(shared_api.client.make_url("")).rstrip("/"),
+                                      headers=auth(ADMIN))
+    started = time.monotonic()
+    async with shared_api.client.get(STREAM, headers=auth(ADMIN)) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         first = await response.content.readuntil(b"\n\n")
+        headers = {k: response.headers.getall(k) for k in set(response.headers)}
     name, data = first.decode().split("\n")[:2]
     assert name == "event: fleet"
     fleet = msgspec.json.decode(data.removeprefix("data: "))
     assert set(fleet) == {"summary", "nodes", "queued", "running", "alerts", "tenants"}
+    kwargs.pop("cookies", None)
+    prepared = requests.Request(**kwargs).prepare()
+    # the event (its name, its data as JSON of the named Struct) is what the document says
+    case.validate_response(Response(200, headers, first, prepared, time.monotonic() - started,
+                                    verify=True))
+    wrong = first.replace(b'"summary":', b'"summry":', 1)
+    with pytest.raises(FailureGroup, match="1 distinct failure"):  # and the check can fail
+        case.validate_response(Response(200, headers, wrong, prepared, 0.0, verify=True))

@@ -181,20 +181,6 @@ def test_history_fold_by_model_weights_by_gpu_seconds() -> None:
         ("A100", 90.0, 95.0, 1), ("H100", 30.0, 70.0, 2)]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", {}), ("a:8", {"a": 8.0}), ("a:8, b:2.5", {"a": 8.0, "b": 2.5})])
-def test_parse_quotas(text: str, expected: dict[str, float]) -> None:
-    assert core.parse_quotas(text) == expected
-
-
-@pytest.mark.parametrize("text", ["a:lots", "a", "a:8,b=2"])
-def test_bad_quotas_name_the_variable(text: str) -> None:
-    from gpufleet.config import ConfigError
-
-    with pytest.raises(ConfigError, match="GPUFLEET_API_TENANT_QUOTAS"):
-        core.parse_quotas(text)
-
-
 @pytest.mark.parametrize(("vouch", "beats", "kept"), [
     (None, (), False),  # a lone `started` of a job nobody submitted: dropped after the lease
     (None, (50.0, 100.0, 150.0), True),  # its heartbeats keep it
@@ -228,3 +214,93 @@ def test_a_job_known_only_by_its_events_expires_without_them(
     assert ("ghost" in state.jobs) is kept
     assert ("ghost" in state.running_on.get("n", {})) is kept
     assert state.allocated("n") == ({3} if kept else set())
+
+
+WAIT = "waiting for the next scheduling cycle"
+S = JobState
+
+
+@pytest.mark.parametrize(("name", "events", "reason"), [
+    ("queued: why it waits", [(S.QUEUED, WAIT)], WAIT),
+    ("a new reason to wait replaces the old", [(S.QUEUED, WAIT), (S.QUEUED, "no node fits")],
+     "no node fits"),
+    ("placed: the reason to wait is gone", [(S.QUEUED, WAIT), (S.PLACED, None)], None),
+    ("started", [(S.QUEUED, WAIT), (S.PLACED, None), (S.STARTED, None)], None),
+    ("a heartbeat of a placed job", [(S.QUEUED, WAIT), (S.PLACED, None), (S.HEARTBEAT, None)],
+     None),
+    ("failed: why it ended", [(S.QUEUED, WAIT), (S.PLACED, None), (S.FAILED, "exit code 3")],
+     "exit code 3"),
+    ("preempted and queued again", [(S.QUEUED, WAIT), (S.PLACED, None), (S.PREEMPTING, "by vip"),
+                                    (S.QUEUED, "preempted; back in its queue")],
+     "preempted; back in its queue"),
+])
+def test_the_reason_is_shown_only_while_its_state_holds(
+        name: str, events: list[tuple[JobState, str | None]], reason: str | None) -> None:
+    state = live()
+    job = make_job("j").on("n", 0)
+    for st, why in events:
+        ev = job.event(st)
+        ev.reason = why
+        state.apply(ev)
+    assert (state.jobs["j"].state, state.jobs["j"].reason) == (
+        S.STARTED if events[-1][0] is S.HEARTBEAT else events[-1][0], reason), name
+    assert core.job_view(state.jobs["j"]).reason == reason, name
+
+
+@pytest.mark.parametrize(("name", "snapshot_state", "reason", "expected"), [
+    ("the scheduler places the job: no reason to wait", S.PLACED, None, None),
+    ("still queued, for a new reason", S.QUEUED, "over quota", "over quota"),
+    ("still queued, nothing new said", S.QUEUED, None, WAIT),
+])
+def test_a_snapshot_keeps_the_reason_only_while_it_applies(
+        name: str, snapshot_state: JobState, reason: str | None, expected: str | None) -> None:
+    state = live()
+    job = make_job("j")
+    queued = job.event(S.QUEUED)
+    queued.reason = WAIT
+    state.apply(queued)
+    if snapshot_state is S.PLACED:
+        job.on("n", 0)
+    job.job_state = snapshot_state
+    snap = snapshot([make_node("n")], [job])
+    for s in (*snap.queued, *snap.running):
+        s.reason = reason
+    state.apply(snap)
+    assert state.jobs["j"].reason == expected, name
+
+
+def test_the_schedulers_own_events_leave_no_stale_reason_on_a_started_job() -> None:
+    """The real scheduler queues a job ("waiting for the next scheduling cycle") and places
+    it; the executor starts it: the job page must not say it waits."""
+    clock = Clock()
+    scheduler = SchedulerCore(build_profile(SchedulerSettings()), clock=clock)
+    state = LiveState(clock=clock)
+    node = make_node("n").gpus(2)
+    out = [*scheduler.handle(node.inventory()),
+           *scheduler.handle(SubmitJob(job=make_job("j").spec())), *scheduler.cycle()]
+    for msg in out:
+        state.apply(msg)
+    events = [m for m in out if isinstance(m, JobEvent)]
+    assert [e.state for e in events] == [S.QUEUED, S.PLACED]
+    assert events[0].reason and "waiting" in events[0].reason  # there was a reason to clear
+    started = JobEvent(job_id="j", state=S.STARTED, node="n", source="executor", ts=clock.now)
+    state.apply(started)
+    assert (state.jobs["j"].state, state.jobs["j"].reason) == (S.STARTED, None)
+
+
+def test_heartbeats_fold_into_last_seen_and_are_not_listed() -> None:
+    state = live()
+    job = make_job("j").on("n", 0)
+    for st, ts in [(S.QUEUED, 100.0), (S.PLACED, 101.0), (S.STARTED, 105.0),
+                   *((S.HEARTBEAT, 105.0 + 10 * i) for i in range(1, 361))]:
+        ev = job.event(st)
+        ev.ts = ts
+        state.apply(ev)
+    record = state.jobs["j"]
+    detail = core.job_detail(record)
+    assert [e.state for e in detail.events] == ["queued", "placed", "started"]
+    assert detail.job.last_seen == 105.0 + 3600 and record.state is S.STARTED
+    assert detail.job.updated == 105.0  # a heartbeat is no change
+    before = make_job("k")
+    state.apply(before.event(S.QUEUED))
+    assert core.job_view(state.jobs["k"]).last_seen is None  # not started: never seen running

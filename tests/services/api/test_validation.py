@@ -22,6 +22,10 @@ pytestmark = pytest.mark.integration
     ({"env": {"A": 1}}, "env"),
     ({"gpu_models": [""]}, "gpu_models[0]"),
     ({"sim_util": 101}, "sim_util"),
+    ({"gpu_milli": 20.5}, "gpu_milli"),  # a fraction of a thousandth is no integer
+    ({"gpus": "2"}, "gpus"),  # a number as text is not a number
+    ({"gpus": True}, "gpus"),
+    ({"gpus": 2.0, "gpu_milli": 500.0}, "gpu_milli"),  # the document's if/then says it too
     ([], None),
 ])
 async def test_bad_submit_bodies(shared_api: RunningApi, body: Any, field: str | None) -> None:
@@ -29,6 +33,22 @@ async def test_bad_submit_bodies(shared_api: RunningApi, body: Any, field: str |
     assert response.status == 400
     error = await response.json()
     assert error.get("field") == field, error
+
+
+@pytest.mark.parametrize(("n", "body"), [
+    # JSON Schema (and so the OpenAPI document) counts a number without a fraction as an integer
+    (1, {"gpu_milli": 20.0}),
+    (2, {"gpus": 2.0, "priority": -3.0, "est_runtime_s": 60}),
+    (3, {"gpus": 1e0, "gpu_milli": 5e2}),
+])
+async def test_whole_numbers_written_as_floats_are_integers(shared_api: RunningApi, n: int,
+                                                           body: dict[str, Any]) -> None:
+    response = await shared_api.client.post("/api/v1/jobs", headers=auth(ADMIN),
+                                            json={"job_id": f"whole-{n}", **body})
+    assert response.status == 202, await response.text()
+    spec = shared_api.state.jobs[f"whole-{n}"]
+    assert (spec.gpus, spec.gpu_milli) == (int(body.get("gpus", 1)),
+                                           int(body.get("gpu_milli", 1000)))
 
 
 async def test_not_json_is_400(shared_api: RunningApi) -> None:

@@ -1,4 +1,5 @@
-"""Gang, preemption and backfill, through the pipeline and the core."""
+"""The stages (a plugin must have one; reserve chooses GPUs), gang, preemption and backfill,
+through the pipeline and the core."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from sched_builders import (
 )
 
 from gpufleet.contracts import JobEvent, JobState, Placement, StopJob, SubmitJob
+from services.scheduler.cluster import Cluster
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.core import SchedulerCore
-from services.scheduler.framework import Code
+from services.scheduler.framework import Code, CycleState, PluginArgs
+from services.scheduler.jobs import Job
+from services.scheduler.pipeline import Profile
+from services.scheduler.plugins import REGISTRY
 from services.scheduler.profile import build_profile
 
 
@@ -40,6 +45,65 @@ def placed(out: list[object]) -> dict[str, list[str]]:
         if isinstance(m, Placement):
             got.setdefault(m.job.job_id, []).append(m.node)
     return got
+
+
+class NoStage:
+    name = "nostage"
+
+    def scores(self, state: CycleState, job: Job, cluster: Cluster) -> list[float]:
+        return []  # a misspelt stage is no stage
+
+
+class Choose:
+    """A reserve plugin that always prefers ``gpus`` (``None``: no preference)."""
+
+    def __init__(self, name: str, gpus: tuple[int, ...] | None) -> None:
+        self.name, self.gpus = name, gpus
+
+    def reserve(self, state: CycleState, job: Job, cluster: Cluster, node: int
+                ) -> tuple[int, ...] | None:
+        return self.gpus
+
+
+def test_a_plugin_that_implements_no_stage_is_refused() -> None:
+    registry = {**REGISTRY, "nostage": lambda args: NoStage()}
+    with pytest.raises(TypeError, match="'nostage' implements no stage"):
+        Profile.build(registry, ["fits", "nostage"], PluginArgs())
+
+
+@pytest.mark.parametrize(("name", "choices", "nodes", "gpus"), [
+    ("the first reserve plugin with a preference chooses", [None, (3,), (1,)], 2, (3,)),
+    ("no preference: the cluster's best fit", [None], 2, (0,)),
+    ("a lone candidate is not weighed: the cluster's best fit", [(3,)], 1, (0,)),
+])
+def test_reserve_chooses_the_gpus_on_the_chosen_node(
+        name: str, choices: list[tuple[int, ...] | None], nodes: int,
+        gpus: tuple[int, ...]) -> None:
+    registry = {**REGISTRY, **{f"r{i}": (lambda args, c=c, i=i: Choose(f"r{i}", c))
+                               for i, c in enumerate(choices)}}
+    profile = Profile.build(registry, ["fits", *(f"r{i}" for i in range(len(choices)))],
+                            PluginArgs())
+    assert [p.name for p in profile.reserves] == [f"r{i}" for i in range(len(choices))]
+    builder = make_cluster()
+    for n in range(nodes):
+        builder = builder.node(make_node(f"n{n}").gpus(4)).use(f"n{n}", (0,), 300)
+    attempt = profile.place(cycle_state(), make_job("s").share(500).build(), builder.build())
+    assert attempt.status.ok and attempt.slots[0].gpus == gpus, name
+
+
+@pytest.mark.parametrize(("name", "nodes", "gpu"), [
+    # Best fit would take GPU 0 (700 free) and leave 200 no half can use; FGD keeps both halves.
+    ("FGD puts a half on the GPU where it leaves no fragment", 2, 1),
+    ("a lone candidate: best fit", 1, 0),
+])
+def test_fgd_reserves_the_gpu_that_fragments_least(name: str, nodes: int, gpu: int) -> None:
+    half = make_job("h").share(500).build()
+    profile = Profile.build(REGISTRY, ["fits", "fgd"], PluginArgs(workload=((half, 1.0),)))
+    builder = make_cluster()
+    for n in range(nodes):
+        builder = builder.node(make_node(f"n{n}").gpus(2)).use(f"n{n}", (0,), 300)
+    attempt = profile.place(cycle_state(), half, builder.build())
+    assert attempt.status.ok and attempt.slots[0].gpus == (gpu,), name
 
 
 @pytest.mark.parametrize(("name", "cluster", "job", "members", "distinct"), [

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from services.warehouse import core, errors, wire
+from services.warehouse import errors, sqltext, wire
 from services.warehouse.auth import credentials
 
 
@@ -18,7 +18,7 @@ from services.warehouse.auth import credentials
     ("", ""),
 ])
 def test_first_keyword(sql: str, kind: str) -> None:
-    assert core.first_keyword(sql) == kind
+    assert sqltext.first_keyword(sql) == kind
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -32,7 +32,7 @@ def test_first_keyword(sql: str, kind: str) -> None:
     (b"SELECT 1 FORMAT CSV", None),
 ])
 def test_split_insert(text: bytes, expected: tuple[str, str, bytes] | None) -> None:
-    got = core.split_insert(text)
+    got = sqltext.split_insert(text)
     assert (None if got is None else (got.statement, got.fmt, got.data)) == expected
 
 
@@ -42,12 +42,12 @@ def test_split_insert(text: bytes, expected: tuple[str, str, bytes] | None) -> N
     ("SELECT 'FORMAT' AS f", None),
 ])
 def test_trailing_format(sql: str, fmt: str | None) -> None:
-    assert core.trailing_format(sql) == fmt
+    assert sqltext.trailing_format(sql) == fmt
 
 
 def test_split_statements_keeps_semicolons_in_strings_and_drops_comments_only() -> None:
     script = "CREATE TABLE a (x String DEFAULT ';');\n-- only a comment;\n;SELECT 'a;b' -- c\n"
-    assert core.split_statements(script) == [
+    assert sqltext.split_statements(script) == [
         "CREATE TABLE a (x String DEFAULT ';')", "SELECT 'a;b' -- c"]
 
 
@@ -56,13 +56,13 @@ def test_split_statements_keeps_semicolons_in_strings_and_drops_comments_only() 
     ("set a = 'x, y', b = [1, 2];", {"a": "'x, y'", "b": "[1, 2]"}),
 ])
 def test_parse_set(sql: str, changes: dict[str, str]) -> None:
-    assert core.parse_set(sql) == changes
+    assert sqltext.parse_set(sql) == changes
 
 
 @pytest.mark.parametrize("sql", ["SET", "SET a", "SET 1x = 2", "SELECT 1"])
 def test_parse_set_refuses_what_it_cannot_read(sql: str) -> None:
-    with pytest.raises(core.SqlTextError):
-        core.parse_set(sql)
+    with pytest.raises(sqltext.SqlTextError):
+        sqltext.parse_set(sql)
 
 
 @pytest.mark.parametrize(("text", "code", "status"), [
@@ -124,7 +124,7 @@ def test_credentials(headers: dict[str, str], params: dict[str, str],
     ("SELECT CURRENT_USER()", "SELECT ('ann' AS `CURRENT_USER()`)"),
 ])
 def test_current_user_is_written_in(sql: str, expected: str) -> None:
-    assert core.with_current_user(sql.encode(), "ann").decode() == expected
+    assert sqltext.with_current_user(sql.encode(), "ann").decode() == expected
 
 
 @pytest.mark.parametrize(("sql", "count"), [
@@ -132,4 +132,4 @@ def test_current_user_is_written_in(sql: str, expected: str) -> None:
     ("SELECT $$ ' $$; SELECT 2", 2), ("SELECT $a$ ; $a$; SELECT 1", 2), ("SELECT 1 -- ;", 1),
 ])
 def test_statements_split_as_the_engine_reads_them(sql: str, count: int) -> None:
-    assert len(core.split_statements(sql)) == count
+    assert len(sqltext.split_statements(sql)) == count
