@@ -1,7 +1,10 @@
-"""Kafka helpers that every service uses: producer, consumer, decode-or-dead-letter."""
+"""Kafka helpers that every service uses: producer, consumer, starting a client while the
+broker may be away, listing partitions, decode-or-dead-letter."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -79,6 +82,30 @@ async def publish(
 ) -> None:
     """Send one message to a topic and wait until the broker has it."""
     await producer.send_and_wait(topic(settings, name), encode(msg), key=key_of(msg))
+
+
+Factory = Callable[[], Any]  # makes a Kafka client (not started)
+
+
+async def connect(factory: Factory, stop: asyncio.Event, retry_s: float = 2.0,
+                  timeout_s: float = 30.0) -> Any | None:
+    """Start a producer (or consumer) from ``factory``, retrying while Kafka is unreachable;
+    None if ``stop`` came first. Each start has a deadline."""
+    while not stop.is_set():
+        client = factory()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await client.start()
+            return client
+        except (KafkaError, TimeoutError) as e:
+            log.warning("Kafka not reachable (%s); retrying in %.0fs", e or "timed out",
+                        retry_s)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(timeout_s):
+                    await client.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), retry_s)
+    return None
 
 
 T = TypeVar("T")

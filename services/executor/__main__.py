@@ -10,17 +10,18 @@ import sys
 import time
 from pathlib import Path
 
-from gpufleet.bus import make_consumer, make_producer
+from gpufleet.bus import connect, make_consumer, make_producer
 from gpufleet.config import load
 from gpufleet.ops import Metrics, serve_ops
+from gpufleet.outbox import Outbox
 from gpufleet.runner import run_service, supervise
+from gpufleet.running import default_state_dir
 from services.executor.config import ExecutorSettings
 from services.executor.core import ExecutorCore
 from services.executor.driver import TOPICS, NodeExecutor, Runner, consume_commands
 from services.executor.runner import ProcessRunner
 from services.executor.simrunner import SimRunner
-from services.executor.state import StateFile, default_state_dir
-from services.telemetry.publisher import Publisher, connect
+from services.executor.state import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def count_gpus() -> int:
         pynvml.nvmlShutdown()
 
 
-def build(settings: ExecutorSettings, outbox: Publisher) -> NodeExecutor:
+def build(settings: ExecutorSettings, outbox: Outbox) -> NodeExecutor:
     state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     runner: Runner
     if settings.mode == "sim":
@@ -72,7 +73,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
     Ready while the sender delivers and the placement reader keeps polling.
     """
     metrics = Metrics()
-    outbox = Publisher(settings, lambda: make_producer(
+    outbox = Outbox(settings, lambda: make_producer(
         settings, request_timeout_ms=int(settings.send_timeout_s * 1000)),
         buffer_samples=1, metrics=metrics, delivery_timeout_s=settings.delivery_timeout_s)
     executor = build(settings, outbox)

@@ -48,14 +48,16 @@ class Runner(Protocol):
     async def close(self) -> None: ...
 
 
-class Outbox(Protocol):
+class EventSink(Protocol):
+    """Where job events go (an ``Outbox``)."""
+
     def send(self, name: str, msg: Message) -> None: ...
 
 
 class NodeExecutor:
     """One node's executor: the core, a runner, an outbox for events, a state file."""
 
-    def __init__(self, core: ExecutorCore, runner: Runner, outbox: Outbox,
+    def __init__(self, core: ExecutorCore, runner: Runner, outbox: EventSink,
                  state: StateFile | None = None, clock: Callable[[], float] = time.time) -> None:
         self.core = core
         self.runner = runner

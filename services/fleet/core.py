@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gpufleet.runner import Spawned
 from services.executor.core import ExecutorCore
-from services.executor.driver import Command, NodeExecutor, Outbox
+from services.executor.driver import Command, EventSink, NodeExecutor
 from services.executor.simrunner import SimRunner
 from services.executor.state import StateFile
 from services.fleet.config import FleetSettings
@@ -37,7 +37,7 @@ class SimNode:
 class Fleet:
     """Simulated nodes whose GPU readings follow the jobs their executors run."""
 
-    def __init__(self, settings: FleetSettings, outbox: Outbox, state_dir: Path | None) -> None:
+    def __init__(self, settings: FleetSettings, outbox: EventSink, state_dir: Path | None) -> None:
         models = models_of(settings.sim_models)
         self.tasks = Spawned("simulated job")  # every node's runs; the service watches them
         self.nodes: dict[str, SimNode] = {}

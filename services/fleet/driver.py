@@ -13,15 +13,15 @@ import logging
 import time
 from pathlib import Path
 
-from gpufleet.bus import make_consumer, make_producer
+from gpufleet.bus import connect, make_consumer, make_producer
 from gpufleet.ops import Metrics, serve_ops
+from gpufleet.outbox import Outbox
 from gpufleet.runner import supervise
+from gpufleet.running import default_state_dir
 from services.executor.driver import TOPICS, consume_commands
-from services.executor.state import default_state_dir
 from services.fleet.config import FleetSettings
 from services.fleet.core import Fleet
 from services.telemetry.driver import tick_loop
-from services.telemetry.publisher import Publisher, connect
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 async def serve(settings: FleetSettings, stop: asyncio.Event) -> None:
     """Run the fleet until ``stop`` (or for ``sim_duration_s``), then flush and close."""
     metrics = Metrics()
-    publisher = Publisher(settings, lambda: make_producer(
+    publisher = Outbox(settings, lambda: make_producer(
         settings, request_timeout_ms=int(settings.send_timeout_s * 1000)), metrics=metrics,
         buffer_samples=settings.buffer_samples_per_node * settings.sim_nodes,
         delivery_timeout_s=settings.delivery_timeout_s)

@@ -10,11 +10,12 @@ from pathlib import Path
 from gpufleet.bus import make_producer
 from gpufleet.config import load
 from gpufleet.ops import Metrics, serve_ops
+from gpufleet.outbox import Outbox
 from gpufleet.runner import run_service, supervise
+from gpufleet.running import default_state_dir, file_load
 from services.telemetry.config import TelemetrySettings
 from services.telemetry.driver import tick_loop
 from services.telemetry.node import NodeTelemetry
-from services.telemetry.publisher import Publisher
 from services.telemetry.sources import GpuSource
 from services.telemetry.sources.nvml import NvmlSource, NvmlUnavailable
 from services.telemetry.sources.sim import SimSource
@@ -29,8 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def make_source(settings: TelemetrySettings) -> GpuSource:
     if settings.source == "nvml":
         return NvmlSource()
-    from services.executor.state import default_state_dir, file_load
-
     state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     return SimSource(settings.node, settings.sim_gpus, settings.sim_model,
                      load=file_load(state_dir / f"{settings.node}.json"), seed=settings.sim_seed)
@@ -56,7 +55,7 @@ async def serve(settings: TelemetrySettings, source: GpuSource, stop: asyncio.Ev
     metrics = Metrics()
     node = NodeTelemetry(settings.cluster, settings.node, source,
                          settings.processes_every_s, settings.health_every_s)
-    publisher = Publisher(settings, lambda: make_producer(
+    publisher = Outbox(settings, lambda: make_producer(
         settings, request_timeout_ms=int(settings.send_timeout_s * 1000)),
         buffer_samples=settings.buffer_samples, metrics=metrics,
         delivery_timeout_s=settings.delivery_timeout_s)
