@@ -640,6 +640,20 @@ def key_of(msg: Message) -> bytes | None:
     return value.encode() if isinstance(value, str) else None
 
 
+def invalid_field(error: str) -> tuple[str, str | None]:
+    """A msgspec validation message split into what is wrong and the field it names (a dotted
+    path, list positions left out), or None: ``"Expected `int`, got `str` - at `$.job.gpus`"``
+    -> ``("Expected `int`, got `str`", "job.gpus")``; a missing or unknown field names itself.
+    The api and the settings both say which field was wrong through this one reading."""
+    what, at, where = error.partition(" - at `$.")
+    if at:
+        return what, where.rstrip("`").replace("[...]", "")
+    for lead in ("missing required field `", "unknown field `"):
+        if lead in error:
+            return error, error.split(lead, 1)[1].split("`", 1)[0]
+    return error, None
+
+
 def letter_key(letter: DeadLetter) -> str:
     """A dead letter's key: the record's coordinates and the consumer that filed it, e.g.
     ``gpufleet.jobs.events/3@1042 ingest``. The same record filed again by the same consumer

@@ -14,7 +14,10 @@ from aiokafka.errors import KafkaError
 from gpufleet.bus import DeadLetters
 from gpufleet.config import BusSettings
 from gpufleet.contracts import (
+    TERMINAL_STATES,
     GpuHealth,
+    JobEvent,
+    JobState,
     Message,
     NodeInventory,
     Placement,
@@ -54,16 +57,58 @@ class EventSink(Protocol):
     def send(self, name: str, msg: Message) -> None: ...
 
 
+SUMMARY_EVERY_S = 60.0  # how often the executor and the fleet say how their jobs are doing
+
+
+class Summary:
+    """A short line every ``every_s`` seconds: jobs running, started and ended since the last
+    line (each heartbeat is logged at DEBUG only, so the console is not flooded)."""
+
+    def __init__(self, where: str, every_s: float = SUMMARY_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._where = where
+        self._every = every_s
+        self._clock = clock
+        self._due = clock() + every_s
+        self.started = 0
+        self.ended = 0
+
+    def count(self, ev: JobEvent) -> None:
+        if ev.state == JobState.STARTED:
+            self.started += 1
+        elif ev.state in TERMINAL_STATES:
+            self.ended += 1
+
+    def due(self, running: int) -> str | None:
+        """The line, once it is due (the counts start again); None before."""
+        now = self._clock()
+        if now < self._due:
+            return None
+        self._due = now + self._every
+        line = (f"{self._where}: {running} jobs running, {self.started} started, "
+                f"{self.ended} ended since the last {self._every:g} s")
+        self.started = self.ended = 0
+        return line
+
+    def say(self, running: int) -> None:
+        """Log the line if it is due."""
+        line = self.due(running)
+        if line is not None:
+            log.info("%s", line)
+
+
 class NodeExecutor:
     """One node's executor: the core, a runner, an outbox for events, a state file."""
 
     def __init__(self, core: ExecutorCore, runner: Runner, outbox: EventSink,
-                 state: StateFile | None = None, clock: Callable[[], float] = time.time) -> None:
+                 state: StateFile | None = None, clock: Callable[[], float] = time.time,
+                 summary: Summary | None = None) -> None:
         self.core = core
         self.runner = runner
         self._outbox = outbox
         self._state = state
         self._clock = clock
+        self.summary = summary or Summary(f"executor of {core.node}")
 
     async def handle(self, cmd: Command) -> None:
         now = self._clock()
@@ -117,8 +162,10 @@ class NodeExecutor:
         for a in actions:
             match a:
                 case Emit(event=ev):
-                    log.info("job %s/%d on %s: %s%s", ev.job_id, ev.member or 0, ev.node,
-                             ev.state, f" ({ev.reason})" if ev.reason else "")
+                    log.log(logging.DEBUG if ev.state == JobState.HEARTBEAT else logging.INFO,
+                            "job %s/%d on %s: %s%s", ev.job_id, ev.member or 0, ev.node,
+                            ev.state, f" ({ev.reason})" if ev.reason else "")
+                    self.summary.count(ev)
                     self._outbox.send("jobs.events", ev)
                 case Launch():
                     launches.append(a)
