@@ -147,3 +147,10 @@ def test_the_checks_read_the_services() -> None:
     """The tree walk finds the services (a check over no files would pass for nothing)."""
     names = {module_of(path) for path, _ in sources()}
     assert {"services.telemetry.driver", "services.executor.driver", "gpufleet.outbox"} <= names
+
+
+def test_one_style_of_clickhouse_client() -> None:
+    """The services reach the warehouse through ``gpufleet.clickhouse`` (the synchronous
+    client in a thread), never through clickhouse-connect's async twin."""
+    found = [path for path, text in sources() if "get_async_client" in text]
+    assert found == []
