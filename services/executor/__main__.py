@@ -6,10 +6,9 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
 from pathlib import Path
 
-from gpufleet.bus import connect, make_consumer, make_producer, stop_quietly
+from gpufleet.bus import make_producer
 from gpufleet.config import load
 from gpufleet.ops import Metrics
 from gpufleet.outbox import Outbox
@@ -17,7 +16,7 @@ from gpufleet.runner import run_service, running
 from gpufleet.running import default_state_dir
 from services.executor.config import ExecutorSettings
 from services.executor.core import ExecutorCore
-from services.executor.driver import TOPICS, NodeExecutor, Runner, consume_commands
+from services.executor.driver import NodeExecutor, PlacementReader, Runner
 from services.executor.runner import ProcessRunner
 from services.executor.simrunner import SimRunner
 from services.executor.state import StateFile
@@ -79,22 +78,18 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
         service.on_exit(outbox.close)
         executor = build(settings, outbox)
         executor.recover()
-        consumer = await connect(lambda: make_consumer(
-            settings, TOPICS, group_id=f"executor-{settings.cluster}-{settings.node}"), stop)
-        if consumer is None:
-            return
-        service.on_exit(lambda: stop_quietly(consumer))
-        service.on_exit(executor.close)
-        polled = [time.monotonic()]
-
         def on_idle() -> None:
-            polled[0] = time.monotonic()
             executor.tick()
             executor.summary.say(len(executor.core.jobs))
 
+        reader = PlacementReader(settings, f"executor-{settings.cluster}-{settings.node}",
+                                 executor.handle, on_idle, settings.delivery_timeout_s)
+        if not await reader.connect(service):
+            return
+        service.on_exit(executor.close)
+
         async def ready() -> dict[str, bool]:
-            return {"sender": outbox.delivering(),
-                    "placements": time.monotonic() - polled[0] < settings.delivery_timeout_s}
+            return {"sender": outbox.delivering(), "placements": reader.polling()}
 
         if settings.executor_ops_port:
             await service.ops(metrics, settings.ops_host, settings.executor_ops_port, ready)
@@ -102,8 +97,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
                  settings.mode)
         service.last("sender", lambda done: outbox.run(done, settings.flush_timeout_s))
         service.task("jobs", executor.runner.tasks.watch(stop))
-        service.task("placements", consume_commands(
-            consumer, executor.handle, stop, settings.topic_prefix, on_idle=on_idle))
+        reader.start(service)
 
 
 if __name__ == "__main__":

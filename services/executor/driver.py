@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 
-from gpufleet.bus import DeadLetters
+from gpufleet.bus import DeadLetters, connect, make_consumer, stop_quietly
 from gpufleet.config import BusSettings
 from gpufleet.contracts import (
     TERMINAL_STATES,
@@ -24,7 +24,7 @@ from gpufleet.contracts import (
     PlacementCommand,
     StopJob,
 )
-from gpufleet.runner import Spawned
+from gpufleet.runner import Service, Spawned
 from services.executor.core import (
     Action,
     Adopt,
@@ -222,6 +222,43 @@ async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Even
             uncommitted = not await _commit(consumer, commit_timeout_s)
         if on_idle is not None:
             on_idle()
+
+
+class PlacementReader:
+    """The placements of one node (or of a simulated fleet) fed to ``dispatch`` in a task of
+    the service; ``on_idle`` runs after each poll. It is ready while it keeps polling."""
+
+    def __init__(self, settings: BusSettings, group_id: str, dispatch: Dispatch,
+                 on_idle: Callable[[], None], deadline_s: float) -> None:
+        self._settings = settings
+        self._group_id = group_id
+        self._dispatch = dispatch
+        self._on_idle = on_idle
+        self._deadline_s = deadline_s
+        self._polled = time.monotonic()
+        self._consumer: Any = None
+
+    async def connect(self, service: Service) -> bool:
+        """Start the consumer (waiting for the broker); False if ``stop`` came first."""
+        self._consumer = await connect(lambda: make_consumer(
+            self._settings, TOPICS, group_id=self._group_id), service.stop)
+        if self._consumer is None:
+            return False
+        consumer = self._consumer
+        service.on_exit(lambda: stop_quietly(consumer))
+        return True
+
+    def polling(self) -> bool:
+        return time.monotonic() - self._polled < self._deadline_s
+
+    def start(self, service: Service) -> None:
+        service.task("placements", consume_commands(
+            self._consumer, self._dispatch, service.stop, self._settings.topic_prefix,
+            on_idle=self._idle))
+
+    def _idle(self) -> None:
+        self._polled = time.monotonic()
+        self._on_idle()
 
 
 async def _commit(consumer: Any, timeout_s: float) -> bool:

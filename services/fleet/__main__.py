@@ -7,16 +7,15 @@ import asyncio
 import contextlib
 import logging
 import sys
-import time
 from pathlib import Path
 
-from gpufleet.bus import connect, make_consumer, make_producer, stop_quietly
+from gpufleet.bus import make_producer
 from gpufleet.config import load
 from gpufleet.ops import Metrics
 from gpufleet.outbox import Outbox
 from gpufleet.runner import run_service, running
 from gpufleet.running import default_state_dir
-from services.executor.driver import TOPICS, consume_commands
+from services.executor.driver import PlacementReader
 from services.fleet.config import FleetSettings
 from services.fleet.core import Fleet, models_of
 from services.telemetry.driver import tick_loop
@@ -65,21 +64,14 @@ async def serve(settings: FleetSettings, stop: asyncio.Event) -> None:
         state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
         fleet = Fleet(settings, outbox, state_dir / settings.cluster)
         fleet.recover()
-        consumer = await connect(lambda: make_consumer(
-            settings, TOPICS, group_id=f"fleet-sim-{settings.cluster}"), stop)
-        if consumer is None:
+        reader = PlacementReader(settings, f"fleet-sim-{settings.cluster}", fleet.dispatch,
+                                 fleet.heartbeats, settings.delivery_timeout_s)
+        if not await reader.connect(service):
             return
-        service.on_exit(lambda: stop_quietly(consumer))
         service.on_exit(fleet.close)
-        polled = [time.monotonic()]
-
-        def on_idle() -> None:
-            polled[0] = time.monotonic()
-            fleet.heartbeats()
 
         async def ready() -> dict[str, bool]:
-            return {"sender": outbox.delivering(),
-                    "placements": time.monotonic() - polled[0] < settings.delivery_timeout_s}
+            return {"sender": outbox.delivering(), "placements": reader.polling()}
 
         if settings.fleet_ops_port:
             await service.ops(metrics, settings.ops_host, settings.fleet_ops_port, ready)
@@ -89,8 +81,7 @@ async def serve(settings: FleetSettings, stop: asyncio.Event) -> None:
         service.last("sender", lambda done: outbox.run(done, settings.flush_timeout_s))
         service.task("ticks", tick_loop(fleet.telemetry, outbox, settings.interval_s, stop,
                                         metrics))
-        service.task("placements", consume_commands(
-            consumer, fleet.dispatch, stop, settings.topic_prefix, on_idle=on_idle))
+        reader.start(service)
         service.task("jobs", fleet.tasks.watch(stop))
         if settings.sim_duration_s:
             service.task("duration", _stop_after(stop, settings.sim_duration_s))

@@ -19,14 +19,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from gpufleet.bus import DeadLetters, make_consumer, make_producer, partitions, topic
+from gpufleet.bus import (
+    DeadLetters,
+    make_consumer,
+    make_producer,
+    partitions,
+    stop_quietly,
+    topic,
+)
 from gpufleet.contracts import (
     TOPIC_OF_TYPE,
     JobEvent,
@@ -165,14 +170,6 @@ class Loop:
         return rate
 
 
-async def _quietly(what: Awaitable[Any]) -> None:
-    """Close a client that may be half broken (its broker away) without hanging on it."""
-    try:
-        await asyncio.wait_for(what, timeout=10)
-    except Exception as e:  # closing only; the error that matters is already raised
-        log.debug("closing a Kafka client: %s", e)
-
-
 async def session(settings: SchedulerSettings, stop: asyncio.Event, election: Election,
                   metrics: Metrics, ready: dict[str, bool]) -> None:
     """Be the active scheduler until ``stop``, or until another member leads: fence, recover,
@@ -206,7 +203,7 @@ async def session(settings: SchedulerSettings, stop: asyncio.Event, election: El
         ready["recovered"] = False
         for client in (beats, consumer, producer):
             if client is not None:
-                await _quietly(client.stop())
+                await stop_quietly(client)
 
 
 async def lead(settings: SchedulerSettings, stop: asyncio.Event, election: Election,
