@@ -19,14 +19,12 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gpufleet.ops import Metrics, ReadyCheck
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 Known = Mapping[type[Exception], Callable[[Exception], str]]  # an error type -> what to say
 
 
@@ -68,10 +66,6 @@ class Service:
         self._group = group
         self._tasks: list[asyncio.Task[None]] = []
         self._last: list[asyncio.Task[None]] = []
-
-    async def enter(self, opened: AbstractAsyncContextManager[T]) -> T:
-        """Enter ``opened``; it is left when the service ends."""
-        return await self._stack.enter_async_context(opened)
 
     def on_exit(self, close: Callable[[], object]) -> None:
         """Call ``close()`` (and await what it returns, if anything) when the service ends:
