@@ -73,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="gpufleet api")
-    add_arguments(p)
-    sys.exit(run(p.parse_args()))
+    from gpufleet.cli import main
+
+    sys.exit(main(["api", *sys.argv[1:]]))

@@ -101,6 +101,6 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="gpufleet executor")
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+    from gpufleet.cli import main
+
+    sys.exit(main(["executor", *sys.argv[1:]]))

@@ -94,6 +94,6 @@ async def _stop_after(stop: asyncio.Event, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="gpufleet fleet-sim")
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+    from gpufleet.cli import main
+
+    sys.exit(main(["fleet-sim", *sys.argv[1:]]))

@@ -75,13 +75,7 @@ def _supervise(n: int) -> int:
     return max(codes, default=0)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="gpufleet ingest")
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args())
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from gpufleet.cli import main
+
+    sys.exit(main(["ingest", *sys.argv[1:]]))

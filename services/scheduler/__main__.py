@@ -85,6 +85,6 @@ def said(settings: SchedulerSettings) -> Known:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="gpufleet scheduler")
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+    from gpufleet.cli import main
+
+    sys.exit(main(["scheduler", *sys.argv[1:]]))

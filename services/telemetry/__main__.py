@@ -73,6 +73,6 @@ async def serve(settings: TelemetrySettings, source: GpuSource, stop: asyncio.Ev
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="gpufleet telemetry")
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+    from gpufleet.cli import main
+
+    sys.exit(main(["telemetry", *sys.argv[1:]]))
