@@ -36,6 +36,7 @@ from gpufleet.contracts import (
     NodeState,
     SchedulerState,
     encode,
+    key_of,
 )
 from gpufleet.localkafka import LocalKafka, free_port
 from gpufleet.topics import create_topics
@@ -73,7 +74,7 @@ async def _publish_fleet(bus: BusSettings, nodes: int) -> None:
         for msg in (*inventory, *samples):
             await publish(producer, bus, "nodes" if isinstance(msg, NodeInventory)
                           else "gpu.samples", msg)
-        await producer.send_and_wait(topic(bus, "scheduler.state"), encode(snap), key=b"bench")
+        await producer.send_and_wait(topic(bus, "scheduler.state"), encode(snap), key=key_of(snap))
     finally:
         await producer.stop()
 

@@ -23,13 +23,13 @@ from gpufleet.bus import make_producer
 from gpufleet.config import BusSettings
 from gpufleet.contracts import JobSpec, Placement, encode
 from gpufleet.localkafka import LocalKafka, free_port
+from gpufleet.outbox import Outbox
 from gpufleet.topics import create_topics
 from services.fleet.config import FleetSettings
 from services.fleet.core import Fleet
 from services.telemetry.driver import publish_tick, tick_loop
 from services.telemetry.fakenvml import FakeNvml, fake_gpus
 from services.telemetry.node import NodeTelemetry
-from services.telemetry.publisher import Publisher
 from services.telemetry.sources import GpuSource
 from services.telemetry.sources.nvml import NvmlSource
 from services.telemetry.sources.sim import SimSource
@@ -80,7 +80,7 @@ def _busy_fleet(settings: FleetSettings, outbox: Any) -> Fleet:
 async def _fleet_tick_cost(nodes: int, ticks: int) -> tuple[float, int]:
     settings = FleetSettings(sim_nodes=nodes, sim_gpus_per_node=8)
     producer = CountingProducer()
-    publisher = Publisher(settings, lambda: producer, buffer_samples=nodes * 2)
+    publisher = Outbox(settings, lambda: producer, buffer_samples=nodes * 2)
     publisher.producer = producer
     fleet = _busy_fleet(settings, publisher)
     t0 = time.time()
@@ -108,7 +108,7 @@ async def _real_broker_run(nodes: int, seconds: float) -> dict[str, float]:
 
 
 async def _run_fleet(settings: FleetSettings, seconds: float) -> dict[str, float]:
-    publisher = Publisher(settings, lambda: make_producer(settings),
+    publisher = Outbox(settings, lambda: make_producer(settings),
                           buffer_samples=settings.sim_nodes * 60)
     fleet = _busy_fleet(settings, publisher)
     stop, sender_stop = asyncio.Event(), asyncio.Event()

@@ -1,13 +1,17 @@
-"""Kafka helpers that every service uses: producer, consumer, decode-or-dead-letter."""
+"""Kafka helpers that every service uses: producer, consumer, starting a client while the
+broker may be away, listing partitions, decode-or-dead-letter."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from gpufleet.config import BusSettings
@@ -74,11 +78,86 @@ def make_consumer(
     return AIOKafkaConsumer(*(topic(settings, n) for n in names), **opts)
 
 
+def make_admin(settings: BusSettings, request_timeout_s: float = 10.0) -> AIOKafkaAdminClient:
+    """An admin client (not started) whose requests each have a deadline."""
+    return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                               client_id="gpufleet-admin",
+                               request_timeout_ms=int(request_timeout_s * 1000))
+
+
+async def partitions_of(admin: AIOKafkaAdminClient,
+                        topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of these topics (full names), in order; a topic that does not exist
+    has none. The admin client's public ``describe_topics`` asks the broker each time."""
+    names = list(topics)
+    if not names:
+        return []
+    found: dict[str, list[int]] = {}
+    for desc in await admin.describe_topics(names):
+        name = desc.get("topic", desc.get("name"))
+        found[name] = sorted(p.get("partition_index", p.get("partition"))
+                             for p in desc.get("partitions", ()))
+    return [TopicPartition(name, p) for name in names for p in found.get(name, ())]
+
+
+async def partitions(settings: BusSettings, names: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of the named topics (short names, as in ``TOPICS``), asked through an
+    admin client of its own that is closed again (a broker that is away raises KafkaError)."""
+    admin = make_admin(settings)
+    try:
+        await admin.start()
+        return await partitions_of(admin, (topic(settings, n) for n in names))
+    finally:
+        await admin.close()
+
+
+def missing_topics(settings: BusSettings, names: Iterable[str],
+                   found: Iterable[TopicPartition]) -> list[str]:
+    """The topics of ``names`` (short names) that have no partition in ``found``."""
+    have = {tp.topic for tp in found}
+    return [name for name in names if topic(settings, name) not in have]
+
+
 async def publish(
     producer: AIOKafkaProducer, settings: BusSettings, name: str, msg: Message
 ) -> None:
     """Send one message to a topic and wait until the broker has it."""
     await producer.send_and_wait(topic(settings, name), encode(msg), key=key_of(msg))
+
+
+Factory = Callable[[], Any]  # makes a Kafka client (not started)
+
+
+async def connect(factory: Factory, stop: asyncio.Event, retry_s: float = 2.0,
+                  timeout_s: float = 30.0) -> Any | None:
+    """Start a producer (or consumer) from ``factory``, retrying while Kafka is unreachable;
+    None if ``stop`` came first. Each start has a deadline."""
+    while not stop.is_set():
+        client = factory()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await client.start()
+            return client
+        except (KafkaError, TimeoutError) as e:
+            log.warning("Kafka not reachable (%s); retrying in %.0fs", e or "timed out",
+                        retry_s)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(timeout_s):
+                    await client.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), retry_s)
+    return None
+
+
+
+async def stop_quietly(client: Any, timeout_s: float = 10.0) -> None:
+    """Stop a Kafka client that may be half broken (its broker away) without hanging on it;
+    closing only, so a failure is logged at DEBUG (the error that matters is raised already)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.stop()
+    except Exception as e:
+        log.debug("stopping a Kafka client: %s", e)
 
 
 T = TypeVar("T")

@@ -80,19 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from aiokafka.errors import KafkaConnectionError
-
-    from gpufleet.config import ConfigError
+    from gpufleet.runner import said_in_one_line
 
     try:
-        return int(module.run(args) or 0)
-    except ConfigError as e:
-        print(f"gpufleet {name}: bad setting: {e}", file=sys.stderr)
-        return 2
-    except KafkaConnectionError as e:
-        print(f"gpufleet {name}: cannot reach Kafka ({e}); is GPUFLEET_KAFKA_BOOTSTRAP right, "
-              "and is the broker up (make kafka)?", file=sys.stderr)
-        return 1
+        return said_in_one_line(f"gpufleet {name}", lambda: int(module.run(args) or 0))
     except KeyboardInterrupt:
         return 130
 

@@ -21,6 +21,8 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta, Struct
 
+from gpufleet.contracts import invalid_field
+
 ENV_PREFIX = "GPUFLEET_"
 
 
@@ -152,11 +154,10 @@ def load(cls: type[S], env: Mapping[str, str] | None = None, **overrides: Any) -
 
 def _name_the_variable(error: str) -> str:
     # msgspec says "Expected `int`, got `str` - at `$.api_port`"; say which variable that is.
-    if "- at `$." in error:
-        what, _, where = error.partition(" - at `$.")
-        field_name = where.rstrip("`").split(".")[0].split("[")[0]
-        return f"{env_name(field_name)}: {what}"
-    return error
+    what, path = invalid_field(error)
+    if path is None or what == error:
+        return error
+    return f"{env_name(path.split('.')[0])}: {what}"
 
 
 def _all_known_fields() -> set[str]:

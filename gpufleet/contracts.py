@@ -38,6 +38,7 @@ INT32_MAX = 2**31 - 1
 UINT16_MAX = 2**16 - 1
 UINT32_MAX = 2**32 - 1
 INT64_MAX = 2**63 - 1  # counters and bytes (UInt64 columns), and numpy's int64 in the scheduler
+GPU_MILLI = 1000  # one whole GPU, in the unit of a GPU share (gpu_milli: thousandths of a GPU)
 
 # Bounded value types, checked when a message is decoded.
 Percent = Annotated[float, Meta(ge=0, le=100)]
@@ -48,7 +49,7 @@ UInt32 = Annotated[int, Meta(ge=0, le=UINT32_MAX)]
 Int32 = Annotated[int, Meta(ge=-(2**31), le=INT32_MAX)]
 GpuIndex = Annotated[int, Meta(ge=0, lt=MAX_GPUS_PER_NODE)]
 GpuIndices = Annotated[list[GpuIndex], Meta(max_length=MAX_GPUS_PER_NODE)]
-Milli = Annotated[int, Meta(ge=1, le=1000)]
+Milli = Annotated[int, Meta(ge=1, le=GPU_MILLI)]
 Attempt = UInt16  # attempts of one job (UInt16 columns)
 Member = Annotated[int, Meta(ge=0, lt=MAX_GANG)]
 Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS)]
@@ -209,7 +210,8 @@ class JobSpec(Struct, kw_only=True, omit_defaults=True):
     queue: Name = "default"
     priority: Priority = 0
     gpus: Annotated[int, Meta(ge=0, le=MAX_GPUS_PER_JOB)] = 1  # 0: rejected, with a reason
-    gpu_milli: Annotated[int, Meta(ge=0, le=1000 * MAX_GPUS_PER_JOB)] = 1000  # likewise > 1000
+    # 0 or more than one GPU: rejected with a reason (share_problem)
+    gpu_milli: Annotated[int, Meta(ge=0, le=GPU_MILLI * MAX_GPUS_PER_JOB)] = GPU_MILLI
     gpu_models: Annotated[list[Name], Meta(max_length=64)] = field(default_factory=list)
     cpu_milli: CpuMilli = 0
     memory_mib: MemoryMib = 0
@@ -220,6 +222,23 @@ class JobSpec(Struct, kw_only=True, omit_defaults=True):
     sim_duration_s: Seconds | None = None  # simulated nodes run the job for this long
     sim_util: Percent | None = None  # and keep its GPUs this busy
     restartable: bool | None = None  # may be stopped and requeued; None: its queue decides
+
+
+def share_problem(gpus: int, gpu_milli: int) -> str | None:
+    """What is wrong with a job's GPU share, in words a person can act on; None if nothing.
+
+    A share is 1..``GPU_MILLI`` thousandths of a GPU; less than a whole GPU (a fraction) is for
+    a single GPU. The api refuses such a request and the scheduler rejects it, by this rule.
+    """
+    if gpu_milli <= 0:
+        return f"asks for gpu_milli={gpu_milli}; a GPU share is 1..{GPU_MILLI} thousandths"
+    if gpu_milli > GPU_MILLI:
+        return (f"asks for gpu_milli={gpu_milli}, more than one GPU; "
+                f"ask for gpus={-(-gpu_milli // GPU_MILLI)} whole GPUs instead")
+    if gpu_milli < GPU_MILLI and gpus > 1:
+        return (f"a fractional share (gpu_milli < {GPU_MILLI}) is for a single GPU; "
+                "set gpus=1")
+    return None
 
 
 class SubmitJob(Message, tag="submit", tag_field="kind", kw_only=True):
@@ -240,7 +259,7 @@ class Placement(Message, tag="place", tag_field="kind", kw_only=True):
     job: JobSpec
     node: Name
     gpus: GpuIndices
-    gpu_milli: Milli = 1000
+    gpu_milli: Milli = GPU_MILLI
     member: Member = 0
     attempt: Attempt = 0
 
@@ -363,7 +382,7 @@ class NodeState(Struct, kw_only=True, omit_defaults=True):
     node: ShortText
     gpus: Annotated[int, Meta(ge=0, le=MAX_GPUS_PER_NODE)]
     model: ShortText
-    free_milli: Annotated[list[Annotated[int, Meta(ge=0, le=1000)]],
+    free_milli: Annotated[list[Annotated[int, Meta(ge=0, le=GPU_MILLI)]],
                           Meta(max_length=MAX_GPUS_PER_NODE)]  # free share of each GPU, in 1/1000
     healthy: Annotated[list[bool], Meta(max_length=MAX_GPUS_PER_NODE)]
     online: bool = True  # False: offline by its inventory, or silent past its lease
@@ -380,7 +399,7 @@ class JobSummary(Struct, kw_only=True, omit_defaults=True):
     tenant: ShortText
     state: JobState
     gpus: Annotated[int, Meta(ge=0, le=MAX_GPUS_PER_JOB * MAX_GANG)]  # of all its members
-    gpu_milli: Annotated[int, Meta(ge=0, le=1000 * MAX_GPUS_PER_JOB)]
+    gpu_milli: Annotated[int, Meta(ge=0, le=GPU_MILLI * MAX_GPUS_PER_JOB)]
     priority: Priority = 0
     queue: ShortText = "default"
     node: ShortText | None = None
@@ -404,7 +423,7 @@ class JobSlot(Struct, kw_only=True, omit_defaults=True):
 
     node: Name
     gpus: GpuIndices
-    gpu_milli: Milli = 1000
+    gpu_milli: Milli = GPU_MILLI
 
 
 class SchedulerJob(Message, kw_only=True):
@@ -545,7 +564,7 @@ class RightSizingReport(Message, kw_only=True):
     queue: Name | None = None
     final: bool = False  # the job has ended; no later report follows
     gpus_requested: GpuCount
-    gpu_milli: Milli = 1000
+    gpu_milli: Milli = GPU_MILLI
     gpus_seen: GpuCount = 0  # GPUs that reported windows for the job
     gpus_busy: GpuCount = 0  # of those, GPUs whose mean utilization was at or over the threshold
     windows: NonNegInt = 0
@@ -626,6 +645,20 @@ def key_of(msg: Message) -> bytes | None:
     else:
         value = None
     return value.encode() if isinstance(value, str) else None
+
+
+def invalid_field(error: str) -> tuple[str, str | None]:
+    """A msgspec validation message split into what is wrong and the field it names (a dotted
+    path, list positions left out), or None: ``"Expected `int`, got `str` - at `$.job.gpus`"``
+    -> ``("Expected `int`, got `str`", "job.gpus")``; a missing or unknown field names itself.
+    The api and the settings both say which field was wrong through this one reading."""
+    what, at, where = error.partition(" - at `$.")
+    if at:
+        return what, where.rstrip("`").replace("[...]", "")
+    for lead in ("missing required field `", "unknown field `"):
+        if lead in error:
+            return error, error.split(lead, 1)[1].split("`", 1)[0]
+    return error, None
 
 
 def letter_key(letter: DeadLetter) -> str:

@@ -1,24 +1,31 @@
 """Running one async service in the foreground: SIGTERM and Ctrl-C stop it cleanly, and a
 background task that dies takes the process down with one clear line.
 
-A service starts its background tasks with ``supervise`` in an ``asyncio.TaskGroup``. A task
-that raises, or that returns while it was meant to run on, raises ``TaskDied``; the group
-cancels the others, and ``run_service`` logs the one line and returns 1. No process stays
-alive with a part of it dead. Short-lived tasks started one by one (a job's watcher) go through
-a ``Spawned``, whose ``watch`` is supervised in turn: the first of them to raise stops it too.
+Every service's ``__main__`` has ``serve(settings, stop)``, written as one ``running(stop)``
+block: what it opens is closed when it ends (an ``AsyncExitStack``, newest first), and its
+background tasks run in an ``asyncio.TaskGroup``. A task that raises, or that returns while it
+was meant to run on, raises ``TaskDied``; the group cancels the others, and ``run_service``
+logs the one line and returns 1. No process stays alive with a part of it dead. Short-lived
+tasks started one by one (a job's watcher) go through a ``Spawned``, whose ``watch`` is
+supervised in turn: the first of them to raise stops it too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gpufleet.ops import Metrics, ReadyCheck
 
 log = logging.getLogger(__name__)
+Known = Mapping[type[Exception], Callable[[Exception], str]]  # an error type -> what to say
 
 
 class TaskDied(Exception):
@@ -46,6 +53,67 @@ async def _watched(name: str, coro: Coroutine[Any, Any, None],
         raise TaskDied(f"{name} died: {type(e).__name__}: {e}") from e
     if until is None or not until.is_set():
         raise TaskDied(f"{name} ended while the service was still running")
+
+
+class Service:
+    """A running service: what it opened, and its background tasks (see ``running``)."""
+
+    def __init__(self, stop: asyncio.Event, stack: contextlib.AsyncExitStack,
+                 group: asyncio.TaskGroup) -> None:
+        self.stop = stop
+        self.drained = asyncio.Event()  # set once every task but the last ones has ended
+        self._stack = stack
+        self._group = group
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last: list[asyncio.Task[None]] = []
+
+    def on_exit(self, close: Callable[[], object]) -> None:
+        """Call ``close()`` (and await what it returns, if anything) when the service ends:
+        after its tasks, newest first."""
+        async def call() -> None:
+            done = close()
+            if inspect.isawaitable(done):
+                await done
+
+        self._stack.push_async_callback(call)
+
+    def task(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` until ``stop``: one that raises, or ends before, stops the service."""
+        task = supervise(self._group, name, coro, until=self.stop)
+        self._tasks.append(task)
+        return task
+
+    def last(self, name: str,
+             run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+        """Run ``run(drained)``, meant to go on until every other task has ended (an outbox's
+        sender, which then flushes what they queued)."""
+        task = supervise(self._group, name, run(self.drained), until=self.drained)
+        self._last.append(task)
+        return task
+
+    async def ops(self, metrics: Metrics, host: str, port: int,
+                  ready: ReadyCheck | None = None) -> None:
+        """Serve /metrics, /healthz and /readyz on ``host:port`` while the service runs."""
+        from gpufleet.ops import serve_ops
+
+        self.on_exit((await serve_ops(metrics, host, port, ready)).cleanup)
+
+
+@contextlib.asynccontextmanager
+async def running(stop: asyncio.Event) -> AsyncIterator[Service]:
+    """A service's life: the block opens what it needs and starts its tasks; then the service
+    runs until ``stop``, its tasks end, the ``last`` ones after the others, and what it opened
+    is closed, newest first. A block that started no task ends when it returns (its work was
+    in the foreground). A task that dies cancels the rest and raises ``TaskDied`` (in an
+    exception group) out of the block."""
+    async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
+        service = Service(stop, stack, group)
+        yield service
+        if service._tasks or service._last:
+            await stop.wait()
+        if service._tasks:
+            await asyncio.wait(service._tasks)
+        service.drained.set()
 
 
 class Spawned:
@@ -96,16 +164,21 @@ class Spawned:
                 await t
 
 
-def run_service(main: Callable[[asyncio.Event], Awaitable[None]], log_level: str = "INFO",
-                name: str = "gpufleet") -> int:
+def run_service(main: Callable[[asyncio.Event], Awaitable[int | None]], log_level: str = "INFO",
+                name: str = "gpufleet", known: Known | None = None) -> int:
     """Run ``main(stop)``; ``stop`` is set on SIGTERM/SIGINT and main is expected to return.
 
-    A second signal cancels main outright. Returns 0 after a clean stop, 1 when a background
-    task died (one line on the log says which and why).
+    A second signal cancels main outright. Returns what main returns (0 for None) after a
+    clean stop; 1 when a background task died, or main raised an error of a type in ``known``
+    (one line on the log says which and why, as ``known`` words it). Any other error is a bug
+    and is raised.
     """
-    logging.getLogger().setLevel(log_level.upper())
+    from aiokafka.errors import KafkaConnectionError
 
-    async def _go() -> None:
+    logging.getLogger().setLevel(log_level.upper())
+    said: Known = {KafkaConnectionError: cannot_reach_kafka, **(known or {})}
+
+    async def _go() -> int | None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
@@ -117,21 +190,34 @@ def run_service(main: Callable[[asyncio.Event], Awaitable[None]], log_level: str
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _signal)
-        await main(stop)
+        return await main(stop)
 
+    code: int | None = 0
     try:
         with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
-            asyncio.run(_go())
-    except TaskDied as e:
-        log.error("%s stopped: %s", name, e)
-        return 1
-    except BaseExceptionGroup as group:
-        dead, rest = group.split(TaskDied)
-        if dead is None or rest is not None:
+            code = asyncio.run(_go())
+    except Exception as e:
+        lines = _said(e if isinstance(e, BaseExceptionGroup) else BaseExceptionGroup("", [e]),
+                      said)
+        if lines is None:
             raise
-        log.error("%s stopped: %s", name, "; ".join(map(str, _leaves(dead))))
+        log.debug("where it stopped", exc_info=True)
+        log.error("%s stopped: %s", name, "; ".join(lines))
         return 1
-    return 0
+    return code or 0
+
+
+def _said(group: BaseExceptionGroup[BaseException], known: Known) -> list[str] | None:
+    """One line for each dead task and known error in ``group``; None if it holds another."""
+    dead, rest = group.split(TaskDied)
+    named, rest = rest.split(tuple(known)) if rest is not None and known else (None, rest)
+    if rest is not None:
+        return None
+    lines = [str(e) for e in (_leaves(dead) if dead is not None else [])]
+    for e in _leaves(named) if named is not None else []:
+        say = next(s for kind, s in known.items() if isinstance(e, kind))
+        lines.append(say(e) if isinstance(e, Exception) else str(e))
+    return lines
 
 
 def said_in_one_line(prog: str, run: Callable[[], int],
@@ -146,9 +232,7 @@ def said_in_one_line(prog: str, run: Callable[[], int],
 
     said: dict[type[Exception], Callable[[Exception], str]] = {
         ConfigError: lambda e: f"bad setting: {e}",
-        KafkaConnectionError: lambda e: (
-            f"cannot reach Kafka ({e}); is GPUFLEET_KAFKA_BOOTSTRAP right, and is the broker up "
-            "(make kafka)?"),
+        KafkaConnectionError: cannot_reach_kafka,
         **(known or {}),
     }
     try:
@@ -159,6 +243,11 @@ def said_in_one_line(prog: str, run: Callable[[], int],
             raise
         print(f"{prog}: {say(e)}", file=sys.stderr)
         return 2 if isinstance(e, ConfigError) else 1
+
+
+def cannot_reach_kafka(e: Exception) -> str:
+    return (f"cannot reach Kafka ({e}); is GPUFLEET_KAFKA_BOOTSTRAP right, and is the broker "
+            "up (make kafka)?")
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaConnectionError
 
 from gpufleet.config import load
-from gpufleet.runner import run_service
+from gpufleet.runner import run_service, running
 from services.api.app import create_app
 from services.api.auth import bind_refusal, parse_tokens
 from services.api.config import ApiSettings
@@ -30,25 +30,31 @@ class Died(Exception):
 
 
 async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
+    """Serve the api and the dashboard until ``stop``; a background task of the application
+    that ends (``DIED``) stops the process."""
+    async with running(stop) as service:
+        app = create_app(settings)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        service.on_exit(runner.cleanup)
         await web.TCPSite(runner, settings.api_host, settings.api_port).start()
         log.info("api and dashboard on http://%s:%d/", settings.api_host, settings.api_port)
         if not settings.api_tokens:
             log.warning("no api tokens set (GPUFLEET_API_TOKENS): every caller on this "
                         "machine is admin")
-        waits = [asyncio.create_task(e.wait()) for e in (stop, app[DIED])]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-        if app[DIED].is_set():
-            raise Died()
+        service.task("background", _until_died(app[DIED], stop))
+
+
+async def _until_died(died: asyncio.Event, stop: asyncio.Event) -> None:
+    """Return at ``stop``; raise ``Died`` if a background task of the application ends first."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (stop, died)]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await runner.cleanup()
+        for w in waits:
+            w.cancel()
+    if died.is_set():
+        raise Died("a background task ended (the line above says why)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,23 +63,16 @@ def run(args: argparse.Namespace) -> int:
     if refusal is not None:
         log.error("%s", refusal)
         return 2
-    failures: list[str] = []
 
-    async def main(stop: asyncio.Event) -> None:
-        try:
-            await serve(settings, stop)
-        except Died:
-            failures.append("a background task died")
-        except (KafkaConnectionError, OSError) as e:
-            failures.append(str(e))
-            log.error("cannot start: %s (Kafka at %s, listening on %s:%d)", e,
-                      settings.kafka_bootstrap, settings.api_host, settings.api_port)
+    def cannot_start(e: Exception) -> str:
+        return (f"cannot start: {e} (Kafka at {settings.kafka_bootstrap}, listening on "
+                f"{settings.api_host}:{settings.api_port})")
 
-    code = run_service(main, settings.log_level)
-    return 1 if failures else code
+    return run_service(lambda stop: serve(settings, stop), settings.log_level, name="gpufleet api",
+                       known={KafkaConnectionError: cannot_start, OSError: cannot_start})
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="gpufleet api")
-    add_arguments(p)
-    sys.exit(run(p.parse_args()))
+    from gpufleet.cli import main
+
+    sys.exit(main(["api", *sys.argv[1:]]))

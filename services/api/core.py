@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from gpufleet.contracts import TERMINAL_STATES, GpuHealth, JobState, NodeInventory
+from gpufleet.contracts import (
+    GPU_MILLI,
+    TERMINAL_STATES,
+    GpuHealth,
+    JobState,
+    NodeInventory,
+)
 from services.api.schemas import (
     AlertList,
     AlertView,
@@ -32,7 +38,7 @@ ALLOCATED_STATES = ("partial", "allocated")
 def _gpu_state(free_milli: int, healthy: bool) -> str:
     if not healthy:
         return "unhealthy"
-    if free_milli >= 1000:
+    if free_milli >= GPU_MILLI:
         return "free"
     return "allocated" if free_milli <= 0 else "partial"
 
@@ -65,7 +71,7 @@ def node_view(state: LiveState, node: str) -> NodeView:
         if sched is not None and i < len(sched.free_milli):
             free, healthy = sched.free_milli[i], sched.healthy[i] and health != "lost"
         else:
-            free, healthy = (0 if jobs.get(i) else 1000), health == GpuHealth.OK.value
+            free, healthy = (0 if jobs.get(i) else GPU_MILLI), health == GpuHealth.OK.value
         gpus.append(GpuView(
             index=i, uuid=(info.uuid if info else s.uuid if s else ""),
             model=(info.model if info else sched.model if sched else ""),
@@ -104,7 +110,7 @@ def cluster_summary(state: LiveState, cluster: str) -> ClusterSummary:
         c[g.state] += 1
         c["busy"] += int(g.util is not None and g.util >= state.idle_util_pct)
     total = len(gpus)
-    allocated = sum((1000 - g.free_milli) / 1000 for g in gpus if g.state != "unhealthy")
+    allocated = sum((GPU_MILLI - g.free_milli) / GPU_MILLI for g in gpus if g.state != "unhealthy")
     utils = [g.util for g in gpus if g.util is not None]
     snap = state.scheduler
     idle = [g for g in gpus if g.state in ALLOCATED_STATES and g.util is not None
@@ -179,7 +185,7 @@ def list_jobs(state: LiveState, *, tenant: str | None = None, states: set[str] |
 
 
 def _gpu_share(r: JobRecord) -> float:
-    return r.gpus * r.gpu_milli / 1000
+    return r.gpus * r.gpu_milli / GPU_MILLI
 
 
 def tenants(state: LiveState, quotas: dict[str, float]) -> TenantList:

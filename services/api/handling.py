@@ -13,6 +13,7 @@ import msgspec
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from gpufleet.contracts import invalid_field
 from gpufleet.ops import Metrics
 from services.api.auth import Authenticator, Principal, Role
 from services.api.config import ApiSettings
@@ -108,15 +109,7 @@ def unavailable(message: str, retry_after_s: int) -> web.HTTPException:
 
 
 def _field_of(e: msgspec.ValidationError) -> str | None:
-    # "Expected `int`, got `str` - at `$.gpus`" -> "gpus"
-    text = str(e)
-    if "- at `$." in text:
-        return text.rsplit("- at `$.", 1)[1].rstrip("`").replace("[...]", "")
-    if "missing required field `" in text:
-        return text.split("missing required field `", 1)[1].split("`", 1)[0]
-    if "unknown field `" in text:
-        return text.split("unknown field `", 1)[1].split("`", 1)[0]
-    return None
+    return invalid_field(str(e))[1]  # "Expected `int`, got `str` - at `$.gpus`" -> "gpus"
 
 
 async def read_body(request: web.Request, cls: type[T]) -> T:

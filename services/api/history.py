@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from msgspec import Struct
 
+from gpufleet import clickhouse
 from services.api.schemas import HistoryPoint
 
 GroupBy = Literal["gpu", "node", "model", "job", "tenant", "cluster"]
@@ -138,7 +139,7 @@ def fold(rows: Sequence[Sequence[Any]], group_by: str,
 
 
 class Warehouse:
-    """A lazily made clickhouse-connect client; remade after a failure."""
+    """A lazily made warehouse client (``gpufleet.clickhouse``); remade after a failure."""
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -148,17 +149,14 @@ class Warehouse:
     async def _get(self) -> Any:
         async with self._lock:
             if self._client is None:
-                import clickhouse_connect
-
-                self._client = await clickhouse_connect.get_async_client(
-                    dsn=self._url, connect_timeout=3, send_receive_timeout=30,
-                    autogenerate_session_id=False)
+                self._client = await asyncio.to_thread(
+                    clickhouse.client, self._url, connect_timeout_s=3, send_receive_timeout_s=30)
             return self._client
 
     async def query(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
         client = await self._get()
         try:
-            result = await client.query(sql, parameters=params)
+            result = await asyncio.to_thread(client.query, sql, parameters=params)
         except Exception:
             await self.reset()
             raise
@@ -167,7 +165,7 @@ class Warehouse:
     async def ping(self) -> bool:
         try:
             client = await self._get()
-            return bool(await client.ping())
+            return bool(await asyncio.to_thread(client.ping))
         except Exception:
             await self.reset()
             return False
@@ -176,7 +174,7 @@ class Warehouse:
         async with self._lock:
             client, self._client = self._client, None
         if client is not None:
-            await client.close()
+            await asyncio.to_thread(client.close)
 
     async def history(self, q: HistoryQuery,
                       models: Mapping[str, str] | None = None) -> list[HistoryPoint]:

@@ -12,9 +12,9 @@ import asyncio
 import functools
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from gpufleet.bus import DeadLetters, make_consumer, short_name, topic
+from gpufleet.bus import DeadLetters, make_consumer, missing_topics, partitions, short_name
 from gpufleet.ops import Metrics
 from gpufleet.retry import Outage, kafka_transient, retrying
 from services.api.config import ApiSettings
@@ -38,13 +38,9 @@ def tail_of(settings: ApiSettings, name: str) -> int | None:
 
 async def assign_and_seek(consumer: AIOKafkaConsumer, settings: ApiSettings) -> None:
     names = (*COMPACTED, *WHOLE, *TAILED)
-    metadata = await consumer._client.fetch_all_metadata()
-    parts: list[TopicPartition] = []
-    for name in names:
-        found = metadata.partitions_for_topic(topic(settings, name)) or set()
-        if not found:
-            log.warning("topic %s not found; the api will not show its data", name)
-        parts += [TopicPartition(topic(settings, name), p) for p in sorted(found)]
+    parts = await partitions(settings, names)
+    for name in missing_topics(settings, names, parts):
+        log.warning("topic %s not found; the api will not show its data", name)
     consumer.assign(parts)
     begin = await consumer.beginning_offsets(parts)
     end = await consumer.end_offsets(parts)

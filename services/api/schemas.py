@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta, Struct, field
 
 from gpufleet.contracts import (
+    GPU_MILLI,
     MAX_SECONDS,
     Command,
     CpuMilli,
@@ -42,7 +43,7 @@ class SubmitRequest(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fie
     queue: Name = "default"
     priority: Annotated[int, Meta(ge=-1000, le=1000)] = 0
     gpus: GpuCount = 1
-    gpu_milli: Annotated[int, Meta(ge=1, le=1000)] = 1000
+    gpu_milli: Annotated[int, Meta(ge=1, le=GPU_MILLI)] = GPU_MILLI
     gpu_models: Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]],
                           Meta(max_length=64)] = field(default_factory=list)
     cpu_milli: CpuMilli = 0
@@ -111,7 +112,7 @@ class GpuView(Struct, kw_only=True, omit_defaults=True):
     model: str = ""
     state: Literal["free", "partial", "allocated", "unhealthy", "unknown"] = "unknown"
     health: str = "ok"
-    free_milli: int = 1000
+    free_milli: int = GPU_MILLI
     util: float | None = None
     mem_used_bytes: int | None = None
     memory_total_bytes: int | None = None
@@ -165,7 +166,7 @@ class JobView(Struct, kw_only=True):
     queue: str = "default"
     state: JobState
     gpus: int = 1
-    gpu_milli: int = 1000
+    gpu_milli: int = GPU_MILLI
     priority: int = 0
     submitted: float | None = None
     updated: float  # the last change of state, placement or spec (heartbeats: ``last_seen``)

@@ -15,6 +15,7 @@ from typing import Any
 
 from gpufleet.contracts import (
     DUPLICATE_JOB_ID,
+    GPU_MILLI,
     TERMINAL_STATES,
     Alert,
     AlertState,
@@ -54,7 +55,7 @@ class JobRecord:
     tenant: str = "default"
     queue: str = "default"
     gpus: int = 1
-    gpu_milli: int = 1000
+    gpu_milli: int = GPU_MILLI
     priority: int = 0
     state: JobState = JobState.SUBMITTED
     submitted: float | None = None
@@ -169,7 +170,7 @@ class LiveState:
         if self.scheduler is not None:
             for ns in self.scheduler.nodes:
                 if ns.node == node:
-                    used |= {i for i, free in enumerate(ns.free_milli) if free < 1000}
+                    used |= {i for i, free in enumerate(ns.free_milli) if free < GPU_MILLI}
         return used
 
     def _note(self, kind: str, payload: Any) -> None:

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
-import time
 from pathlib import Path
 
-from gpufleet.bus import make_consumer, make_producer
+from gpufleet.bus import make_producer
 from gpufleet.config import load
-from gpufleet.ops import Metrics, serve_ops
-from gpufleet.runner import run_service, supervise
+from gpufleet.ops import Metrics
+from gpufleet.outbox import Outbox
+from gpufleet.runner import run_service, running
+from gpufleet.running import default_state_dir
 from services.executor.config import ExecutorSettings
 from services.executor.core import ExecutorCore
-from services.executor.driver import TOPICS, NodeExecutor, Runner, consume_commands
+from services.executor.driver import NodeExecutor, PlacementReader, Runner
 from services.executor.runner import ProcessRunner
 from services.executor.simrunner import SimRunner
-from services.executor.state import StateFile, default_state_dir
-from services.telemetry.publisher import Publisher, connect
+from services.executor.state import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def count_gpus() -> int:
         pynvml.nvmlShutdown()
 
 
-def build(settings: ExecutorSettings, outbox: Publisher) -> NodeExecutor:
+def build(settings: ExecutorSettings, outbox: Outbox) -> NodeExecutor:
     state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     runner: Runner
     if settings.mode == "sim":
@@ -73,49 +72,36 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
     Ready while the sender delivers and the placement reader keeps polling.
     """
     metrics = Metrics()
-    outbox = Publisher(settings, lambda: make_producer(
-        settings, request_timeout_ms=int(settings.send_timeout_s * 1000)),
-        buffer_samples=1, metrics=metrics, delivery_timeout_s=settings.delivery_timeout_s)
-    executor = build(settings, outbox)
-    executor.recover()
-    consumer = await connect(lambda: make_consumer(
-        settings, TOPICS, group_id=f"executor-{settings.cluster}-{settings.node}"),
-        stop)
-    if consumer is None:
-        return
-    polled = [time.monotonic()]
+    async with running(stop) as service:
+        outbox = Outbox(settings, lambda: make_producer(
+            settings, request_timeout_ms=int(settings.send_timeout_s * 1000)),
+            buffer_samples=1, metrics=metrics, delivery_timeout_s=settings.delivery_timeout_s)
+        service.on_exit(outbox.close)
+        executor = build(settings, outbox)
+        executor.recover()
+        def on_idle() -> None:
+            executor.tick()
+            executor.summary.say(len(executor.core.jobs))
 
-    def on_idle() -> None:
-        polled[0] = time.monotonic()
-        executor.tick()
+        reader = PlacementReader(settings, f"executor-{settings.cluster}-{settings.node}",
+                                 executor.handle, on_idle, settings.delivery_timeout_s)
+        if not await reader.connect(service):
+            return
+        service.on_exit(executor.close)
 
-    async def ready() -> dict[str, bool]:
-        return {"sender": outbox.delivering(),
-                "placements": time.monotonic() - polled[0] < settings.delivery_timeout_s}
+        async def ready() -> dict[str, bool]:
+            return {"sender": outbox.delivering(), "placements": reader.polling()}
 
-    ops = (await serve_ops(metrics, settings.ops_host, settings.executor_ops_port, ready)
-           if settings.executor_ops_port else None)
-    log.info("executor of %s: %d GPUs, %s mode", settings.node, executor.core.gpus, settings.mode)
-    sender_stop = asyncio.Event()
-    try:
-        async with asyncio.TaskGroup() as tasks:
-            supervise(tasks, "sender", outbox.run(sender_stop, settings.flush_timeout_s),
-                      until=sender_stop)
-            supervise(tasks, "jobs", executor.runner.tasks.watch(stop), until=stop)
-            await supervise(tasks, "placements", consume_commands(
-                consumer, executor.handle, stop, settings.topic_prefix, on_idle=on_idle),
-                until=stop)
-            sender_stop.set()
-    finally:
-        await executor.close()
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        await outbox.close()
-        if ops is not None:
-            await ops.cleanup()
+        if settings.executor_ops_port:
+            await service.ops(metrics, settings.ops_host, settings.executor_ops_port, ready)
+        log.info("executor of %s: %d GPUs, %s mode", settings.node, executor.core.gpus,
+                 settings.mode)
+        service.last("sender", lambda done: outbox.run(done, settings.flush_timeout_s))
+        service.task("jobs", executor.runner.tasks.watch(stop))
+        reader.start(service)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="gpufleet executor")
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+    from gpufleet.cli import main
+
+    sys.exit(main(["executor", *sys.argv[1:]]))

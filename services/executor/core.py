@@ -10,7 +10,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gpufleet.contracts import JobEvent, JobState, Placement, StopJob
+from gpufleet.contracts import GPU_MILLI, JobEvent, JobState, Placement, StopJob
+from gpufleet.running import gpu_loads
 
 Key = tuple[str, int]  # (job id, member)
 LOST_REASON = "executor restarted; job lost"
@@ -268,8 +269,9 @@ class ExecutorCore:
             if g in self.unhealthy:
                 return f"GPU {g} is not usable: {self.unhealthy[g]}"
             used = self.milli_used(g) if count_use else 0
-            if used + p.gpu_milli > 1000:
-                return f"GPU {g} has {1000 - used}/1000 free, the job needs {p.gpu_milli}"
+            if used + p.gpu_milli > GPU_MILLI:
+                return (f"GPU {g} has {GPU_MILLI - used}/{GPU_MILLI} free, the job needs "
+                        f"{p.gpu_milli}")
         if len(set(p.gpus)) != len(p.gpus):
             return "the placement names a GPU twice"
         return None
@@ -294,16 +296,6 @@ class ExecutorCore:
 def _stops(s: StopJob, attempt: int) -> bool:
     """Whether stop ``s`` applies to ``attempt`` of its job (never to a later one)."""
     return s.attempt is None or attempt <= s.attempt
-
-
-def gpu_loads(placements: Iterable[Placement], default_util: float = 85.0) -> dict[int, float]:
-    out: dict[int, float] = {}
-    for p in placements:
-        util = default_util if p.job.sim_util is None else p.job.sim_util
-        share = util * p.gpu_milli / 1000
-        for g in p.gpus:
-            out[g] = min(100.0, out.get(g, 0.0) + share)
-    return out
 
 
 def _exit_reason(code: int | None) -> str:

@@ -11,17 +11,20 @@ from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 
-from gpufleet.bus import DeadLetters
+from gpufleet.bus import DeadLetters, connect, make_consumer, stop_quietly
 from gpufleet.config import BusSettings
 from gpufleet.contracts import (
+    TERMINAL_STATES,
     GpuHealth,
+    JobEvent,
+    JobState,
     Message,
     NodeInventory,
     Placement,
     PlacementCommand,
     StopJob,
 )
-from gpufleet.runner import Spawned
+from gpufleet.runner import Service, Spawned
 from services.executor.core import (
     Action,
     Adopt,
@@ -48,20 +51,64 @@ class Runner(Protocol):
     async def close(self) -> None: ...
 
 
-class Outbox(Protocol):
+class EventSink(Protocol):
+    """Where job events go (an ``Outbox``)."""
+
     def send(self, name: str, msg: Message) -> None: ...
+
+
+SUMMARY_EVERY_S = 60.0  # how often the executor and the fleet say how their jobs are doing
+
+
+class Summary:
+    """A short line every ``every_s`` seconds: jobs running, started and ended since the last
+    line (each heartbeat is logged at DEBUG only, so the console is not flooded)."""
+
+    def __init__(self, where: str, every_s: float = SUMMARY_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._where = where
+        self._every = every_s
+        self._clock = clock
+        self._due = clock() + every_s
+        self.started = 0
+        self.ended = 0
+
+    def count(self, ev: JobEvent) -> None:
+        if ev.state == JobState.STARTED:
+            self.started += 1
+        elif ev.state in TERMINAL_STATES:
+            self.ended += 1
+
+    def due(self, running: int) -> str | None:
+        """The line, once it is due (the counts start again); None before."""
+        now = self._clock()
+        if now < self._due:
+            return None
+        self._due = now + self._every
+        line = (f"{self._where}: {running} jobs running, {self.started} started, "
+                f"{self.ended} ended since the last {self._every:g} s")
+        self.started = self.ended = 0
+        return line
+
+    def say(self, running: int) -> None:
+        """Log the line if it is due."""
+        line = self.due(running)
+        if line is not None:
+            log.info("%s", line)
 
 
 class NodeExecutor:
     """One node's executor: the core, a runner, an outbox for events, a state file."""
 
-    def __init__(self, core: ExecutorCore, runner: Runner, outbox: Outbox,
-                 state: StateFile | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, core: ExecutorCore, runner: Runner, outbox: EventSink,
+                 state: StateFile | None = None, clock: Callable[[], float] = time.time,
+                 summary: Summary | None = None) -> None:
         self.core = core
         self.runner = runner
         self._outbox = outbox
         self._state = state
         self._clock = clock
+        self.summary = summary or Summary(f"executor of {core.node}")
 
     async def handle(self, cmd: Command) -> None:
         now = self._clock()
@@ -115,8 +162,10 @@ class NodeExecutor:
         for a in actions:
             match a:
                 case Emit(event=ev):
-                    log.info("job %s/%d on %s: %s%s", ev.job_id, ev.member or 0, ev.node,
-                             ev.state, f" ({ev.reason})" if ev.reason else "")
+                    log.log(logging.DEBUG if ev.state == JobState.HEARTBEAT else logging.INFO,
+                            "job %s/%d on %s: %s%s", ev.job_id, ev.member or 0, ev.node,
+                            ev.state, f" ({ev.reason})" if ev.reason else "")
+                    self.summary.count(ev)
                     self._outbox.send("jobs.events", ev)
                 case Launch():
                     launches.append(a)
@@ -177,6 +226,43 @@ async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Even
             uncommitted = not await _commit(consumer, commit_timeout_s)
         if on_idle is not None:
             on_idle()
+
+
+class PlacementReader:
+    """The placements of one node (or of a simulated fleet) fed to ``dispatch`` in a task of
+    the service; ``on_idle`` runs after each poll. It is ready while it keeps polling."""
+
+    def __init__(self, settings: BusSettings, group_id: str, dispatch: Dispatch,
+                 on_idle: Callable[[], None], deadline_s: float) -> None:
+        self._settings = settings
+        self._group_id = group_id
+        self._dispatch = dispatch
+        self._on_idle = on_idle
+        self._deadline_s = deadline_s
+        self._polled = time.monotonic()
+        self._consumer: Any = None
+
+    async def connect(self, service: Service) -> bool:
+        """Start the consumer (waiting for the broker); False if ``stop`` came first."""
+        self._consumer = await connect(lambda: make_consumer(
+            self._settings, TOPICS, group_id=self._group_id), service.stop)
+        if self._consumer is None:
+            return False
+        consumer = self._consumer
+        service.on_exit(lambda: stop_quietly(consumer))
+        return True
+
+    def polling(self) -> bool:
+        return time.monotonic() - self._polled < self._deadline_s
+
+    def start(self, service: Service) -> None:
+        service.task("placements", consume_commands(
+            self._consumer, self._dispatch, service.stop, self._settings.topic_prefix,
+            on_idle=self._idle))
+
+    def _idle(self) -> None:
+        self._polled = time.monotonic()
+        self._on_idle()
 
 
 async def _commit(consumer: Any, timeout_s: float) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gpufleet.runner import Spawned
 from services.executor.core import ExecutorCore
-from services.executor.driver import Command, NodeExecutor, Outbox
+from services.executor.driver import Command, EventSink, NodeExecutor, Summary
 from services.executor.simrunner import SimRunner
 from services.executor.state import StateFile
 from services.fleet.config import FleetSettings
@@ -37,10 +37,11 @@ class SimNode:
 class Fleet:
     """Simulated nodes whose GPU readings follow the jobs their executors run."""
 
-    def __init__(self, settings: FleetSettings, outbox: Outbox, state_dir: Path | None) -> None:
+    def __init__(self, settings: FleetSettings, outbox: EventSink, state_dir: Path | None) -> None:
         models = models_of(settings.sim_models)
         self.tasks = Spawned("simulated job")  # every node's runs; the service watches them
         self.nodes: dict[str, SimNode] = {}
+        self.summary = Summary(f"fleet of {settings.sim_nodes} nodes")
         for i, name in enumerate(node_names(settings.sim_node_prefix, settings.sim_nodes)):
             core = ExecutorCore(node=name, gpus=settings.sim_gpus_per_node,
                                 heartbeat_s=settings.heartbeat_s,
@@ -49,7 +50,7 @@ class Fleet:
                                 needs_command=False)
             state = StateFile(state_dir / f"{name}.json") if state_dir is not None else None
             executor = NodeExecutor(core, SimRunner(settings.default_sim_duration_s, self.tasks),
-                                    outbox, state)
+                                    outbox, state, summary=self.summary)
             source = SimSource(name, settings.sim_gpus_per_node, models[i % len(models)],
                                load=core.gpu_load, seed=i)
             telemetry = NodeTelemetry(settings.cluster, name, source,
@@ -72,6 +73,7 @@ class Fleet:
     def heartbeats(self) -> None:
         for n in self.nodes.values():
             n.executor.tick()
+        self.summary.say(sum(len(n.executor.core.jobs) for n in self.nodes.values()))
 
     async def close(self) -> None:
         for n in self.nodes.values():

@@ -13,8 +13,8 @@ import sys
 from aiokafka.errors import KafkaError
 
 from gpufleet.config import load
-from gpufleet.ops import Metrics, serve_ops
-from gpufleet.runner import run_service, said_in_one_line
+from gpufleet.ops import Metrics
+from gpufleet.runner import run_service, running, said_in_one_line
 
 from .config import IngestSettings
 from .driver import Worker
@@ -39,35 +39,22 @@ def _run(args: argparse.Namespace) -> int:
     settings = load(IngestSettings, ingest_workers=args.workers)
     if settings.ingest_workers > 1 and args.workers != 1:
         return _supervise(settings.ingest_workers)
-    failures: list[str] = []
-
-    async def main(stop: asyncio.Event) -> None:
-        # what retrying cannot fix (the warehouse refuses the credentials or the schema, the
-        # broker a request): one line, and a non-zero exit
-        try:
-            await _worker(settings, args.worker_index, stop)
-        except* (SinkError, KafkaError) as group:
-            for e in group.exceptions:
-                failures.append(str(e))
-                log.error("ingest stops: %s", e)
-
-    code = run_service(main, settings.log_level)
-    return 1 if failures else code
+    # what retrying cannot fix (the warehouse refuses the credentials or the schema, the
+    # broker a request): one line, and a non-zero exit
+    return run_service(lambda stop: serve(settings, args.worker_index, stop), settings.log_level,
+                       name="gpufleet ingest", known={SinkError: str, KafkaError: str})
 
 
-async def _worker(settings: IngestSettings, index: int, stop: asyncio.Event) -> None:
+async def serve(settings: IngestSettings, index: int, stop: asyncio.Event) -> None:
+    """Run one worker (the ``index``-th: its ops port is the base port plus ``index``) until
+    ``stop``."""
     metrics = Metrics()
     worker = Worker(settings, metrics)
-    runner = None
-    if settings.ingest_ops_port:
-        runner = await serve_ops(metrics, settings.ingest_ops_host,
-                                 settings.ingest_ops_port + index,
-                                 worker.readiness)
-    try:
+    async with running(stop) as service:
+        if settings.ingest_ops_port:
+            await service.ops(metrics, settings.ingest_ops_host, settings.ingest_ops_port + index,
+                              worker.readiness)
         await worker.run(stop)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
 
 
 def _supervise(n: int) -> int:
@@ -88,13 +75,7 @@ def _supervise(n: int) -> int:
     return max(codes, default=0)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="gpufleet ingest")
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args())
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from gpufleet.cli import main
+
+    sys.exit(main(["ingest", *sys.argv[1:]]))

@@ -12,9 +12,9 @@ import time
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from gpufleet.bus import make_consumer, short_name, topic
+from gpufleet.bus import DeadLetters, make_consumer, partitions_of, topic
 from gpufleet.config import BusSettings
-from gpufleet.contracts import JobEvent, Placement, decoder_for
+from gpufleet.contracts import JobEvent, Placement
 from gpufleet.retry import Outage, kafka_transient, retrying
 
 from .core import Ingest
@@ -31,17 +31,13 @@ class JobFeed:
         self._core = core
         self._consumer = make_consumer(settings, (), None, client_id="gpufleet-ingest-jobs")
         self._outage = Outage("broker (job feed)")
+        self._letters = DeadLetters(None, settings, "ingest job feed")
 
     async def start(self) -> None:
         """Assign every partition and read up to the current end."""
         c = self._consumer
         await c.start()
-        names = [topic(self._settings, n) for n in FEED_TOPICS]
-        tps: list[TopicPartition] = []
-        for desc in await self._admin.describe_topics(names):
-            for p in desc.get("partitions", ()):
-                index = p.get("partition_index", p.get("partition"))
-                tps.append(TopicPartition(desc.get("topic", desc.get("name")), index))
+        tps = await partitions_of(self._admin, (topic(self._settings, n) for n in FEED_TOPICS))
         c.assign(tps)
         await c.seek_to_beginning(*tps)
         ends = await c.end_offsets(tps)
@@ -57,14 +53,10 @@ class JobFeed:
     async def poll(self, timeout_ms: int) -> None:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=10_000)
         now = time.time()
-        for tp, records in batches.items():
-            name = short_name(self._settings, tp.topic)
-            decoder = decoder_for(name)
+        for records in batches.values():
             for rec in records:
-                try:
-                    msg = decoder.decode(rec.value) if rec.value is not None else None
-                except Exception:  # the grouped consumer dead-letters it; here it is skipped
-                    continue
+                # what does not decode is skipped here: the grouped consumer dead-letters it
+                msg, _ = self._letters.decode(rec)
                 if isinstance(msg, JobEvent) and self._core.event_reason(msg, now) is None:
                     self._core.on_event(msg)
                 elif isinstance(msg, Placement):

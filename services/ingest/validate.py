@@ -6,7 +6,7 @@ dead-letter topic.
 
 from __future__ import annotations
 
-from gpufleet.contracts import GpuSample, JobEvent, NodeSample
+from gpufleet.contracts import GPU_MILLI, GpuSample, JobEvent, NodeSample
 
 EARLIEST_TS = 946_684_800.0  # 2000-01-01: anything older is a clock that was never set
 MIN_TEMP_C, MAX_TEMP_C = -40, 150
@@ -51,6 +51,6 @@ def event_reason(ev: JobEvent, now: float, max_future_s: float) -> str | None:
         return reason
     if ev.gpus and ev.node is None:
         return "gpus given without a node"
-    if ev.gpu_milli is not None and not 1 <= ev.gpu_milli <= 1000:
-        return f"gpu_milli {ev.gpu_milli} is outside 1..1000"
+    if ev.gpu_milli is not None and not 1 <= ev.gpu_milli <= GPU_MILLI:
+        return f"gpu_milli {ev.gpu_milli} is outside 1..{GPU_MILLI}"
     return None

@@ -9,7 +9,8 @@ and commits the output, the changed job records and the input offsets in one tra
 crash before the commit leaves none of them. Inputs are assigned by hand; the group id only
 holds the committed offsets. Node heartbeats (the keys of ``gpu.samples``) are read outside
 the transactions, from the end. A transient Kafka error ends the session and starts a new
-one after a pause; other errors stop the process with one line and status 1.
+one after a pause; other errors stop the process with one line and status 1. The process
+itself (ops port, topics, election, lead) is ``serve`` in ``__main__``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from gpufleet.bus import DeadLetters, make_consumer, make_producer, topic
+from gpufleet.bus import (
+    DeadLetters,
+    make_consumer,
+    make_producer,
+    partitions,
+    stop_quietly,
+    topic,
+)
 from gpufleet.contracts import (
     TOPIC_OF_TYPE,
     JobEvent,
@@ -36,18 +42,15 @@ from gpufleet.contracts import (
     encode,
     key_of,
 )
-from gpufleet.ops import Metrics, serve_ops
+from gpufleet.ops import Metrics
 from services.scheduler.config import SchedulerSettings, group_id, transactional_id
 from services.scheduler.core import Leases, SchedulerCore
 from services.scheduler.election import Election
 from services.scheduler.profile import build_profile
 from services.scheduler.reading import (
-    RecoveryIncomplete,
     make_reader,
-    partitions,
     read_range,
     transient,
-    wait_for_topics,
 )
 from services.scheduler.recovery import records_of, restore
 from services.scheduler.snapshot import snapshot
@@ -62,7 +65,7 @@ RETRY_S = (1.0, 2.0, 5.0, 10.0)  # waits between tries while the broker is away
 async def recover(settings: SchedulerSettings, core: SchedulerCore,
                   consumer: AIOKafkaConsumer, dead: DeadLetters) -> None:
     """Rebuild the state from the node inventory and the scheduler's own job records."""
-    tps = await partitions(consumer, settings, STATE)
+    tps = await partitions(settings, STATE)
     records = await read_range(settings, await consumer.end_offsets(tps))
     jobs: list[SchedulerJob] = []
     for record in records:
@@ -167,14 +170,6 @@ class Loop:
         return rate
 
 
-async def _quietly(what: Awaitable[Any]) -> None:
-    """Close a client that may be half broken (its broker away) without hanging on it."""
-    try:
-        await asyncio.wait_for(what, timeout=10)
-    except Exception as e:  # closing only; the error that matters is already raised
-        log.debug("closing a Kafka client: %s", e)
-
-
 async def session(settings: SchedulerSettings, stop: asyncio.Event, election: Election,
                   metrics: Metrics, ready: dict[str, bool]) -> None:
     """Be the active scheduler until ``stop``, or until another member leads: fence, recover,
@@ -193,10 +188,10 @@ async def session(settings: SchedulerSettings, stop: asyncio.Event, election: El
         await consumer.start()
         dead = DeadLetters(producer, settings, "scheduler")
         await recover(settings, core, consumer, dead)
-        consumer.assign(await partitions(consumer, settings, INPUTS))
+        consumer.assign(await partitions(settings, INPUTS))
         if beats is not None:
             await beats.start()
-            samples = await partitions(beats, settings, ["gpu.samples"])
+            samples = await partitions(settings, ["gpu.samples"])
             beats.assign(samples)
             await beats.seek_to_end(*samples)  # only what nodes say from now on
         ready["recovered"] = True
@@ -208,7 +203,7 @@ async def session(settings: SchedulerSettings, stop: asyncio.Event, election: El
         ready["recovered"] = False
         for client in (beats, consumer, producer):
             if client is not None:
-                await _quietly(client.stop())
+                await stop_quietly(client)
 
 
 async def lead(settings: SchedulerSettings, stop: asyncio.Event, election: Election,
@@ -239,58 +234,3 @@ async def lead(settings: SchedulerSettings, stop: asyncio.Event, election: Elect
                 await asyncio.wait_for(stop.wait(), timeout=wait)
         finally:
             ready["active"] = False
-
-
-async def run(settings: SchedulerSettings, stop: asyncio.Event) -> int:
-    """Run until ``stop`` is set (0); 1 on an error no retry can fix (one line says which),
-    2 when the ops port cannot be served. Nothing is fenced before the ops port is bound, the
-    topics exist and this instance has won the election."""
-    metrics = Metrics()
-    ready = {"active": False, "recovered": False}
-
-    async def readiness() -> dict[str, bool]:
-        return dict(ready)
-
-    try:
-        ops = await serve_ops(metrics, settings.scheduler_ops_host, settings.scheduler_ops_port,
-                              readiness)
-    except OSError as e:
-        log.error("cannot serve /metrics and /readyz on %s:%d (%s); exiting without touching "
-                  "the running scheduler", settings.scheduler_ops_host,
-                  settings.scheduler_ops_port, e)
-        return 2
-    probe = make_reader(settings, None)
-    election = Election(settings)
-    try:
-        await probe.start()
-        if not await wait_for_topics(probe, settings, READS, stop):
-            return 0
-        await probe.stop()
-        await election.start()
-        await lead(settings, stop, election, metrics, ready)
-        return 0
-    except RecoveryIncomplete as e:
-        log.error("%s; exiting", e)
-        return 1
-    except KafkaError as e:
-        if transient(e):  # before the first session: the broker is not there at all
-            log.error("scheduler stopped: cannot reach Kafka at %s (%s: %s); is "
-                      "GPUFLEET_KAFKA_BOOTSTRAP right and the broker up?",
-                      settings.kafka_bootstrap, type(e).__name__, e)
-        else:
-            log.error("scheduler stopped by a Kafka error that retrying cannot fix: %s: %s",
-                      type(e).__name__, e)
-        return 1
-    except asyncio.CancelledError:
-        if stop.is_set():
-            raise
-        log.error("scheduler stopped: a task it depends on was cancelled")
-        return 1
-    except Exception as e:
-        log.error("scheduler stopped: %s: %s", type(e).__name__, e)
-        log.debug("where it stopped", exc_info=True)
-        return 1
-    finally:
-        await _quietly(election.stop())
-        await _quietly(probe.stop())
-        await ops.cleanup()

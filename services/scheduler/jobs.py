@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpufleet.contracts import JobSpec
+from gpufleet.contracts import GPU_MILLI, JobSpec, share_problem
 
-FULL = 1000  # one whole GPU, in thousandths
+FULL = GPU_MILLI  # one whole GPU, in thousandths
 TIMES = "\u00d7"  # the multiplication sign, as in "8 times H100"
 
 
@@ -74,13 +74,9 @@ def problems(spec: JobSpec, known_models: set[str], largest_gang: int,
     """Why a request cannot ever be placed, in words a person can act on; None if it can."""
     if spec.gpus <= 0:
         return f"asks for {spec.gpus} GPUs; a job needs at least 1 GPU"
-    if spec.gpu_milli <= 0:
-        return f"asks for gpu_milli={spec.gpu_milli}; a GPU share is 1..1000 thousandths"
-    if spec.gpu_milli > FULL:
-        return (f"asks for gpu_milli={spec.gpu_milli}, more than one GPU; "
-                f"ask for gpus={-(-spec.gpu_milli // FULL)} whole GPUs instead")
-    if spec.gpu_milli < FULL and spec.gpus > 1:
-        return "a fractional share (gpu_milli < 1000) is for a single GPU; set gpus=1"
+    share = share_problem(spec.gpus, spec.gpu_milli)
+    if share is not None:
+        return share
     if spec.gang <= 0:
         return f"asks for a gang of {spec.gang}; a gang is at least 1 member"
     unknown = sorted(set(spec.gpu_models) - known_models)

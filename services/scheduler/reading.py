@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerFenced
 
-from gpufleet.bus import make_consumer, topic
+from gpufleet.bus import make_consumer, missing_topics, partitions, topic
 from services.scheduler.config import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -41,30 +41,13 @@ def make_reader(settings: SchedulerSettings, group_id: str | None) -> AIOKafkaCo
     return make_consumer(settings, (), group_id, client_id="gpufleet-scheduler")
 
 
-async def partitions(consumer: AIOKafkaConsumer, settings: SchedulerSettings,
-                     names: Iterable[str]) -> list[TopicPartition]:
-    cluster = await consumer._client.fetch_all_metadata()  # partitions_for_topic needs it
-    out = []
-    for name in names:
-        full = topic(settings, name)
-        out += [TopicPartition(full, p) for p in sorted(cluster.partitions_for_topic(full) or ())]
-    return out
-
-
-def missing(settings: SchedulerSettings, names: Iterable[str],
-            found: Iterable[TopicPartition]) -> list[str]:
-    """The topics of ``names`` (short names) that have no partition in ``found``."""
-    have = {tp.topic for tp in found}
-    return [name for name in names if topic(settings, name) not in have]
-
-
-async def wait_for_topics(consumer: AIOKafkaConsumer, settings: SchedulerSettings,
-                          names: Iterable[str], stop: asyncio.Event) -> bool:
+async def wait_for_topics(settings: SchedulerSettings, names: Iterable[str],
+                          stop: asyncio.Event) -> bool:
     """Wait until every topic of ``names`` has partitions; False if ``stop`` came first."""
     names = list(names)
     tries = 0
     while not stop.is_set():
-        absent = missing(settings, names, await partitions(consumer, settings, names))
+        absent = missing_topics(settings, names, await partitions(settings, names))
         if not absent:
             return True
         if tries % 10 == 0:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from gpufleet.bus import make_producer
 from gpufleet.config import load
-from gpufleet.ops import Metrics, serve_ops
-from gpufleet.runner import run_service, supervise
+from gpufleet.ops import Metrics
+from gpufleet.outbox import Outbox
+from gpufleet.runner import run_service, running
+from gpufleet.running import default_state_dir, file_load
 from services.telemetry.config import TelemetrySettings
 from services.telemetry.driver import tick_loop
 from services.telemetry.node import NodeTelemetry
-from services.telemetry.publisher import Publisher
 from services.telemetry.sources import GpuSource
 from services.telemetry.sources.nvml import NvmlSource, NvmlUnavailable
 from services.telemetry.sources.sim import SimSource
@@ -29,8 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def make_source(settings: TelemetrySettings) -> GpuSource:
     if settings.source == "nvml":
         return NvmlSource()
-    from services.executor.state import default_state_dir, file_load
-
     state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     return SimSource(settings.node, settings.sim_gpus, settings.sim_model,
                      load=file_load(state_dir / f"{settings.node}.json"), seed=settings.sim_seed)
@@ -54,34 +53,26 @@ async def serve(settings: TelemetrySettings, source: GpuSource, stop: asyncio.Ev
     Ready while the sender delivers: connected, and nothing has waited past the deadline.
     """
     metrics = Metrics()
-    node = NodeTelemetry(settings.cluster, settings.node, source,
-                         settings.processes_every_s, settings.health_every_s)
-    publisher = Publisher(settings, lambda: make_producer(
-        settings, request_timeout_ms=int(settings.send_timeout_s * 1000)),
-        buffer_samples=settings.buffer_samples, metrics=metrics,
-        delivery_timeout_s=settings.delivery_timeout_s)
+    async with running(stop) as service:
+        service.on_exit(source.close)
+        node = NodeTelemetry(settings.cluster, settings.node, source,
+                             settings.processes_every_s, settings.health_every_s)
+        outbox = Outbox(settings, lambda: make_producer(
+            settings, request_timeout_ms=int(settings.send_timeout_s * 1000)),
+            buffer_samples=settings.buffer_samples, metrics=metrics,
+            delivery_timeout_s=settings.delivery_timeout_s)
+        service.on_exit(outbox.close)
 
-    async def ready() -> dict[str, bool]:
-        return {"sender": publisher.delivering()}
+        async def ready() -> dict[str, bool]:
+            return {"sender": outbox.delivering()}
 
-    ops = (await serve_ops(metrics, settings.ops_host, settings.telemetry_ops_port, ready)
-           if settings.telemetry_ops_port else None)
-    sender_stop = asyncio.Event()
-    try:
-        async with asyncio.TaskGroup() as tasks:
-            supervise(tasks, "sender", publisher.run(sender_stop, settings.flush_timeout_s),
-                      until=sender_stop)
-            await supervise(tasks, "ticks", tick_loop([node], publisher, settings.interval_s,
-                                                      stop, metrics), until=stop)
-            sender_stop.set()
-    finally:
-        await publisher.close()
-        source.close()
-        if ops is not None:
-            await ops.cleanup()
+        if settings.telemetry_ops_port:
+            await service.ops(metrics, settings.ops_host, settings.telemetry_ops_port, ready)
+        service.last("sender", lambda done: outbox.run(done, settings.flush_timeout_s))
+        service.task("ticks", tick_loop([node], outbox, settings.interval_s, stop, metrics))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="gpufleet telemetry")
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+    from gpufleet.cli import main
+
+    sys.exit(main(["telemetry", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""Telemetry wiring: tick the node(s) on a fixed cadence and hand the results to the publisher."""
+"""Telemetry wiring: tick the node(s) on a fixed cadence and hand the results to the outbox."""
 
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ import time
 from collections.abc import Sequence
 
 from gpufleet.ops import Metrics
+from gpufleet.outbox import Outbox
 from services.telemetry.node import NodeTelemetry
-from services.telemetry.publisher import Publisher, connect
-
-__all__ = ["connect", "publish_tick", "tick_loop"]  # connect lives with the sender now
 
 log = logging.getLogger(__name__)
 
 
-def publish_tick(nodes: Sequence[NodeTelemetry], publisher: Publisher, now: float) -> None:
+def publish_tick(nodes: Sequence[NodeTelemetry], publisher: Outbox, now: float) -> None:
     """Read every node once; samples, changed inventories and new alerts go to the publisher."""
     for node in nodes:
         tick = node.tick(now)
@@ -29,7 +27,7 @@ def publish_tick(nodes: Sequence[NodeTelemetry], publisher: Publisher, now: floa
             publisher.send("alerts", alert)
 
 
-async def tick_loop(nodes: Sequence[NodeTelemetry], publisher: Publisher, interval_s: float,
+async def tick_loop(nodes: Sequence[NodeTelemetry], publisher: Outbox, interval_s: float,
                     stop: asyncio.Event, metrics: Metrics | None = None) -> None:
     """Publish every node's inventory, then one sample per node per interval until ``stop``."""
     now = time.time()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 import sys
 
 from gpufleet.config import load
-from gpufleet.runner import run_service
+from gpufleet.runner import run_service, running
 from services.warehouse.config import WarehouseSettings, exposure_problem
+
+log = logging.getLogger("services.warehouse")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,15 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "serve":
-        from services.warehouse.server import serve
-
         settings = load(WarehouseSettings, warehouse_data=args.data, warehouse_port=args.port,
                         warehouse_host=args.host)
         problem = exposure_problem(settings)
         if problem is not None:
             print(problem, file=sys.stderr)
             return 2
-        return run_service(lambda stop: serve(settings, stop), settings.log_level)
+        return run_service(lambda stop: serve(settings, stop), settings.log_level,
+                           name="gpufleet warehouse")
     from services.warehouse.migrate import connect, migrate
 
     settings = load(WarehouseSettings, clickhouse_url=args.url)
@@ -38,6 +42,34 @@ def run(args: argparse.Namespace) -> int:
     print(f"migrations applied: {len(done)}" + "".join(f"\n  {m.version:04d}_{m.name}"
                                                          for m in done))
     return 0
+
+
+async def serve(settings: WarehouseSettings, stop: asyncio.Event) -> None:
+    """Open the data directory, answer on host:port until ``stop`` is set."""
+    from aiohttp import web
+
+    from gpufleet.ops import Metrics
+    from services.warehouse.engine import Engine  # chDB is loaded only to serve
+    from services.warehouse.server import create_app
+
+    async with running(stop) as service:
+        engine = Engine(settings.warehouse_data, settings.warehouse_writers,
+                        settings.warehouse_readers, settings.warehouse_max_sessions)
+        engine.open()
+        service.on_exit(engine.close)
+        # The engine resolves file() paths against the working directory: make that the
+        # warehouse's own user_files folder (ClickHouse's user_files_path), for this process.
+        os.chdir(engine.user_files)
+        app = create_app(settings, engine, Metrics())
+        # a client that goes away cancels its handler, and so its query (handler_cancellation)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                               auto_decompress=False)  # bodies are decoded by wire.decode_body
+        await runner.setup()
+        service.on_exit(runner.cleanup)
+        await web.TCPSite(runner, settings.warehouse_host, settings.warehouse_port).start()
+        log.info("warehouse: ClickHouse HTTP interface on http://%s:%d/ (data %s)",
+                 settings.warehouse_host, settings.warehouse_port, engine.path)
+        await stop.wait()
 
 
 if __name__ == "__main__":

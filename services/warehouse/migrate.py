@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
-
+from gpufleet import clickhouse
 from services.warehouse.sqltext import split_statements
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ def pending(migrations: Iterable[Migration], applied: set[int]) -> list[Migratio
 
 def connect(url: str) -> Any:
     """A clickhouse-connect client for ``http://user:password@host:port/database``."""
-    return clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
+    return clickhouse.client(url)
 
 
 def migrate(client: Any, migrations: list[Migration] | None = None) -> list[Migration]:

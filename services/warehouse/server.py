@@ -1,11 +1,8 @@
-"""The endpoint's aiohttp application and its lifetime."""
+"""The endpoint's aiohttp application (its start and stop are ``serve`` in ``__main__``)."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
-import os
 
 from aiohttp import web
 
@@ -16,7 +13,6 @@ from services.warehouse.engine import Engine
 from services.warehouse.handler import Context, Limits, handle
 from services.warehouse.sessions import Sessions
 
-log = logging.getLogger(__name__)
 MAX_BODY = 1 << 30  # one insert may carry up to 1 GiB
 
 
@@ -44,26 +40,3 @@ def create_app(settings: WarehouseSettings, engine: Engine, metrics: Metrics) ->
 
     app.on_cleanup.append(end_sessions)
     return app
-
-
-async def serve(settings: WarehouseSettings, stop: asyncio.Event) -> None:
-    """Open the data directory, answer on host:port until ``stop`` is set."""
-    engine = Engine(settings.warehouse_data, settings.warehouse_writers,
-                    settings.warehouse_readers, settings.warehouse_max_sessions)
-    engine.open()
-    # The engine resolves file() paths against the working directory: make that the
-    # warehouse's own user_files folder (ClickHouse's user_files_path), for this process.
-    os.chdir(engine.user_files)
-    app = create_app(settings, engine, Metrics())
-    # a client that goes away cancels its handler, and so its query (handler_cancellation)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                           auto_decompress=False)  # bodies are decoded by wire.decode_body
-    try:
-        await runner.setup()
-        await web.TCPSite(runner, settings.warehouse_host, settings.warehouse_port).start()
-        log.info("warehouse: ClickHouse HTTP interface on http://%s:%d/ (data %s)",
-                 settings.warehouse_host, settings.warehouse_port, engine.path)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        engine.close()

@@ -7,6 +7,7 @@ import pytest
 from contracts_loop_samples import LOOP_SAMPLES
 
 from gpufleet.contracts import (
+    GPU_MILLI,
     TOPICS,
     Alert,
     AlertState,
@@ -28,7 +29,9 @@ from gpufleet.contracts import (
     SubmitJob,
     decoder_for,
     encode,
+    invalid_field,
     key_of,
+    share_problem,
     topic_name,
 )
 
@@ -133,3 +136,28 @@ def test_unknown_topic_is_a_clear_error() -> None:
 )
 def test_messages_are_keyed_as_their_topic_says(msg: Any, key: bytes | None) -> None:
     assert key_of(msg) == key
+
+
+@pytest.mark.parametrize(("error", "what", "field"), [
+    ("Expected `int`, got `str` - at `$.gpus`", "Expected `int`, got `str`", "gpus"),
+    ("Expected `int` >= 0 - at `$.job.gpu_models[...]`", "Expected `int` >= 0",
+     "job.gpu_models"),
+    ("Object missing required field `job_id`", "Object missing required field `job_id`",
+     "job_id"),
+    ("Object contains unknown field `gpu`", "Object contains unknown field `gpu`", "gpu"),
+    ("Input data was truncated", "Input data was truncated", None),
+])
+def test_a_validation_message_names_its_field(error: str, what: str, field: str | None) -> None:
+    assert invalid_field(error) == (what, field)
+
+
+@pytest.mark.parametrize(("gpus", "milli", "problem"), [
+    (1, GPU_MILLI, None),
+    (8, GPU_MILLI, None),
+    (1, 250, None),
+    (2, 500, "a fractional share (gpu_milli < 1000) is for a single GPU; set gpus=1"),
+    (1, 0, "asks for gpu_milli=0; a GPU share is 1..1000 thousandths"),
+    (1, 2500, "asks for gpu_milli=2500, more than one GPU; ask for gpus=3 whole GPUs instead"),
+])
+def test_the_gpu_share_rule(gpus: int, milli: int, problem: str | None) -> None:
+    assert share_problem(gpus, milli) == problem

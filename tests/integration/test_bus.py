@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
-from gpufleet.bus import DeadLetters, make_consumer, make_producer, publish, topic
+from gpufleet.bus import (
+    DeadLetters,
+    make_consumer,
+    make_producer,
+    missing_topics,
+    partitions,
+    publish,
+    topic,
+)
 from gpufleet.config import BusSettings
 from gpufleet.contracts import (
     TOPICS,
@@ -18,7 +27,7 @@ from gpufleet.contracts import (
     SubmitJob,
     decoder_for,
 )
-from gpufleet.localkafka import LocalKafka
+from gpufleet.localkafka import LocalKafka, free_port
 from gpufleet.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -188,3 +197,20 @@ def test_up_refuses_a_port_that_another_program_holds(
         monkeypatch.setenv("GPUFLEET_WAREHOUSE_PORT", str(port))
         assert main(["up", "--only", "warehouse"]) == 1
     assert f"gpufleet up: warehouse: port {port} is already in use" in capsys.readouterr().err
+
+
+async def test_partitions_are_listed_through_the_admin_client(kafka_bootstrap: str) -> None:
+    """Every partition of each topic asked for, in order; a topic that is not there has none
+    (and is named by ``missing_topics``); a broker that is not there raises."""
+    settings = BusSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix="parts", cluster="t")
+    absent = BusSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix="absent", cluster="t")
+    await create_topics(settings, replication_factor=1, partitions=3)
+    found = await partitions(settings, ["nodes", "gpu.samples"])
+    samples, nodes = topic(settings, "gpu.samples"), topic(settings, "nodes")
+    assert found == [*(TopicPartition(nodes, p) for p in range(3)),
+                     *(TopicPartition(samples, p) for p in range(3))]
+    assert missing_topics(settings, ["gpu.samples", "alerts"], found) == ["alerts"]
+    assert await partitions(absent, ["nodes"]) == []
+    assert await partitions(settings, []) == []
+    with pytest.raises(KafkaError):
+        await partitions(BusSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}"), ["nodes"])

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from gpufleet.contracts import GPU_MILLI
 from services.api.cli.client import ApiError, Client, add_connection_arguments
 
 ESC = "\x1b["
@@ -93,7 +94,8 @@ def render(summary: dict[str, Any], nodes: list[dict[str, Any]], jobs: list[dict
 
 
 def _job_line(j: dict[str, Any], now: float) -> str:
-    gpus = str(j["gpus"]) if j["gpu_milli"] >= 1000 else f"{j['gpu_milli'] / 1000:g}"
+    gpus = (str(j["gpus"]) if j["gpu_milli"] >= GPU_MILLI
+            else f"{j['gpu_milli'] / GPU_MILLI:g}")
     since = j.get("submitted") or j["updated"]
     age = f"{max(0.0, now - since):.0f}s" if now and since else ""
     return f"  {j['job_id'][:28]:<28} {j['tenant'][:12]:<12} {j['state']:<9} " \

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from gpufleet.bus import publish
-from gpufleet.contracts import TERMINAL_STATES, CancelJob, JobSpec, SubmitJob
+from gpufleet.contracts import TERMINAL_STATES, CancelJob, JobSpec, SubmitJob, share_problem
 from services.api import core
 from services.api.auth import Role
 from services.api.handlers import waste
@@ -86,8 +86,9 @@ async def submit(request: web.Request) -> web.Response:
     tenant = body.tenant or who.tenant or "default"
     if not who.may_act_for(tenant):
         raise error(403, f"may not submit for tenant {tenant!r}", "tenant")
-    if body.gpus > 1 and body.gpu_milli < 1000:
-        raise error(400, "a fraction of a GPU (gpu_milli < 1000) needs gpus = 1", "gpu_milli")
+    share = share_problem(body.gpus, body.gpu_milli)
+    if share is not None:
+        raise error(400, share, "gpu_milli")
     state = request.app[STATE]
     msg = SubmitJob(job=spec_of(body, tenant))
     job_id = msg.job.job_id

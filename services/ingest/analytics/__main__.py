@@ -54,13 +54,7 @@ async def _run(settings: AnalyticsSettings, ingest: IngestSettings, stop: asynci
             await runner.cleanup()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="gpufleet analytics")
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args())
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from gpufleet.cli import main
+
+    sys.exit(main(["analytics", *sys.argv[1:]]))

@@ -175,7 +175,7 @@ def create_app(settings: AnalyticsSettings, ingest: IngestSettings,
         metrics.inc("analytics_dead_letters_total", help="input records that did not decode")
         letter = DeadLetter(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key,
                             value=m.value, reason=reason, consumer=app_id(settings))
-        await outputs["dlq"].send(value=encode(letter))
+        await outputs["dlq"].send(key=key_of(letter), value=encode(letter))
 
     # 4. the agent: one stream, in order, one record at a time
     failed, error = asyncio.Event(), list[BaseException]()

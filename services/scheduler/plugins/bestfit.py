@@ -20,10 +20,10 @@ def leftover(job: Job, cluster: Cluster, nodes: IntArray) -> FloatArray:
     Computed once per free shape among the nodes."""
     distinct, index = cluster.by_shape(nodes)
     eff = cluster.shapes.eff[distinct]
-    left = (eff.sum(axis=1) - job.gpus * job.milli) / 1000.0
+    left = (eff.sum(axis=1) - job.gpus * job.milli) / FULL
     if job.milli < FULL:
         tight = np.where(eff >= job.milli, eff, FULL + 1).min(axis=1) - job.milli
-        left = left + tight / 1000.0
+        left = left + tight / FULL
     return np.asarray(left[index], np.float64)
 
 

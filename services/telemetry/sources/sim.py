@@ -2,7 +2,7 @@
 
 ``load()`` says how busy each GPU should be (percent, by GPU index); GPUs it leaves out are
 idle. In the fleet simulator it is the executor's table of running jobs; a standalone node
-reads the executor's state file (``services.executor.state.file_load``). Readings are
+reads its running-jobs file (``gpufleet.running.file_load``). Readings are
 noisy.
 """
 

@@ -97,7 +97,8 @@ async def test_gpufleet_api_refuses_to_listen_beyond_loopback_without_tokens() -
 async def test_a_dying_live_feed_stops_the_api(bus: BusSettings, warehouse_url: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from gpufleet.bus import make_producer, publish
-    from services.api.__main__ import Died, serve
+    from gpufleet.runner import TaskDied
+    from services.api.__main__ import serve
     from services.api.state import LiveState
 
     from .conftest import api_settings
@@ -125,8 +126,9 @@ async def test_a_dying_live_feed_stops_the_api(bus: BusSettings, warehouse_url: 
     try:
         await asyncio.sleep(1)
         await publish(producer, bus, "gpu.samples", make_node("poison-node").gpus(1).sample())
-        with pytest.raises(Died):
+        with pytest.raises(ExceptionGroup) as stopped:
             await asyncio.wait_for(serving, 60)
+        assert stopped.group_contains(TaskDied, match="background task ended")
     finally:
         await producer.stop()
         stop.set()

@@ -29,8 +29,8 @@ from gpufleet.contracts import (
 from gpufleet.localkafka import LocalKafka, free_port
 from gpufleet.topics import create_topics
 from services.executor.core import LOST_REASON
+from services.fleet.__main__ import serve
 from services.fleet.config import FleetSettings
-from services.fleet.driver import serve
 
 pytestmark = pytest.mark.integration
 

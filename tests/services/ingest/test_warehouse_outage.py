@@ -181,7 +181,7 @@ async def test_ingest_stops_with_one_line_when_the_warehouse_refuses_its_credent
     code = await asyncio.wait_for(proc.wait(), 60)
     errors = [ln for ln in log.read_text().splitlines() if " ERROR " in ln]
     assert code == 1, log.read_text()
-    assert len(errors) == 1 and "ingest stops" in errors[0] and "516" in errors[0], errors
+    assert len(errors) == 1 and "ingest stopped" in errors[0] and "516" in errors[0], errors
     assert "Traceback" not in log.read_text()
     assert "wrong-password" not in log.read_text()  # the line names the warehouse, not its secret
 

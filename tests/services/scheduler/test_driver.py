@@ -4,7 +4,6 @@ from the committed state; any other stops the process with one line and a non-ze
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import pytest
 from aiokafka.errors import (
@@ -18,7 +17,9 @@ from gpufleet.config import BusSettings
 from gpufleet.localkafka import free_port
 from gpufleet.ops import Metrics
 from services.scheduler import driver
+from services.scheduler.__main__ import said, serve
 from services.scheduler.config import SchedulerSettings
+from services.scheduler.reading import RecoveryIncomplete
 
 
 class Elected:
@@ -78,9 +79,8 @@ async def test_another_error_ends_the_lead(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.integration
-async def test_a_fatal_error_exits_non_zero_with_one_line(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-        bus: BusSettings) -> None:
+async def test_a_fatal_error_stops_the_service_and_is_said_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, bus: BusSettings) -> None:
     async def lead(*_: object) -> None:
         raise TopicAuthorizationFailedError("not allowed to write jobs.placements")
 
@@ -88,12 +88,25 @@ async def test_a_fatal_error_exits_non_zero_with_one_line(
     settings = SchedulerSettings(kafka_bootstrap=bus.kafka_bootstrap,
                                  topic_prefix=bus.topic_prefix, cluster=bus.cluster,
                                  scheduler_ops_host="127.0.0.1", scheduler_ops_port=free_port())
-    with caplog.at_level(logging.INFO, logger="services.scheduler"):
-        assert await driver.run(settings, asyncio.Event()) == 1
-    errors = [r for r in caplog.records
-              if r.levelno >= logging.ERROR and r.name.startswith("services.scheduler")]
-    assert len(errors) == 1 and "TopicAuthorizationFailedError" in errors[0].getMessage()
-    assert not any(r.exc_info for r in errors)
+    with pytest.raises(ExceptionGroup) as stopped:
+        await serve(settings, asyncio.Event())
+    [error] = stopped.value.exceptions
+    assert isinstance(error, TopicAuthorizationFailedError)
+    say = next(s for kind, s in said(settings).items() if isinstance(error, kind))
+    line = say(error)
+    assert "\n" not in line and line.startswith("a Kafka error that retrying cannot fix: "
+                                                "TopicAuthorizationFailedError"), line
+
+
+@pytest.mark.parametrize(("error", "start"), [
+    (KafkaConnectionError("Unable to bootstrap"), "cannot reach Kafka at "),
+    (TopicAuthorizationFailedError(), "a Kafka error that retrying cannot fix"),
+    (RecoveryIncomplete("recovery read 3 records"), "recovery read 3 records; exiting"),
+    (ValueError("a bug"), "ValueError: a bug"),
+])
+def test_what_stops_the_scheduler_is_said_in_one_line(error: Exception, start: str) -> None:
+    say = next(s for kind, s in said(SchedulerSettings()).items() if isinstance(error, kind))
+    assert say(error).startswith(start)
 
 
 async def test_a_stop_while_a_session_runs_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:

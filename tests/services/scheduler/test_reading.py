@@ -16,13 +16,12 @@ from aiokafka.errors import (
 )
 from sched_builders import make_node
 
-from gpufleet.bus import make_producer, publish, topic
+from gpufleet.bus import make_producer, missing_topics, publish, topic
 from gpufleet.config import BusSettings
 from gpufleet.contracts import JobSpec, SubmitJob
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.reading import (
     RecoveryIncomplete,
-    missing,
     read_range,
     transient,
     unread,
@@ -51,7 +50,7 @@ def test_unread(name: str, ends: dict[TopicPartition, int],
 def test_missing_topics(name: str, present: list[str], absent: list[str]) -> None:
     s = SchedulerSettings(topic_prefix="p")
     found = [TopicPartition(topic(s, n), 0) for n in present]
-    assert missing(s, ["jobs.requests", "nodes"], found) == absent, name
+    assert missing_topics(s, ["jobs.requests", "nodes"], found) == absent, name
 
 
 def settings_of(bus: BusSettings, timeout_s: float) -> SchedulerSettings:

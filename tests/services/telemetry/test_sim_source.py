@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from gpufleet.contracts import JobSpec, Message, Placement
+from gpufleet.running import file_load
 from services.executor.core import ExecutorCore
-from services.executor.state import StateFile, file_load
+from services.executor.state import StateFile
 from services.fleet.config import FleetSettings
 from services.fleet.core import Fleet
 from services.telemetry.sources import Due

@@ -1,4 +1,4 @@
-"""The publisher through a broker stop and start: bounded memory, drops counted, then delivery.
+"""The outbox through a broker stop and start: bounded memory, drops counted, then delivery.
 
 This test runs a broker of its own (``own_broker``) so that it can stop it without disturbing
 the session's broker. The producer's deliveries wedge during the outage (aiokafka retries a
@@ -16,8 +16,8 @@ from gpufleet.bus import make_consumer, make_producer
 from gpufleet.config import BusSettings
 from gpufleet.contracts import GpuSample, NodeSample, decoder_for
 from gpufleet.localkafka import LocalKafka
+from gpufleet.outbox import Outbox
 from gpufleet.topics import create_topics
-from services.telemetry.publisher import Publisher
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ async def test_publisher_survives_a_broker_restart_with_bounded_memory(
     settings = BusSettings(kafka_bootstrap=own_broker.bootstrap, topic_prefix="outage",
                            cluster="t")
     await create_topics(settings, replication_factor=1, partitions=1)
-    publisher = Publisher(settings, lambda: make_producer(
+    publisher = Outbox(settings, lambda: make_producer(
         settings, request_timeout_ms=1500, retry_backoff_ms=100, linger_ms=0),
         buffer_samples=BOUND, batch=BOUND, delivery_timeout_s=5)
     stop = asyncio.Event()

@@ -13,7 +13,7 @@ import pytest
 
 from gpufleet.config import BusSettings
 from gpufleet.contracts import Alert, AlertState, GpuSample, JobEvent, JobState, Message, NodeSample
-from services.telemetry.publisher import Publisher, must_keep
+from gpufleet.outbox import Outbox, must_keep
 
 
 class FakeProducer:
@@ -68,7 +68,7 @@ def test_job_events_are_kept_and_the_rest_may_be_dropped(msg: Message, kept: boo
 
 
 def test_past_the_bound_only_droppable_messages_go_and_job_events_stay_in_order() -> None:
-    p = Publisher(BusSettings(), lambda: None, buffer_other=4)
+    p = Outbox(BusSettings(), lambda: None, buffer_other=4)
     for i in range(30):
         p.send("jobs.events", job_event(f"j{i}", JobState.SUCCEEDED))
         p.send("jobs.events", job_event(f"j{i}", JobState.HEARTBEAT))
@@ -87,7 +87,7 @@ async def test_a_wedged_producer_is_replaced_and_nothing_kept_is_lost() -> None:
         made.append(FakeProducer(wedged=len(made) == 0))  # the first one wedges
         return made[-1]
 
-    p = Publisher(BusSettings(), factory, delivery_timeout_s=0.3, buffer_samples=2)
+    p = Outbox(BusSettings(), factory, delivery_timeout_s=0.3, buffer_samples=2)
     stop = asyncio.Event()
     sender = asyncio.create_task(p.run(stop, flush_timeout_s=2))
     try:
@@ -109,7 +109,7 @@ async def test_a_wedged_producer_is_replaced_and_nothing_kept_is_lost() -> None:
 
 
 async def test_readiness_turns_red_while_deliveries_hang() -> None:
-    p = Publisher(BusSettings(), lambda: FakeProducer(wedged=True), delivery_timeout_s=0.2)
+    p = Outbox(BusSettings(), lambda: FakeProducer(wedged=True), delivery_timeout_s=0.2)
     stop = asyncio.Event()
     sender = asyncio.create_task(p.run(stop, flush_timeout_s=0.1))
     try:

@@ -1,5 +1,5 @@
-"""One sender per process, that never grows without bound while Kafka is away and never waits
-on Kafka without a deadline.
+"""The outbox: one sender per process (telemetry, the executor and the fleet simulator use it)
+that never grows without bound while Kafka is away and never waits on Kafka without a deadline.
 
 Node samples wait in a bounded buffer: past its bound the oldest sample is dropped and counted,
 and the node's next delivered sample carries the count in ``dropped``. Other messages wait in a
@@ -33,7 +33,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from gpufleet.bus import topic
+from gpufleet.bus import Factory, connect, topic
 from gpufleet.config import BusSettings
 from gpufleet.contracts import JobEvent, JobState, Message, NodeSample, encode, key_of
 from gpufleet.ops import Metrics
@@ -41,7 +41,6 @@ from gpufleet.ops import Metrics
 log = logging.getLogger(__name__)
 
 Item = tuple[str, Message]  # (topic short name, message)
-Factory = Callable[[], Any]  # makes a producer (not started)
 # What the broker refuses for one message whatever the retries: that message is dropped (and
 # counted) rather than retried for ever. Any other failure is retried.
 REFUSED = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError,
@@ -53,7 +52,10 @@ def must_keep(msg: Message) -> bool:
     return isinstance(msg, JobEvent) and msg.state != JobState.HEARTBEAT
 
 
-class Publisher:
+class Outbox:
+    """Messages waiting to be sent: node samples in a bounded buffer, the rest in a queue sent
+    first (job events other than heartbeats are never dropped). ``run`` sends them."""
+
     def __init__(self, settings: BusSettings, factory: Factory, buffer_samples: int = 600,
                  buffer_other: int = 10_000, batch: int = 1024,
                  metrics: Metrics | None = None, delivery_timeout_s: float = 30.0,
@@ -308,27 +310,6 @@ async def _abort(producer: Any) -> None:
 def _ignore_outcome(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
-
-
-async def connect(factory: Factory, stop: asyncio.Event, retry_s: float = 2.0,
-                  timeout_s: float = 30.0) -> Any | None:
-    """Start a producer (or consumer) from ``factory``, retrying while Kafka is unreachable;
-    None if ``stop`` came first. Each start has a deadline."""
-    while not stop.is_set():
-        client = factory()
-        try:
-            async with asyncio.timeout(timeout_s):
-                await client.start()
-            return client
-        except (KafkaError, TimeoutError) as e:
-            log.warning("Kafka not reachable (%s); retrying in %.0fs", e or "timed out",
-                        retry_s)
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(timeout_s):
-                    await client.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), retry_s)
-    return None
 
 
 async def _first(*aws: Any) -> None:
