@@ -20,6 +20,7 @@ from gpufleet.contracts import (
     MemoryMib,
     Name,
 )
+from services.api.bounds import MAX_HISTORY_STEPS
 from services.api.wasteschemas import JobUsage, ReclaimView, RightSizingView
 
 JobId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -269,7 +270,6 @@ class JobsQuery(Struct, kw_only=True, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
-MAX_HISTORY_STEPS = 20_000  # points per group one history request may ask for
 
 
 class HistoryParams(Struct, kw_only=True, forbid_unknown_fields=True):

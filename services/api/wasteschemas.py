@@ -7,6 +7,8 @@ from typing import Annotated
 
 from msgspec import Meta, Struct, field
 
+from services.api.bounds import MAX_HISTORY_STEPS
+
 # A tenant in a path: the contract's Name (1..253 characters) without control characters or
 # slashes, so that it can never be mistaken for another path.
 TenantName = Annotated[str, Meta(min_length=1, max_length=253, pattern=r"^[^\x00-\x1f\x7f/]+$")]
@@ -99,9 +101,17 @@ class WasteParams(Struct, kw_only=True, forbid_unknown_fields=True):
     """``from``/``to`` are Unix seconds (default: the last 24 hours); ``step`` seconds per
     point of the series."""
 
-    from_: Annotated[int, Meta(ge=0, le=4_000_000_000)] | None = field(default=None, name="from")
-    to: Annotated[int, Meta(ge=0, le=4_000_000_000)] | None = None
-    step: Annotated[int, Meta(ge=60, le=86_400 * 31)] = 3600
+    from_: Annotated[int, Meta(
+        ge=0, le=4_000_000_000, description="Unix seconds; default `to` - 86400; before `to`",
+    )] | None = field(default=None, name="from")
+    to: Annotated[int, Meta(ge=0, le=4_000_000_000,
+                            description="Unix seconds; default now")] | None = None
+    step: Annotated[int, Meta(
+        ge=60, le=86_400 * 31,
+        description=f"seconds per point; at most {MAX_HISTORY_STEPS:,} steps between `from` and "
+                    f"`to` ((to - from) / step <= {MAX_HISTORY_STEPS}, after a step of whole "
+                    "hours widens them to whole hours), else 400 naming `step`",
+    )] = 3600
 
 
 class RightSizingQuery(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -109,17 +109,23 @@ async def test_requests_from_the_served_spec_pass_every_check(
         case.validate_response(response)
 
 
+# The routes with a time range, and their default span and step (seconds).
+RULED = {"/api/v1/history/utilization": (3600, 300),
+         "/api/v1/tenants/{tenant}/waste": (86_400, 3600)}
+
+
 def history_rule_broken(case: Case, now: float) -> str | None:
-    """The parameter a history request breaks the rule of (written in the parameters'
+    """The parameter a history or waste request breaks the rule of (written in the parameters'
     descriptions, since JSON Schema cannot compare two parameters): ``from`` before ``to``,
     at most 20,000 steps between them."""
-    if case.path != "/api/v1/history/utilization" or not case.meta \
-            or not case.meta.generation.mode.is_positive:
+    defaults = RULED.get(case.path)
+    if defaults is None or not case.meta or not case.meta.generation.mode.is_positive:
         return None
+    span, default_step = defaults
     q = case.query or {}
     to = int(q["to"]) if q.get("to") is not None else int(now)
-    start = int(q["from"]) if q.get("from") is not None else max(0, to - 3600)
-    step = int(q.get("step", 300))
+    start = int(q["from"]) if q.get("from") is not None else max(0, to - span)
+    step = int(q.get("step", default_step))
     if start >= to:
         return "from"
     if step % 3600 == 0:
