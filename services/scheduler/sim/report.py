@@ -80,10 +80,12 @@ def replay_table(replays: Sequence[Replay]) -> str:
 
 
 def loop_table(replays: Sequence[Replay]) -> str:
-    """The closed loop off and on: busy share, reclaims, queueing delay, completion time."""
+    """The closed loop off and on: busy share, reclaims, queueing delay, completion time; the
+    reclaims of jobs whose profile is busy (never, if the loop is right), and the fewest
+    minutes of idle GPUs that led to a reclaim."""
     header = ["run", "jobs", "busy share %", "alloc GPU-h", "reclaimed GPU-h", "queue p50 s",
               "queue p99 s", "JCT mean s", "JCT p50 s", "JCT p99 s", "reclaims (requeued)",
-              "jobs disrupted", "stopped"]
+              "jobs disrupted", "stopped", "busy jobs reclaimed", "min idle min"]
     rows = []
     for r in replays:
         if r.usage is None:
@@ -99,7 +101,9 @@ def loop_table(replays: Sequence[Replay]) -> str:
                      f"{statistics.fmean(jct) if jct else 0:.0f}", f"{_pct(jct, 0.5):.0f}",
                      f"{_pct(jct, 0.99):.0f}", f"{len(u.reclaims)} ({requeued})",
                      str(len({x.job_id for x in u.reclaims})),
-                     str(sum(1 for j in r.jobs if j.stopped))])
+                     str(sum(1 for j in r.jobs if j.stopped)),
+                     str(sum(1 for x in u.reclaims if x.kind == "busy")),
+                     str(min((x.idle_min for x in u.reclaims), default="-"))])
     return _table(header, rows)
 
 
