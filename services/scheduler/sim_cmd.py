@@ -21,9 +21,10 @@ from services.ingest.analytics.policy import DEFAULT_POLICIES, parse_policies
 from services.scheduler.cluster import NodeSpec
 from services.scheduler.sim import report, variants
 from services.scheduler.sim.inflation import Curve, inflate
+from services.scheduler.sim.load import speedup_for
 from services.scheduler.sim.loop import LoopConfig
 from services.scheduler.sim.policies import DEFAULT, POLICIES, profile_for
-from services.scheduler.sim.replay import Replay, replay, speedup_for
+from services.scheduler.sim.replay import Replay, replay
 from services.scheduler.sim.trace import (
     DEFAULT_NODES,
     DEFAULT_TASKS,

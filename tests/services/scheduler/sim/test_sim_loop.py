@@ -13,8 +13,9 @@ from services.ingest.analytics.jobs import JobRecord
 from services.ingest.analytics.policy import ReclaimPolicy, parse_policies
 from services.ingest.analytics.reclaim import ReclaimState, observe
 from services.scheduler.cluster import NodeSpec
+from services.scheduler.sim.load import offered_load, speedup_for
 from services.scheduler.sim.loop import LoopConfig, to_feed
-from services.scheduler.sim.replay import Replay, offered_load, replay, speedup_for
+from services.scheduler.sim.replay import Replay, replay
 from services.scheduler.sim.trace import DEFAULT_TASKS, Task, load_nodes, read_trace
 from services.scheduler.sim.utilization import Phase, Profile, draw
 
