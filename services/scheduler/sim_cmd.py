@@ -2,8 +2,9 @@
 
 Two methods: ``inflation`` (the FGD paper's: no departures, allocation ratio against arrived
 demand, several seeds) and ``replay`` (arrivals and runtimes from the trace, with departures:
-completion time, queueing delay, utilization). Defaults to the Alibaba GPU 2023 trace that
-ships with the package.
+completion time, queueing delay, utilization). ``--loop off|on|compare`` replays with a
+utilization profile per job and the closed loop's reclaim off, on, or both. Defaults to the
+Alibaba GPU 2023 trace that ships with the package.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 from pathlib import Path
 
+from services.ingest.analytics.policy import DEFAULT_POLICIES, parse_policies
 from services.scheduler.cluster import NodeSpec
 from services.scheduler.sim import report, variants
 from services.scheduler.sim.inflation import Curve, inflate
+from services.scheduler.sim.load import speedup_for
+from services.scheduler.sim.loop import LoopConfig
 from services.scheduler.sim.policies import DEFAULT, POLICIES, profile_for
 from services.scheduler.sim.replay import Replay, replay
 from services.scheduler.sim.trace import (
@@ -32,6 +36,7 @@ from services.scheduler.sim.trace import (
     load_paper,
     read_trace,
 )
+from services.scheduler.sim.utilization import RESTARTABLE
 
 SHOWN_REJECTIONS = 10
 
@@ -64,6 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="inflation runs at once, one process each")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
+    loop = parser.add_argument_group("closed loop (replay)")
+    loop.add_argument("--loop", choices=("off", "on", "compare"), default=None,
+                      help="replay with a utilization profile per job and reclaim off, on, or "
+                           "both (implies --mode replay)")
+    loop.add_argument("--load", type=float, default=0.0,
+                      help="replay: set the speedup so that the offered GPU load over the "
+                           "arrival window is this %% of capacity (e.g. 130)")
+    loop.add_argument("--reclaim-policies", default=DEFAULT_POLICIES,
+                      help="reclaim policies, as GPUFLEET_RECLAIM_POLICIES (default: %(default)s)")
+    loop.add_argument("--profile-seed", type=int, default=0, help="seed of the profiles")
+    loop.add_argument("--restartable", type=float, default=RESTARTABLE,
+                      help="share of jobs that may be requeued (default: %(default)s)")
 
 
 def _progress(label: str, quiet: bool) -> Callable[[int, int], None]:
@@ -106,6 +123,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.sample:
         tasks = tasks[: args.sample]
+    try:
+        loops = _loops(args)
+        speedup = args.speedup if args.load <= 0 else speedup_for(
+            tasks, sum(n.gpus for n in nodes) * 1000, args.load / 100)
+    except ValueError as e:
+        print(f"gpufleet sim: {e}", file=sys.stderr)
+        return 2
+    if loops:
+        args.mode = "replay"
     policies = args.policy or list(DEFAULT)
     # The paper's figures belong to its own cluster and trace, whole and unchanged.
     paper_setup = (args.nodes == DEFAULT_NODES and args.node_every <= 1
@@ -127,8 +153,12 @@ def run(args: argparse.Namespace) -> int:
                                       _progress(label, args.json)))
     if args.mode in ("replay", "both"):
         for policy in policies:
-            replays.append(replay(policy, nodes, tasks, _progress(f"replay {policy}", args.json),
-                                  args.speedup, args.tick))
+            loop_runs: list[LoopConfig | None] = [*loops] or [None]
+            for loop in loop_runs:
+                label = f"replay {policy}" + (f" loop {'on' if loop.reclaim else 'off'}"
+                                              if loop else "")
+                replays.append(replay(policy, nodes, tasks, _progress(label, args.json),
+                                      speedup, args.tick, loop))
     if not args.json:
         print("\r", end="", file=sys.stderr)
     if args.json:
@@ -144,6 +174,26 @@ def run(args: argparse.Namespace) -> int:
         report.plot(curves, paper, args.plot)
         print(f"plot: {args.plot}")
     if replays:
-        print("\nTime-based replay (arrivals and runtimes from the trace, with departures)")
+        print(f"\nTime-based replay (arrivals and runtimes from the trace, with departures; "
+              f"speedup {speedup:.1f}; {len(nodes)} nodes, "
+              f"{sum(n.gpus for n in nodes)} GPUs)")
         print(report.replay_table(replays))
+    if loops:
+        print(f"\nClosed loop (profile seed {args.profile_seed}, restartable "
+              f"{args.restartable:.0%}, policies: {args.reclaim_policies})")
+        print(report.loop_table(replays))
     return 0
+
+
+def _loops(args: argparse.Namespace) -> list[LoopConfig]:
+    """The loop runs asked for (none without ``--loop``); bad policies raise ValueError."""
+    if args.loop is None:
+        return []
+    parse_policies(args.reclaim_policies)
+    if not 0 <= args.restartable <= 1:
+        raise ValueError(f"--restartable {args.restartable}: must be within 0..1")
+    base = LoopConfig(policies=args.reclaim_policies, seed=args.profile_seed,
+                      restartable=args.restartable)
+    on = LoopConfig(reclaim=True, policies=base.policies, seed=base.seed,
+                    restartable=base.restartable)
+    return {"off": [base], "on": [on], "compare": [base, on]}[args.loop]

@@ -79,6 +79,34 @@ def replay_table(replays: Sequence[Replay]) -> str:
     return _table(header, rows)
 
 
+def loop_table(replays: Sequence[Replay]) -> str:
+    """The closed loop off and on: busy share, reclaims, queueing delay, completion time; the
+    reclaims of jobs whose profile is busy (never, if the loop is right), and the fewest
+    minutes of idle GPUs that led to a reclaim."""
+    header = ["run", "jobs", "busy share %", "alloc GPU-h", "reclaimed GPU-h", "queue p50 s",
+              "queue p99 s", "JCT mean s", "JCT p50 s", "JCT p99 s", "reclaims (requeued)",
+              "jobs disrupted", "stopped", "busy jobs reclaimed", "min idle min"]
+    rows = []
+    for r in replays:
+        if r.usage is None:
+            continue
+        u = r.usage
+        jct = [j.jct_s for j in r.jobs if j.jct_s is not None]
+        wait = [j.queue_s for j in r.jobs if j.queue_s is not None]
+        requeued = sum(1 for x in u.reclaims if x.requeue)
+        rows.append([f"{r.policy}, {r.label}", str(len(r.jobs)), f"{u.busy_share_pct:.1f}",
+                     f"{u.allocated_gpu_s / 3600:.0f}",
+                     f"{sum(x.freed_gpu_s for x in u.reclaims) / 3600:.0f}",
+                     f"{_pct(wait, 0.5):.0f}", f"{_pct(wait, 0.99):.0f}",
+                     f"{statistics.fmean(jct) if jct else 0:.0f}", f"{_pct(jct, 0.5):.0f}",
+                     f"{_pct(jct, 0.99):.0f}", f"{len(u.reclaims)} ({requeued})",
+                     str(len({x.job_id for x in u.reclaims})),
+                     str(sum(1 for j in r.jobs if j.stopped)),
+                     str(sum(1 for x in u.reclaims if x.kind == "busy")),
+                     str(min((x.idle_min for x in u.reclaims), default="-"))])
+    return _table(header, rows)
+
+
 def plot(curves: Sequence[Curve], paper: Mapping[str, Mapping[int, float]], path: Path) -> None:
     """Allocation ratio against arrived demand, ours solid, the paper's dashed."""
     import matplotlib
@@ -113,7 +141,15 @@ def raw(curves: Sequence[Curve], replays: Sequence[Replay]) -> dict[str, Any]:
                        "points": [{"arrived_demand_pct": p, "allocation_ratio_pct": round(v, 4)}
                                   for p, v in c.points]} for c in curves],
         "replay": [{"policy": r.policy, "utilization_pct": r.utilization_pct,
+                    "loop": r.label or None,
+                    "busy_share_pct": r.usage.busy_share_pct if r.usage else None,
+                    "reclaims": [{"job_id": x.job_id, "attempt": x.attempt, "at": x.at,
+                                  "requeue": x.requeue, "kind": x.kind, "idle_min": x.idle_min,
+                                  "freed_gpu_s": x.freed_gpu_s}
+                                 for x in (r.usage.reclaims if r.usage else [])],
                     "jobs": [{"job_id": j.job_id, "arrival": j.arrival, "start": j.start,
-                              "end": j.end, "queue_s": j.queue_s, "jct_s": j.jct_s}
+                              "end": j.end, "queue_s": j.queue_s, "jct_s": j.jct_s,
+                              "profile": j.kind or None, "attempts": j.attempts,
+                              "stopped": j.stopped}
                              for j in r.jobs]} for r in replays],
     }
