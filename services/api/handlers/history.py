@@ -10,7 +10,8 @@ from aiohttp import web
 from services.api import core
 from services.api.handling import SETTINGS, STATE, WAREHOUSE, Route, error, json, read_query
 from services.api.history import HistoryQuery
-from services.api.schemas import MAX_HISTORY_STEPS, History, HistoryParams
+from services.api.bounds import MAX_HISTORY_STEPS
+from services.api.schemas import History, HistoryParams
 
 log = logging.getLogger(__name__)
 
