@@ -8,9 +8,9 @@ import time
 from aiohttp import web
 
 from services.api import core
+from services.api.bounds import MAX_HISTORY_STEPS
 from services.api.handling import SETTINGS, STATE, WAREHOUSE, Route, error, json, read_query
 from services.api.history import HistoryQuery
-from services.api.bounds import MAX_HISTORY_STEPS
 from services.api.schemas import History, HistoryParams
 
 log = logging.getLogger(__name__)
