@@ -27,6 +27,7 @@ from gpufleet.contracts import (
     topic_name,
     version_problem,
 )
+from gpufleet.retry import kafka_transient
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ Factory = Callable[[], Any]  # makes a Kafka client (not started)
 async def connect(factory: Factory, stop: asyncio.Event, retry_s: float = 2.0,
                   timeout_s: float = 30.0) -> Any | None:
     """Start a producer (or consumer) from ``factory``, retrying while Kafka is unreachable;
-    None if ``stop`` came first. Each start has a deadline."""
+    None if ``stop`` came first. Each start has a deadline. A Kafka error that retrying cannot
+    fix (a refused login, a wrong setting) is raised."""
     while not stop.is_set():
         client = factory()
         try:
@@ -139,11 +141,12 @@ async def connect(factory: Factory, stop: asyncio.Event, retry_s: float = 2.0,
                 await client.start()
             return client
         except (KafkaError, TimeoutError) as e:
+            if isinstance(e, KafkaError) and not kafka_transient(e):
+                await stop_quietly(client, timeout_s)
+                raise
             log.warning("Kafka not reachable (%s); retrying in %.0fs", e or "timed out",
                         retry_s)
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(timeout_s):
-                    await client.stop()
+            await stop_quietly(client, timeout_s)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), retry_s)
     return None

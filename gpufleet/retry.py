@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerFenced
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 from clickhouse_connect.driver.exceptions import OperationalError
 from tenacity import (
@@ -68,9 +68,18 @@ def warehouse_transient(e: BaseException) -> bool:
     return code in TRANSIENT_CODES
 
 
-def kafka_transient(e: BaseException) -> bool:
-    """Whether a Kafka client error may pass by itself (the broker restarting, a leader moving)."""
-    return isinstance(e, KafkaError) and bool(getattr(e, "retriable", False))
+def kafka_transient(error: BaseException | None) -> bool:
+    """Whether a Kafka client error may pass by itself (the broker restarting, a leader moving,
+    a newer transactional producer that has since gone), or was raised because of such an
+    error (the client wraps a lost connection in a plain ``KafkaError`` when it looks for its
+    coordinator). Anything else (a refused login, a bug) is not retried."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, KafkaConnectionError | KafkaTimeoutError | ProducerFenced) or (
+                isinstance(error, KafkaError) and getattr(error, "retriable", False)):
+            return True
+        error, seen = error.__cause__, seen + 1
+    return False
 
 
 def first_line(e: BaseException) -> str:

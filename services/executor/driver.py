@@ -24,6 +24,7 @@ from gpufleet.contracts import (
     PlacementCommand,
     StopJob,
 )
+from gpufleet.retry import kafka_transient
 from gpufleet.runner import Service, Spawned
 from services.executor.core import (
     Action,
@@ -209,7 +210,7 @@ async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Even
         try:
             batches = await consumer.getmany(timeout_ms=500, max_records=500)
         except KafkaError as e:
-            if not e.retriable:
+            if not kafka_transient(e):
                 raise
             log.warning("reading placements failed (%s); retrying", e)
             batches = {}

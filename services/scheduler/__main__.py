@@ -12,12 +12,13 @@ from aiokafka.errors import KafkaError
 from gpufleet.bus import stop_quietly
 from gpufleet.config import load
 from gpufleet.ops import Metrics
+from gpufleet.retry import kafka_transient
 from gpufleet.runner import Known, run_service, running, said_in_one_line
 from services.scheduler import driver
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.election import Election
 from services.scheduler.profile import build_profile
-from services.scheduler.reading import RecoveryIncomplete, transient, wait_for_topics
+from services.scheduler.reading import RecoveryIncomplete, wait_for_topics
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ async def serve(settings: SchedulerSettings, stop: asyncio.Event) -> int:
 def said(settings: SchedulerSettings) -> Known:
     """How the errors that stop the scheduler are said, in one line each."""
     def kafka(e: Exception) -> str:
-        if transient(e):  # before the first session: the broker is not there at all
+        if kafka_transient(e):  # before the first session: the broker is not there at all
             return (f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(e).__name__}: "
                     f"{e}); is GPUFLEET_KAFKA_BOOTSTRAP right and the broker up?")
         return f"a Kafka error that retrying cannot fix: {type(e).__name__}: {e}"

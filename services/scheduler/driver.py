@@ -43,6 +43,7 @@ from gpufleet.contracts import (
     key_of,
 )
 from gpufleet.ops import Metrics
+from gpufleet.retry import kafka_transient
 from services.scheduler.config import SchedulerSettings, group_id, transactional_id
 from services.scheduler.core import Leases, SchedulerCore
 from services.scheduler.election import Election
@@ -50,7 +51,6 @@ from services.scheduler.profile import build_profile
 from services.scheduler.reading import (
     make_reader,
     read_range,
-    transient,
 )
 from services.scheduler.recovery import records_of, restore
 from services.scheduler.snapshot import snapshot
@@ -223,7 +223,7 @@ async def lead(settings: SchedulerSettings, stop: asyncio.Event, election: Elect
                 task = asyncio.current_task()
                 if stop.is_set() or (task is not None and task.cancelling()):
                     raise
-            elif not transient(e):
+            elif not kafka_transient(e):
                 raise
             wait = RETRY_S[min(tries, len(RETRY_S) - 1)]
             tries += 1

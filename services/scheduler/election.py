@@ -24,8 +24,8 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.errors import KafkaError
 
 from gpufleet.bus import make_consumer, topic
+from gpufleet.retry import kafka_transient
 from services.scheduler.config import SchedulerSettings, group_id
-from services.scheduler.reading import transient
 
 log = logging.getLogger(__name__)
 LOCK_TOPIC = "scheduler.state"
@@ -79,7 +79,7 @@ class Election:
             try:
                 await self.consumer.getmany(timeout_ms=1000)
             except KafkaError as e:
-                if not transient(e):
+                if not kafka_transient(e):
                     raise
                 log.warning("election: %s: %s; polling again", type(e).__name__, e)
                 await asyncio.sleep(1.0)

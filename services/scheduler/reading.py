@@ -9,7 +9,6 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, ProducerFenced
 
 from gpufleet.bus import make_consumer, missing_topics, partitions, topic
 from services.scheduler.config import SchedulerSettings
@@ -20,20 +19,6 @@ PROGRESS_EVERY_S = 5.0
 
 class RecoveryIncomplete(RuntimeError):
     """The committed state could not be read to its end in time."""
-
-
-def transient(error: BaseException | None) -> bool:
-    """A Kafka error that a new try can get past (the broker restarting, a leader moving, a
-    newer producer that has since gone), or one raised because of such an error (the client
-    wraps a lost connection in a plain ``KafkaError`` when it looks for its coordinator);
-    anything else is fatal."""
-    seen = 0
-    while error is not None and seen < 10:
-        if isinstance(error, KafkaConnectionError | KafkaTimeoutError | ProducerFenced) or (
-                isinstance(error, KafkaError) and getattr(error, "retriable", False)):
-            return True
-        error, seen = error.__cause__, seen + 1
-    return False
 
 
 def make_reader(settings: SchedulerSettings, group_id: str | None) -> AIOKafkaConsumer:

@@ -8,14 +8,25 @@ import pytest
 from aiokafka.errors import (
     CommitFailedError,
     KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
     LeaderNotAvailableError,
+    NodeNotReadyError,
     NotCoordinatorForGroupError,
+    ProducerFenced,
     TopicAuthorizationFailedError,
+    UnsupportedVersionError,
 )
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 
+from gpufleet.bus import connect
 from gpufleet.ops import Metrics
 from gpufleet.retry import Outage, kafka_transient, retrying, warehouse_transient
+
+
+def _caused_by(error: Exception, cause: BaseException) -> Exception:
+    error.__cause__ = cause
+    return error
 
 
 @pytest.mark.parametrize(("error", "transient"), [
@@ -47,6 +58,13 @@ def test_warehouse_transient(error: BaseException, transient: bool) -> None:
     (TopicAuthorizationFailedError(), False),
     (OSError(), False),
     (RuntimeError(), False),
+    (KafkaTimeoutError(), True),
+    (NodeNotReadyError(), True),
+    (ProducerFenced(), True),  # fenced by a transaction timeout or a brief rival, since gone
+    (UnsupportedVersionError(), False),  # a broker too old
+    # a plain KafkaError raised from its cause, as the client's coordinator lookup does
+    (_caused_by(KafkaError("coordinator lookup failed"), KafkaConnectionError()), True),
+    (_caused_by(KafkaError("coordinator lookup failed"), TopicAuthorizationFailedError()), False),
 ])
 def test_kafka_transient(error: BaseException, transient: bool) -> None:
     assert kafka_transient(error) is transient
@@ -93,3 +111,30 @@ async def test_retrying_raises_what_retrying_cannot_fix_at_once() -> None:
     with pytest.raises(DatabaseError):
         await retrying(Outage("warehouse"), warehouse_transient, call)
     assert tries == 1
+
+
+class _Client:
+    """A Kafka client whose start fails with the errors given, then succeeds."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        self.errors = errors
+        self.stopped = 0
+
+    async def start(self) -> None:
+        if self.errors:
+            raise self.errors.pop(0)
+
+    async def stop(self) -> None:
+        self.stopped += 1
+
+
+async def test_connect_retries_an_unreachable_broker_and_raises_a_refusal() -> None:
+    import asyncio
+
+    away = _Client([KafkaConnectionError(), KafkaConnectionError()])
+    assert await connect(lambda: away, asyncio.Event(), retry_s=0.01) is away
+    assert away.stopped == 2  # each failed start was closed
+    refused = _Client([TopicAuthorizationFailedError()])
+    with pytest.raises(TopicAuthorizationFailedError):
+        await connect(lambda: refused, asyncio.Event(), retry_s=0.01)
+    assert refused.stopped == 1

@@ -4,16 +4,6 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import (
-    KafkaConnectionError,
-    KafkaError,
-    KafkaTimeoutError,
-    LeaderNotAvailableError,
-    NodeNotReadyError,
-    ProducerFenced,
-    TopicAuthorizationFailedError,
-    UnsupportedVersionError,
-)
 from sched_builders import make_node
 
 from gpufleet.bus import make_producer, missing_topics, publish, topic
@@ -23,7 +13,6 @@ from services.scheduler.config import SchedulerSettings
 from services.scheduler.reading import (
     RecoveryIncomplete,
     read_range,
-    transient,
     unread,
 )
 
@@ -84,25 +73,3 @@ async def test_read_range_fails_rather_than_return_part_of_the_state(bus: BusSet
         await read_range(settings_of(bus, 4.0), {short: 5})
 
 
-def wrapped(cause: Exception) -> KafkaError:
-    """A plain KafkaError raised from ``cause``, as the client's coordinator lookup does."""
-    try:
-        raise KafkaError(repr(cause)) from cause
-    except KafkaError as e:
-        return e
-
-
-@pytest.mark.parametrize(("name", "error", "retried"), [
-    ("the broker went away", KafkaConnectionError(), True),
-    ("a request timed out", KafkaTimeoutError(), True),
-    ("no leader during a restart", LeaderNotAvailableError(), True),
-    ("the node is not ready yet", NodeNotReadyError(), True),
-    ("a producer fenced by a transaction timeout or a brief rival", ProducerFenced(), True),
-    ("not allowed", TopicAuthorizationFailedError(), False),
-    ("a broker too old", UnsupportedVersionError(), False),
-    ("not a Kafka error", ValueError("x"), False),
-    ("a plain KafkaError raised for a lost connection", wrapped(KafkaConnectionError()), True),
-    ("a plain KafkaError raised for a refusal", wrapped(TopicAuthorizationFailedError()), False),
-])
-def test_which_errors_are_retried(name: str, error: BaseException, retried: bool) -> None:
-    assert transient(error) is retried, name
