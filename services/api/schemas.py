@@ -20,7 +20,7 @@ from gpufleet.contracts import (
     MemoryMib,
     Name,
 )
-from services.api.bounds import MAX_HISTORY_STEPS
+from services.api.timerange import TimeRange
 from services.api.wasteschemas import JobUsage, ReclaimView, RightSizingView
 
 JobId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -272,20 +272,9 @@ class JobsQuery(Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 
-class HistoryParams(Struct, kw_only=True, forbid_unknown_fields=True):
-    """``from``/``to`` are Unix seconds (default: the last hour); ``step`` seconds per point."""
+class HistoryParams(TimeRange, kw_only=True, forbid_unknown_fields=True):
+    """A range (default: the last hour, 300 s steps), grouped, optionally filtered."""
 
-    from_: Annotated[int, Meta(
-        ge=0, le=4_000_000_000, description="Unix seconds; default `to` - 3600; before `to`",
-    )] | None = field(default=None, name="from")
-    to: Annotated[int, Meta(ge=0, le=4_000_000_000,
-                            description="Unix seconds; default now")] | None = None
-    step: Annotated[int, Meta(
-        ge=60, le=86_400 * 31,
-        description=f"seconds per point; at most {MAX_HISTORY_STEPS:,} steps between `from` and "
-                    f"`to` ((to - from) / step <= {MAX_HISTORY_STEPS}, after a step of whole "
-                    "hours widens them to whole hours), else 400 naming `step`",
-    )] = 300
     group_by: Literal["gpu", "node", "model", "job", "tenant", "cluster"] = "cluster"
     node: Name | None = None  # only this node
     job_id: Name | None = None  # only this job

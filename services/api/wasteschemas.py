@@ -7,7 +7,7 @@ from typing import Annotated
 
 from msgspec import Meta, Struct, field
 
-from services.api.bounds import MAX_HISTORY_STEPS
+from services.api.timerange import Step, TimeRange
 
 # A tenant in a path: the contract's Name (1..253 characters) without control characters or
 # slashes, so that it can never be mistaken for another path.
@@ -97,21 +97,10 @@ class DrainView(Struct, kw_only=True, omit_defaults=True):
     since: float
 
 
-class WasteParams(Struct, kw_only=True, forbid_unknown_fields=True):
-    """``from``/``to`` are Unix seconds (default: the last 24 hours); ``step`` seconds per
-    point of the series."""
+class WasteParams(TimeRange, kw_only=True, forbid_unknown_fields=True):
+    """A range (default: the last 24 hours, hourly steps) of a tenant's waste."""
 
-    from_: Annotated[int, Meta(
-        ge=0, le=4_000_000_000, description="Unix seconds; default `to` - 86400; before `to`",
-    )] | None = field(default=None, name="from")
-    to: Annotated[int, Meta(ge=0, le=4_000_000_000,
-                            description="Unix seconds; default now")] | None = None
-    step: Annotated[int, Meta(
-        ge=60, le=86_400 * 31,
-        description=f"seconds per point; at most {MAX_HISTORY_STEPS:,} steps between `from` and "
-                    f"`to` ((to - from) / step <= {MAX_HISTORY_STEPS}, after a step of whole "
-                    "hours widens them to whole hours), else 400 naming `step`",
-    )] = 3600
+    step: Step = 3600
 
 
 class RightSizingQuery(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -8,10 +8,10 @@ import time
 from aiohttp import web
 
 from services.api import core
-from services.api.bounds import MAX_HISTORY_STEPS
 from services.api.handling import SETTINGS, STATE, WAREHOUSE, Route, error, json, read_query
 from services.api.history import HistoryQuery
 from services.api.schemas import History, HistoryParams
+from services.api.timerange import MAX_HISTORY_STEPS
 
 log = logging.getLogger(__name__)
 
