@@ -15,15 +15,22 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from gpufleet.contracts import (
+    GpuDrain,
+    GpuUndrain,
     JobEvent,
     Message,
     NodeInventory,
     NodeSample,
     Placement,
+    ReclaimRequest,
+    ReclaimWarning,
+    ReclaimWithdrawn,
+    RightSizingReport,
     StopJob,
 )
 
 from .core import Derived, Ingest
+from .looprows import drain_row, reclaim_row, rightsizing_row
 from .progress import Mark
 from .rows import (
     Columns,
@@ -206,7 +213,36 @@ class Inventory(MessageRows):
         return node_rows(msg)
 
 
-SOURCE_CLASSES: tuple[type[Source], ...] = (GpuSamples, JobEvents, Placements, Inventory)
+class Reclaims(MessageRows):
+    """The closed loop's reclaim warnings, withdrawals and requests."""
+
+    topic, table = "reclaims", "reclaims"
+
+    def rows_of(self, msg: ReclaimWarning | ReclaimWithdrawn | ReclaimRequest
+                ) -> list[dict[str, Any]]:
+        return [reclaim_row(msg)]
+
+
+class GpuDrains(MessageRows):
+    """GPUs drained for health, and returned."""
+
+    topic, table = "gpu.drains", "gpu_drains"
+
+    def rows_of(self, msg: GpuDrain | GpuUndrain) -> list[dict[str, Any]]:
+        return [drain_row(msg)]
+
+
+class RightSizing(MessageRows):
+    """Requested against used, per job; the latest report per job is its state."""
+
+    topic, table = "jobs.rightsizing", "job_rightsizing"
+
+    def rows_of(self, msg: RightSizingReport) -> list[dict[str, Any]]:
+        return [rightsizing_row(msg)]
+
+
+SOURCE_CLASSES: tuple[type[Source], ...] = (GpuSamples, JobEvents, Placements, Inventory,
+                                           Reclaims, GpuDrains, RightSizing)
 SOURCES: dict[str, type[Source]] = {s.topic: s for s in SOURCE_CLASSES}
 TABLES: tuple[str, ...] = ("gpu_samples", "gpu_util_1m", "alerts",
                            *(s.table for s in SOURCE_CLASSES if issubclass(s, MessageRows)))
