@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -55,9 +56,18 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failures else code
 
 
+def _collect_less() -> None:
+    """A worker allocates short-lived objects for every GPU sample, and few that live: the
+    young generation is collected less often, and what exists at start (modules, settings,
+    clients) is never scanned again. About a sixth of ingest's CPU otherwise."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
+
+
 async def _worker(settings: IngestSettings, index: int, stop: asyncio.Event) -> None:
     metrics = Metrics()
     worker = Worker(settings, metrics)
+    _collect_less()
     runner = None
     if settings.ingest_ops_port:
         runner = await serve_ops(metrics, settings.ingest_ops_host,

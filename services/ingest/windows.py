@@ -117,15 +117,33 @@ class PartitionWindows:
             self.first[start] = point
         if ts > self.watermark:
             self.watermark = ts
-        cluster, node = msg.cluster, msg.node
-        for g in msg.gpus:
+        cluster, node, gap = msg.cluster, msg.node, self.energy_gap_s
+        for g in msg.gpus:  # the hot loop of ingest: folding inlined
             key = (cluster, node, g.index)
             window = gpus.get(key)
             if window is None:
                 window = gpus[key] = GpuWindow(uuid=g.uuid, meter=self._meter(key))
-            _fold(window, g.util_gpu, g.mem_used_bytes, g.power_mw)
-            if g.energy_mj is not None:
-                self._energy(window, start, ts, g.energy_mj, g.uuid, point)
+            window.samples += 1
+            if (util := g.util_gpu) is not None:
+                window.utils.append(util)
+            if (mem := g.mem_used_bytes) is not None:
+                window.mem_sum += mem
+                window.mem_n += 1
+            if (power := g.power_mw) is not None:
+                window.power_sum += power
+                window.power_n += 1
+            if (energy := g.energy_mj) is None:
+                continue
+            # what the counter grew since the GPU's last reading, if this one is newer
+            m = window.meter
+            if ts <= m.ts:
+                continue  # late or repeated: its energy is in a newer reading already
+            if m.energy_mj is not None and ts - m.ts <= gap and g.uuid == m.uuid:
+                if energy > m.energy_mj:  # a decrease is a counter reset: adds 0
+                    window.energy_mj += energy - m.energy_mj
+                if m.ts < start and m.point < self.first[start]:
+                    self.first[start] = m.point  # a re-read must start there to measure this
+            m.ts, m.energy_mj, m.uuid, m.point = ts, energy, g.uuid, point
         return True
 
     def _meter(self, key: GpuKey) -> Meter:
@@ -133,19 +151,6 @@ class PartitionWindows:
         if m is None:
             m = self.meters[key] = Meter()
         return m
-
-    def _energy(self, window: GpuWindow, start: float, ts: float, energy: int, uuid: str,
-                point: Point) -> None:
-        """Add what the counter grew since the GPU's last reading, if this one is newer."""
-        m = window.meter
-        if ts <= m.ts:
-            return  # late or repeated: its energy is in a newer reading already
-        if m.energy_mj is not None and ts - m.ts <= self.energy_gap_s and uuid == m.uuid:
-            if energy > m.energy_mj:  # a decrease is a counter reset: adds 0
-                window.energy_mj += energy - m.energy_mj
-            if m.ts < start and m.point < self.first[start]:
-                self.first[start] = m.point  # a re-read must start there to measure this
-        m.ts, m.energy_mj, m.uuid, m.point = ts, energy, uuid, point
 
     def _horizon(self) -> float:
         """Readings older than this are of no more use: a sample not too late for its window
@@ -171,14 +176,3 @@ class PartitionWindows:
                 out.append(close(key, start, self.window_s, window))
         return out
 
-
-def _fold(window: GpuWindow, util: float | None, mem: int | None, power: int | None) -> None:
-    window.samples += 1
-    if util is not None:
-        window.utils.append(util)
-    if mem is not None:
-        window.mem_sum += mem
-        window.mem_n += 1
-    if power is not None:
-        window.power_sum += power
-        window.power_n += 1
