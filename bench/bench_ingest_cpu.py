@@ -66,7 +66,7 @@ async def _worker(settings: IngestSettings, profile: Path | None
         # every thread's stacks, sampled (cProfile sees only the main thread; inserts run in
         # another); py-spy writes them when the worker ends
         spy = await asyncio.create_subprocess_exec(
-            "py-spy", "record", "-r", "250", "-f", "raw", "-o", str(profile),
+            "py-spy", "record", "--gil", "-r", "250", "-f", "raw", "-o", str(profile),
             "-p", str(proc.pid), stdout=asyncio.subprocess.DEVNULL)
     try:
         yield proc
