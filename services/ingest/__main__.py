@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -45,11 +46,20 @@ def _run(args: argparse.Namespace) -> int:
                        name="gpufleet ingest", known={SinkError: str, KafkaError: str})
 
 
+def _collect_less() -> None:
+    """A worker allocates short-lived objects for every GPU sample, and few that live: the
+    young generation is collected less often, and what exists at start (modules, settings,
+    clients) is never scanned again. About a sixth of ingest's CPU otherwise."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
+
+
 async def serve(settings: IngestSettings, index: int, stop: asyncio.Event) -> None:
     """Run one worker (the ``index``-th: its ops port is the base port plus ``index``) until
     ``stop``."""
     metrics = Metrics()
     worker = Worker(settings, metrics)
+    _collect_less()
     async with running(stop) as service:
         if settings.ingest_ops_port:
             await service.ops(metrics, settings.ingest_ops_host, settings.ingest_ops_port + index,

@@ -1,8 +1,9 @@
 """Warehouse rows of the closed loop's messages (migration 0005): reclaims, GPU drains and
 right-sizing reports, one row per message, in the shape ``rows.to_columns`` and the sink take.
 
-The writer's driver consumes ``reclaims``, ``gpu.drains`` and ``jobs.rightsizing`` and inserts
-these rows into ``reclaims``, ``gpu_drains`` and ``job_rightsizing`` (``LOOP_TABLES``).
+The writer consumes ``reclaims``, ``gpu.drains`` and ``jobs.rightsizing`` (one source class each
+in ``sources``) and inserts these rows into ``reclaims``, ``gpu_drains`` and ``job_rightsizing``
+(``LOOP_TABLES``).
 """
 
 from __future__ import annotations

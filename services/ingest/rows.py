@@ -41,16 +41,17 @@ def empty(names: Iterable[str]) -> Columns:
 
 
 class SampleRows:
-    """The raw rows of one batch: one tuple per GPU as it comes, turned into columns once."""
+    """The raw rows of one batch, kept as columns from the first message on: each message's
+    GPUs are turned into columns (one C-level ``zip``) and appended to the batch's."""
 
     def __init__(self) -> None:
         self.cluster: list[str] = []
         self.node: list[str] = []
         self.ts: list[float] = []
-        self.gpus: list[tuple[Any, ...]] = []
+        self.fields: list[list[Any]] = [[] for _ in _GPU_FIELDS]  # GpuSample's, in order
 
     def __len__(self) -> int:
-        return len(self.gpus)
+        return len(self.ts)
 
     def add(self, msg: NodeSample) -> int:
         """One row per GPU of ``msg``; returns the number of rows."""
@@ -58,19 +59,23 @@ class SampleRows:
         self.cluster.extend([msg.cluster] * n)
         self.node.extend([msg.node] * n)
         self.ts.extend([msg.ts] * n)
-        self.gpus.extend(map(msgspec.structs.astuple, msg.gpus))
+        by_field = zip(*map(_astuple, msg.gpus), strict=True)
+        for column, values in zip(self.fields, by_field, strict=False):  # no GPUs: nothing
+            column.extend(values)
         return n
 
     def columns(self) -> Columns:
-        cols: Columns = {"cluster": self.cluster, "node": self.node, "ts": self.ts}
-        if not self.gpus:
+        if not self.ts:
             return empty(SAMPLE_COLUMNS)
-        fields = list(zip(*self.gpus, strict=True))
-        cols["gpu"] = list(fields[_INDEX])
-        cols["uuid"] = list(fields[_UUID])
+        f = self.fields
+        cols: Columns = {"cluster": self.cluster, "node": self.node, "ts": self.ts,
+                         "gpu": f[_INDEX], "uuid": f[_UUID]}
         for i, name in SAMPLE_SCALARS:
-            cols[name] = list(fields[i])
+            cols[name] = f[i]
         return cols
+
+
+_astuple = msgspec.structs.astuple
 
 
 def _message_columns(msg: msgspec.Struct, skip: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -34,14 +34,18 @@ def sample_reason(msg: NodeSample, now: float, max_future_s: float) -> str | Non
     reason = timestamp_reason(msg.ts, now, max_future_s)
     if reason is not None:
         return reason
-    seen: set[int] = set()
-    for g in msg.gpus:
-        if g.index in seen:
-            return f"gpu index {g.index} appears twice"
-        seen.add(g.index)
-        reason = gpu_reason(g)
-        if reason is not None:
-            return reason
+    gpus = msg.gpus
+    if len({g.index for g in gpus}) < len(gpus):
+        seen: set[int] = set()
+        for g in gpus:
+            if g.index in seen:
+                return f"gpu index {g.index} appears twice"
+            seen.add(g.index)
+    for g in gpus:  # per GPU: the common case, in range, costs two comparisons
+        t, p = g.temp_c, g.power_mw
+        if (t is not None and not MIN_TEMP_C <= t <= MAX_TEMP_C) or (
+                p is not None and p > MAX_POWER_MW):
+            return gpu_reason(g)
     return None
 
 

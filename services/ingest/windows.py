@@ -37,7 +37,7 @@ class Meter:
 
 
 @dataclass(slots=True)
-class Acc:
+class GpuWindow:
     """What one GPU accumulates over one window."""
 
     uuid: str = ""
@@ -76,15 +76,15 @@ def p95(values: list[float]) -> float:
     return ordered[rank - 1]
 
 
-def close(key: GpuKey, start: float, window_s: int, acc: Acc) -> ClosedWindow:
-    u = acc.utils
+def close(key: GpuKey, start: float, window_s: int, window: GpuWindow) -> ClosedWindow:
+    u = window.utils
     return ClosedWindow(
-        key=key, window_start=start, window_s=window_s, uuid=acc.uuid, samples=acc.samples,
+        key=key, window_start=start, window_s=window_s, uuid=window.uuid, samples=window.samples,
         util_mean=sum(u) / len(u) if u else 0.0, util_min=min(u) if u else 0.0,
         util_max=max(u) if u else 0.0, util_p95=p95(u),
-        mem_used_bytes_mean=acc.mem_sum / acc.mem_n if acc.mem_n else 0.0,
-        power_mw_mean=acc.power_sum / acc.power_n if acc.power_n else 0.0,
-        energy_mj=acc.energy_mj,
+        mem_used_bytes_mean=window.mem_sum / window.mem_n if window.mem_n else 0.0,
+        power_mw_mean=window.power_sum / window.power_n if window.power_n else 0.0,
+        energy_mj=window.energy_mj,
     )
 
 
@@ -96,7 +96,7 @@ class PartitionWindows:
     grace_s: float
     energy_gap_s: float = 120.0  # readings further apart than this: the energy between is unknown
     watermark: float = 0.0
-    open: dict[float, dict[GpuKey, Acc]] = field(default_factory=dict)
+    open: dict[float, dict[GpuKey, GpuWindow]] = field(default_factory=dict)
     # window start -> where a re-read must start to rebuild it: its first record, or earlier
     # the record of the last energy reading one of its samples was measured against
     first: dict[float, Point] = field(default_factory=dict)
@@ -111,21 +111,39 @@ class PartitionWindows:
             self.too_late += len(msg.gpus)
             return False
         point = (offset, self.watermark)
-        accs = self.open.get(start)
-        if accs is None:
-            accs = self.open[start] = {}
+        gpus = self.open.get(start)
+        if gpus is None:
+            gpus = self.open[start] = {}
             self.first[start] = point
         if ts > self.watermark:
             self.watermark = ts
-        cluster, node = msg.cluster, msg.node
-        for g in msg.gpus:
+        cluster, node, gap = msg.cluster, msg.node, self.energy_gap_s
+        for g in msg.gpus:  # the hot loop of ingest: folding inlined
             key = (cluster, node, g.index)
-            acc = accs.get(key)
-            if acc is None:
-                acc = accs[key] = Acc(uuid=g.uuid, meter=self._meter(key))
-            _fold(acc, g.util_gpu, g.mem_used_bytes, g.power_mw)
-            if g.energy_mj is not None:
-                self._energy(acc, start, ts, g.energy_mj, g.uuid, point)
+            window = gpus.get(key)
+            if window is None:
+                window = gpus[key] = GpuWindow(uuid=g.uuid, meter=self._meter(key))
+            window.samples += 1
+            if (util := g.util_gpu) is not None:
+                window.utils.append(util)
+            if (mem := g.mem_used_bytes) is not None:
+                window.mem_sum += mem
+                window.mem_n += 1
+            if (power := g.power_mw) is not None:
+                window.power_sum += power
+                window.power_n += 1
+            if (energy := g.energy_mj) is None:
+                continue
+            # what the counter grew since the GPU's last reading, if this one is newer
+            m = window.meter
+            if ts <= m.ts:
+                continue  # late or repeated: its energy is in a newer reading already
+            if m.energy_mj is not None and ts - m.ts <= gap and g.uuid == m.uuid:
+                if energy > m.energy_mj:  # a decrease is a counter reset: adds 0
+                    window.energy_mj += energy - m.energy_mj
+                if m.ts < start and m.point < self.first[start]:
+                    self.first[start] = m.point  # a re-read must start there to measure this
+            m.ts, m.energy_mj, m.uuid, m.point = ts, energy, g.uuid, point
         return True
 
     def _meter(self, key: GpuKey) -> Meter:
@@ -133,19 +151,6 @@ class PartitionWindows:
         if m is None:
             m = self.meters[key] = Meter()
         return m
-
-    def _energy(self, acc: Acc, start: float, ts: float, energy: int, uuid: str,
-                point: Point) -> None:
-        """Add what the counter grew since the GPU's last reading, if this one is newer."""
-        m = acc.meter
-        if ts <= m.ts:
-            return  # late or repeated: its energy is in a newer reading already
-        if m.energy_mj is not None and ts - m.ts <= self.energy_gap_s and uuid == m.uuid:
-            if energy > m.energy_mj:  # a decrease is a counter reset: adds 0
-                acc.energy_mj += energy - m.energy_mj
-            if m.ts < start and m.point < self.first[start]:
-                self.first[start] = m.point  # a re-read must start there to measure this
-        m.ts, m.energy_mj, m.uuid, m.point = ts, energy, uuid, point
 
     def _horizon(self) -> float:
         """Readings older than this are of no more use: a sample not too late for its window
@@ -167,18 +172,7 @@ class PartitionWindows:
         limit = self.watermark - self.grace_s - self.window_s
         for start in sorted(s for s in self.open if s <= limit):
             del self.first[start]
-            for key, acc in self.open.pop(start).items():
-                out.append(close(key, start, self.window_s, acc))
+            for key, window in self.open.pop(start).items():
+                out.append(close(key, start, self.window_s, window))
         return out
 
-
-def _fold(acc: Acc, util: float | None, mem: int | None, power: int | None) -> None:
-    acc.samples += 1
-    if util is not None:
-        acc.utils.append(util)
-    if mem is not None:
-        acc.mem_sum += mem
-        acc.mem_n += 1
-    if power is not None:
-        acc.power_sum += power
-        acc.power_n += 1

@@ -46,9 +46,9 @@ from services.executor.driver import unhealthy_gpus
 from services.ingest.config import IngestSettings
 from services.ingest.core import Ingest
 from services.ingest.driver import params_of
-from services.ingest.partition import Part
 from services.ingest.rows import alert_row, to_columns, window_row
 from services.ingest.sink import ClickHouseSink
+from services.ingest.sources import SOURCES, Source
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.core import SchedulerCore
 from services.scheduler.profile import build_profile
@@ -133,30 +133,30 @@ def _ingest(msgs: list[tuple[str, Any]]) -> tuple[dict[str, list[dict[str, list[
     """Run the messages through ingest's checks, rows and windows as a worker does; the
     tables' columns, and how many were dead-lettered."""
     core = Ingest(params_of(IngestSettings()), cluster="c")
-    parts: dict[str, Part] = {}
+    sources: dict[str, Source] = {}
     letters = 0
     for offset, (name, msg) in enumerate(msgs):
-        part = parts.setdefault(name, Part(TopicPartition(f"gpufleet.{name}", 0), name))
+        source = sources.get(name) or sources.setdefault(
+            name, SOURCES[name](core, TopicPartition(f"gpufleet.{name}", 0)))
         if isinstance(msg, JobEvent) and core.event_reason(msg, NOW) is None:
             core.on_event(msg)  # the job feed
         elif isinstance(msg, Placement):
             core.on_placement(msg)
-        if part.check(core, msg, NOW) is not None:
+        if source.check(msg, NOW) is not None:
             letters += 1
             continue
-        part.add(core, msg, offset)
-    samples = parts.get("gpu.samples")
+        source.add(msg, offset)
+    samples = sources.get("gpu.samples")
     if samples is not None:  # a late sample moves the watermark past every window
         late = NodeSample(cluster="c", node="flush", ts=NOW + 250, gpus=[
             GpuSample(index=0, uuid="GPU-flush")])
-        samples.add(core, late, len(msgs))
-        samples.derived.append(core.close_windows(samples.tp))
+        samples.add(late, len(msgs))
     tables: dict[str, list[dict[str, list[Any]]]] = {}
-    for part in parts.values():
-        for d in part.derived:
-            for m in [*d.windows, *d.alerts]:
-                in_contract(m)
-        for table, cols in part.tables():
+    for source in sources.values():
+        batch = source.seal()
+        for _, m, _ in batch.outgoing:
+            in_contract(m)
+        for table, cols in batch.tables:
             tables.setdefault(table, []).append(cols)
     return tables, letters
 

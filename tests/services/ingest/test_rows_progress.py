@@ -44,11 +44,27 @@ def test_rows_to_columns_fill_missing_keys() -> None:
         ("Nullable(UInt8)", [12.6, None], [13, None]),
         ("LowCardinality(Nullable(String))", [None], [None]),
         ("Map(String, String)", [None], [{}]),
+        ("DateTime64(3, 'UTC')", [1.5, 1.5, 2.25], [1500, 1500, 2250]),
+        ("Nullable(DateTime64(6))", [None, 1.5, None], [None, 1_500_000, None]),
+        ("Nullable(UInt8)", [12.4, 99.6], [12, 100]),
+        ("Int16", [3, None], [3, 0]),
     ],
 )
 def test_sink_converts_to_the_column_type(type_: str, values: list[object],
                                           expected: list[object]) -> None:
     assert convert(Column("x", type_), values) == expected
+
+
+@pytest.mark.parametrize(("type_", "without_null"), [
+    ("Nullable(UInt8)", "UInt8"),
+    ("LowCardinality(Nullable(String))", "LowCardinality(String)"),
+    ("Nullable(DateTime64(3, 'UTC'))", "DateTime64(3, 'UTC')"),
+    ("Array(Nullable(UInt32))", "Array(Nullable(UInt32))"),  # NULL inside: not known here
+    ("String", "String"),
+])
+def test_a_batch_without_null_is_sent_as_the_type_without_nullable(type_: str,
+                                                                   without_null: str) -> None:
+    assert Column("x", type_).not_null == without_null
 
 
 @pytest.mark.parametrize(
