@@ -157,3 +157,7 @@ def test_one_style_of_clickhouse_client() -> None:
     client in a thread), never through clickhouse-connect's async twin."""
     found = [path for path, text in sources() if "get_async_client" in text]
     assert found == []
+    # (the benchmarks and the fault suite are the warehouse's users: they bring their clients)
+    own = [path for path, text in sources() if path.startswith(("services/", "gpufleet/"))
+           and "get_client" in text and path != "gpufleet/clickhouse.py"]
+    assert own == [], "build clients with gpufleet.clickhouse.client"

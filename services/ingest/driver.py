@@ -262,7 +262,7 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         await retrying(self.bus_outage, kafka_transient, lambda: self.consumer.commit(offsets))
 
-    async def _send(self, outgoing: list[tuple[str, Message, bytes]]) -> None:
+    async def _send(self, outgoing: list[tuple[str, Message, bytes | None]]) -> None:
         sends = [await self.producer.send(topic(self.settings, name), encode(msg), key=key)
                  for name, msg, key in outgoing]
         await asyncio.gather(*sends)

@@ -21,11 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import clickhouse_connect
 from clickhouse_connect.datatypes.base import ClickHouseType
 from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
+from gpufleet import clickhouse
 from gpufleet.retry import Outage, first_line, retrying, warehouse_transient
 
 from .rows import Columns
@@ -133,9 +133,8 @@ class ClickHouseSink:
         """Connect and learn the tables; waits for the warehouse, and for the tables
         (``warehouse migrate`` may still be running); fails when they do not appear, rather
         than drop rows."""
-        self._client = await self._call(
-            "the connection", clickhouse_connect.get_client, dsn=self._url,
-            autogenerate_session_id=False, connect_timeout=5, send_receive_timeout=60)
+        self._client = await self._call("the connection", clickhouse.client, self._url,
+                                        connect_timeout_s=5, send_receive_timeout_s=60)
         deadline = time.monotonic() + wait_s
         while True:
             missing = [t for t in tables if not await self._learn(t)]

@@ -27,6 +27,7 @@ from gpufleet.contracts import (
     ReclaimWithdrawn,
     RightSizingReport,
     StopJob,
+    key_of,
 )
 
 from .core import Derived, Ingest
@@ -43,7 +44,7 @@ from .rows import (
     window_row,
 )
 
-Outgoing = tuple[str, Message, bytes]  # topic short name, message, key
+Outgoing = tuple[str, Message, bytes | None]  # topic short name, message, key
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,9 @@ class GpuSamples(Source):
 
 
 def _outgoing(derived: Derived) -> list[Outgoing]:
-    """Windows keyed by node, alerts keyed by alert id."""
-    out: list[Outgoing] = [("gpu.util", w, w.node.encode()) for w in derived.windows]
-    out.extend(("alerts", a, a.alert_id.encode()) for a in derived.alerts)
+    """Windows and alerts, keyed as their topics' contracts say (by node, by alert id)."""
+    out: list[Outgoing] = [("gpu.util", w, key_of(w)) for w in derived.windows]
+    out.extend(("alerts", a, key_of(a)) for a in derived.alerts)
     return out
 
 
