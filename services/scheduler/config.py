@@ -21,6 +21,10 @@ class SchedulerSettings(BusSettings, frozen=True, kw_only=True):
     scheduler_filters: str = ",".join(DEFAULT_FILTERS)
     # Score plugins as "name" or "name:weight".
     scheduler_scores: str = ",".join(DEFAULT_SCORES)
+    # Closed-loop plugins that act on the analytics' decisions, comma-separated: "reclaim"
+    # (stop idle jobs asked for on ``reclaims``), "opportunistic" (lend GPU share measured idle
+    # to the opportunistic queues). Drains: the "drained" filter; measured load: "loadaware".
+    scheduler_loop: str = ""
     scheduler_preemption: bool = True
     scheduler_backfill: bool = True
     # Per-tenant GPU quotas, "tenant=gpus,..." ; a tenant without one has no quota.

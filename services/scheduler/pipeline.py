@@ -53,6 +53,7 @@ class Profile:
     scores: list[tuple[Score, float]] = field(default_factory=list)
     permits: list[Permit] = field(default_factory=list)
     post_filters: list[PostFilter] = field(default_factory=list)
+    plugins: list[object] = field(default_factory=list)  # every plugin, in the order enabled
 
     @classmethod
     def build(cls, registry: Registry, names: Iterable[str], args: PluginArgs) -> Profile:
@@ -67,6 +68,7 @@ class Profile:
         return profile
 
     def _add(self, plugin: object, weight: float) -> None:
+        self.plugins.append(plugin)
         for proto, bucket in ((QueueOrder, self.queue_order), (PreFilter, self.pre_filters),
                               (Filter, self.filters), (Permit, self.permits),
                               (PostFilter, self.post_filters)):

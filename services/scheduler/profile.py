@@ -16,6 +16,7 @@ def plugin_names(settings: SchedulerSettings) -> list[str]:
     names = [*parse_list(settings.scheduler_queue_order),
              *parse_list(settings.scheduler_filters), "gang"]
     names += parse_list(settings.scheduler_scores)
+    names += parse_list(settings.scheduler_loop)
     if settings.scheduler_preemption:
         names.append("preemption")
     if settings.scheduler_backfill:

@@ -28,6 +28,6 @@ REGISTRY: dict[str, Factory] = {
 }
 REGISTRY[fgd.PAPER] = fgd.paper_factory
 
-from services.scheduler.plugins import drained, loadaware  # noqa: E402  (the closed loop)
+from services.scheduler.plugins import drained, loadaware, reclaim  # noqa: E402  (the loop)
 
-REGISTRY |= {m.NAME: m.factory for m in (loadaware, drained)}
+REGISTRY |= {m.NAME: m.factory for m in (loadaware, drained, reclaim)}

@@ -1,0 +1,155 @@
+"""The closed loop in the scheduler: what the measurements and the analytics' decisions change.
+
+The core feeds every input of the loop here: utilization windows (``gpu.util``), node
+inventories (for memory totals), drains (``gpu.drains``) and reclaim messages (``reclaims``).
+``ClosedLoop`` keeps what they say (``MeasuredLoad``, ``Drains``) and asks the loop plugins of
+the profile what to do about each message. A loop plugin is any plugin of the profile with a
+``react(msg, view)`` method; it answers with values:
+
+* ``LoopStop``: stop a running job with a reason, requeued or not (the core sends it through
+  the preemption path: a ``StopJob``, then the job's end is reported by its executor);
+* ``Ignored``: nothing to do, and why (logged by the driver);
+* ``Note``: a new reason for a running job (a reclaim warning, a withdrawal), shown in its
+  record.
+
+With a plugin off, its messages change nothing: without ``drained`` a drain neither marks its
+GPU nor stops its jobs; without ``reclaim`` a reclaim request is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from gpufleet.contracts import (
+    GpuDrain,
+    GpuUndrain,
+    GpuUtilWindow,
+    JobState,
+    Message,
+    NodeInventory,
+)
+
+from .cluster import NodeSpec
+from .framework import Running
+from .loopstops import Ignored, LoopStop
+from .measured import DRAINS, MEASURED, Drains, MeasuredLoad
+
+if TYPE_CHECKING:
+    from .core import SchedulerCore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A running job's reason changes (it is warned, or the warning is withdrawn)."""
+
+    job_id: str
+    reason: str
+
+
+Decision = LoopStop | Ignored | Note
+
+
+@dataclass(frozen=True)
+class LoopView:
+    """What a loop plugin may look at: the running jobs, the node names by index, the
+    measured load and the drains, and the time."""
+
+    running: Mapping[str, Running]
+    names: Sequence[str]
+    measured: MeasuredLoad
+    drains: Drains
+    now: float
+
+
+@runtime_checkable
+class LoopPlugin(Protocol):
+    name: str
+
+    def react(self, msg: object, view: LoopView) -> list[Decision]: ...
+
+
+@dataclass
+class ClosedLoop:
+    """The loop plugins of a profile and the state they read."""
+
+    plugins: list[LoopPlugin] = field(default_factory=list)
+    measured: MeasuredLoad = field(default_factory=MeasuredLoad)
+    drains: Drains = field(default_factory=Drains)
+    draining: bool = False  # the drained plugin is in the profile: drains mark their GPUs
+
+    @classmethod
+    def of(cls, plugins: Sequence[object], max_age_s: float = 300.0) -> ClosedLoop:
+        loop = [p for p in plugins if isinstance(p, LoopPlugin)]
+        return cls(plugins=loop, measured=MeasuredLoad(max_age_s=max_age_s),
+                   draining=any(p.name == "drained" for p in loop))
+
+    def observe(self, msg: object) -> str | None:
+        """Keep what ``msg`` says; the node whose drained GPUs changed, if any."""
+        match msg:
+            case GpuUtilWindow():
+                self.measured.observe(msg)
+            case NodeInventory():
+                self.measured.observe_inventory(msg)
+            case GpuDrain() | GpuUndrain() if self.draining:
+                before = self.drains.gpus.get((msg.node, msg.gpu))
+                self.drains.observe(msg)
+                if self.drains.gpus.get((msg.node, msg.gpu)) != before:
+                    return msg.node
+        return None
+
+    def react(self, msg: object, view: LoopView) -> list[Decision]:
+        out: list[Decision] = []
+        for plugin in self.plugins:
+            out += plugin.react(msg, view)
+        return out
+
+    def apply(self, spec: NodeSpec) -> NodeSpec:
+        """The node as placement sees it: drained GPUs unhealthy (when draining is on)."""
+        return self.drains.apply(spec) if self.draining else spec
+
+    def memo(self) -> dict[str, Any]:
+        """What a cycle's plugins read (``CycleState.memo``)."""
+        return {MEASURED: self.measured, DRAINS: self.drains}
+
+
+def act(core: SchedulerCore, msg: object) -> list[Message]:
+    """Feed one loop input to ``core``'s loop and perform what its plugins decide: a changed
+    drain puts its node into the model again; a stop goes out as the preemption path's
+    ``StopJob`` (reason ``preempted``, the job requeued when it ends) or, for a job that is
+    not to be requeued, as a cancel's (it ends for good); a note changes the job's reason."""
+    loop = core.loop
+    node = loop.observe(msg)
+    if node is not None and node in core.specs:
+        core._apply(node)
+    view = LoopView(core.running, core.cluster.names, loop.measured, loop.drains, core.clock())
+    out: list[Message] = []
+    for d in loop.react(msg, view):
+        match d:
+            case LoopStop():
+                out += stop(core, d)
+            case Note():
+                rec = core.records.get(d.job_id)
+                if rec is not None and rec.reason != d.reason:
+                    rec.reason = d.reason
+                    core.touched.add(d.job_id)
+            case Ignored():
+                log.info("loop: %s: %s", d.job_id, d.why)
+    return out
+
+
+def stop(core: SchedulerCore, d: LoopStop) -> list[Message]:
+    run = core.running.get(d.job_id)
+    if run is None or run.stopping:
+        return []
+    run.stopping = True
+    core.dirty = True
+    if not d.requeue:
+        core.records[d.job_id].cancelling = True
+    out = core._stops(run, "preempted" if d.requeue else "cancelled")
+    out.append(core._event(run.job, JobState.PREEMPTING, d.reason, attempt=run.attempt))
+    return out
