@@ -243,6 +243,10 @@ class Placement(Message, tag="place", tag_field="kind", kw_only=True):
     gpu_milli: Milli = 1000
     member: Member = 0
     attempt: Attempt = 0
+    # An opportunistic job on share lent to it: the GPU is allocated to others and measured
+    # idle; the executor does not count this share against the GPU's 1000 (the scheduler stops
+    # the job when the owners get busy).
+    lent: bool = False
 
 
 class StopJob(Message, tag="stop", tag_field="kind", kw_only=True):
@@ -400,6 +404,7 @@ class JobSlot(Struct, kw_only=True, omit_defaults=True):
     node: Name
     gpus: GpuIndices
     gpu_milli: Milli = 1000
+    lent: bool = False  # lent share (see ``Placement.lent``): the scheduler's model holds none
 
 
 class SchedulerJob(Message, kw_only=True):

@@ -214,14 +214,16 @@ class ExecutorCore:
             if g in self.unhealthy:
                 return f"GPU {g} is not usable: {self.unhealthy[g]}"
             used = self.milli_used(g)
-            if used + p.gpu_milli > 1000:
+            if not p.lent and used + p.gpu_milli > 1000:  # lent share is on top
                 return f"GPU {g} has {1000 - used}/1000 free, the job needs {p.gpu_milli}"
         if len(set(p.gpus)) != len(p.gpus):
             return "the placement names a GPU twice"
         return None
 
     def milli_used(self, gpu: int) -> int:
-        return sum(j.placement.gpu_milli for j in self.jobs.values() if gpu in j.placement.gpus)
+        """Share of ``gpu`` given out (lent share, allocated to others too, is not counted)."""
+        return sum(j.placement.gpu_milli for j in self.jobs.values()
+                   if gpu in j.placement.gpus and not j.placement.lent)
 
     def gpu_load(self) -> dict[int, float]:
         """GPU index -> how busy its jobs keep it (percent), for the simulated GPU source."""

@@ -34,7 +34,7 @@ from gpufleet.contracts import (
 from services.scheduler.cluster import Cluster, NodeSpec, Slot
 from services.scheduler.framework import Code, CycleState, Running
 from services.scheduler.jobs import FULL, Job, from_spec, problems
-from services.scheduler.loop import ClosedLoop, act
+from services.scheduler.loop import ClosedLoop, act, lend
 from services.scheduler.pipeline import Profile
 
 SOURCE = "scheduler"
@@ -422,6 +422,7 @@ class SchedulerCore:
                 stats.placed += 1
             elif (rec := self.records[job.job_id]).reason != reason:
                 out.append(self._event(job, JobState.QUEUED, reason, attempt=rec.attempt))
+        out += lend(self, state)  # opportunistic jobs still waiting, on lent share
         self.last = stats
         return out
 

@@ -30,10 +30,12 @@ from gpufleet.contracts import (
     JobState,
     Message,
     NodeInventory,
+    Placement,
 )
 
-from .cluster import NodeSpec
-from .framework import Running
+from .cluster import Cluster, NodeSpec, Slot
+from .framework import CycleState, Running
+from .jobs import Job
 from .loopstops import Ignored, LoopStop
 from .measured import DRAINS, MEASURED, Drains, MeasuredLoad
 
@@ -73,11 +75,23 @@ class LoopPlugin(Protocol):
     def react(self, msg: object, view: LoopView) -> list[Decision]: ...
 
 
+@runtime_checkable
+class Lender(Protocol):
+    """A loop plugin that places jobs on lent share (opportunistic jobs)."""
+
+    name: str
+
+    def wants(self, job: Job) -> bool: ...
+
+    def lend(self, job: Job, cluster: Cluster, view: LoopView) -> tuple[Slot, str] | None: ...
+
+
 @dataclass
 class ClosedLoop:
     """The loop plugins of a profile and the state they read."""
 
     plugins: list[LoopPlugin] = field(default_factory=list)
+    lenders: list[Lender] = field(default_factory=list)
     measured: MeasuredLoad = field(default_factory=MeasuredLoad)
     drains: Drains = field(default_factory=Drains)
     draining: bool = False  # the drained plugin is in the profile: drains mark their GPUs
@@ -85,7 +99,8 @@ class ClosedLoop:
     @classmethod
     def of(cls, plugins: Sequence[object], max_age_s: float = 300.0) -> ClosedLoop:
         loop = [p for p in plugins if isinstance(p, LoopPlugin)]
-        return cls(plugins=loop, measured=MeasuredLoad(max_age_s=max_age_s),
+        return cls(plugins=loop, lenders=[p for p in plugins if isinstance(p, Lender)],
+                   measured=MeasuredLoad(max_age_s=max_age_s),
                    draining=any(p.name == "drained" for p in loop))
 
     def observe(self, msg: object) -> str | None:
@@ -126,6 +141,9 @@ def act(core: SchedulerCore, msg: object) -> list[Message]:
     node = loop.observe(msg)
     if node is not None and node in core.specs:
         core._apply(node)
+    if isinstance(msg, GpuUtilWindow) and loop.lenders and any(
+            lender.wants(j) for lender in loop.lenders for j in core.pending.values()):
+        core.dirty = True  # a GPU measured idle may lend to a waiting job now
     view = LoopView(core.running, core.cluster.names, loop.measured, loop.drains, core.clock())
     out: list[Message] = []
     for d in loop.react(msg, view):
@@ -152,4 +170,32 @@ def stop(core: SchedulerCore, d: LoopStop) -> list[Message]:
         core.records[d.job_id].cancelling = True
     out = core._stops(run, "preempted" if d.requeue else "cancelled")
     out.append(core._event(run.job, JobState.PREEMPTING, d.reason, attempt=run.attempt))
+    return out
+
+
+def lend(core: SchedulerCore, state: CycleState) -> list[Message]:
+    """After a cycle: the opportunistic jobs still waiting borrow lent share where the lenders
+    find some (in arrival order). The slot holds no share in the model; the placement carries
+    the job's share and says ``lent``."""
+    loop = core.loop
+    if not loop.lenders:
+        return []
+    out: list[Message] = []
+    for job in sorted(core.pending.values(), key=lambda j: j.seq):
+        view = LoopView(core.running, core.cluster.names, loop.measured, loop.drains, state.now)
+        found = next((f for lender in loop.lenders if lender.wants(job)
+                      and (f := lender.lend(job, core.cluster, view)) is not None), None)
+        if found is None:
+            continue
+        slot, why = found
+        rec = core.records[job.job_id]
+        del core.pending[job.job_id]
+        core.hold(job, [slot], rec.attempt, since=state.now)
+        spec = job.spec
+        assert spec is not None
+        node, gpus = core.cluster.names[slot.node], list(slot.gpus)
+        out.append(Placement(job=spec, node=node, gpus=gpus, gpu_milli=job.milli,
+                             attempt=rec.attempt, lent=True, ts=state.now))
+        out.append(core._event(job, JobState.PLACED, why, node=node, gpus=gpus,
+                               gpu_milli=job.milli, member=0, attempt=rec.attempt))
     return out

@@ -28,5 +28,9 @@ def build_profile(settings: SchedulerSettings,
                   workload: Iterable[tuple[Job, float]] = ()) -> Profile:
     args = PluginArgs(quotas=parse_pairs(settings.scheduler_quotas),
                       borrowing=settings.scheduler_quota_borrowing,
-                      weights=parse_pairs(settings.scheduler_weights), workload=tuple(workload))
+                      weights=parse_pairs(settings.scheduler_weights), workload=tuple(workload),
+                      opportunistic_queues=frozenset(
+                          parse_list(settings.scheduler_opportunistic_queues)),
+                      lend_below_util=settings.scheduler_lend_below_util,
+                      owners_busy_util=settings.scheduler_owners_busy_util)
     return Profile.build(REGISTRY, plugin_names(settings), args)
