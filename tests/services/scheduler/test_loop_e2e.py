@@ -126,17 +126,18 @@ class Stack:
 
 
 @asynccontextmanager
-async def stack(bus: BusSettings, tmp: Path, analytics: bool = True) -> AsyncIterator[Stack]:
-    """A one-node fleet of two GPUs, the scheduler with the loop plugins on, and (unless told
-    otherwise) the analytics worker."""
+async def stack(bus: BusSettings, tmp: Path, analytics: bool = True, nodes: int = 1,
+                gpus: int = 2, **scheduler: str) -> AsyncIterator[Stack]:
+    """A fleet of ``nodes`` nodes of ``gpus`` GPUs, the scheduler with the loop plugins on (and
+    ``scheduler`` settings), and (unless told otherwise) the analytics worker."""
     seen = Seen(bus)
     await seen.consumer.start()
     stop = asyncio.Event()
     fleet = asyncio.create_task(serve(FleetSettings(
         kafka_bootstrap=bus.kafka_bootstrap, topic_prefix=bus.topic_prefix, cluster=bus.cluster,
-        sim_nodes=1, sim_gpus_per_node=2, sim_models="H100-80GB", interval_s=0.5,
+        sim_nodes=nodes, sim_gpus_per_node=gpus, sim_models="H100-80GB", interval_s=0.5,
         heartbeat_s=1.0, state_dir=str(tmp / "executor"), fleet_ops_port=0), stop))
-    env = scheduler_env(bus, f"{bus.topic_prefix}-sched", **LOOP)
+    env = scheduler_env(bus, f"{bus.topic_prefix}-sched", **(LOOP | scheduler))
     procs = {"scheduler": spawn(SCHEDULER, env, tmp / "scheduler.log")}
     seen.logs.append(tmp / "scheduler.log")
     if analytics:
@@ -164,12 +165,13 @@ async def send(bus: BusSettings, name: str, *msgs: Message) -> None:
         await producer.stop()
 
 
-def windows(p: Placement, minutes: range, t0: float) -> list[GpuUtilWindow]:
-    """What the ingest writer would make of an idle GPU under the job: per-minute windows."""
+def windows(p: Placement, minutes: range, t0: float, p95: float = 1.0) -> list[GpuUtilWindow]:
+    """What the ingest writer would make of the job's GPU: per-minute windows (idle unless
+    told otherwise)."""
     return [GpuUtilWindow(cluster="test", node=p.node, gpu=p.gpus[0],
-                          window_start=t0 + 60 * m, samples=60, util_mean=0.5, util_min=0.0,
-                          util_max=1.0, util_p95=1.0, job_id=p.job.job_id, tenant=p.job.tenant)
-            for m in minutes]
+                          window_start=t0 + 60 * m, samples=60, util_mean=min(p95, 0.5),
+                          util_min=0.0, util_max=p95, util_p95=p95, job_id=p.job.job_id,
+                          tenant=p.job.tenant) for m in minutes]
 
 
 async def test_an_idle_job_is_warned_reclaimed_requeued_and_placed_again(
@@ -256,3 +258,43 @@ async def test_a_drain_survives_a_scheduler_killed_with_sigkill(
             drained_since=drained.since, healthy_since=drained.since))
         after = await seen.until(placement("after", 0))
         assert after.gpus == [0]
+
+
+async def test_shares_go_where_the_gpu_is_measured_idle_and_borrowers_go_first(
+        bus: BusSettings, tmp_path: Path) -> None:
+    async with stack(bus, tmp_path, analytics=False, nodes=3, gpus=1,
+                     scores="fgd,bestfit:0.1,topology,loadaware:10", loop="opportunistic",
+                     opportunistic_queues="spot") as s:
+        seen = s.seen
+        # Three owners, one per GPU (600 thousandths each); two keep theirs busy.
+        for i in range(3):
+            await send(bus, "jobs.requests", SubmitJob(job=JobSpec(
+                job_id=f"own-{i}", gpu_milli=600, sim_duration_s=600)))
+        owners = [await seen.until(placement(f"own-{i}", 0)) for i in range(3)]
+        assert len({p.node for p in owners}) == 3
+        t0 = float(int(time.time())) - 120
+        for i, p in enumerate(owners):
+            await send(bus, "gpu.util", *windows(p, range(1), t0, p95=2.0 if i == 2 else 90.0))
+        idle = owners[2].node
+        # 1. Load-aware: a share goes to the GPU its owner leaves idle.
+        await send(bus, "jobs.requests", SubmitJob(job=JobSpec(
+            job_id="share", gpu_milli=300, sim_duration_s=600)))
+        assert (await seen.until(placement("share", 0))).node == idle
+        # 2. Opportunistic: no whole GPU is free; the spot job borrows the idle one and runs.
+        await send(bus, "jobs.requests", SubmitJob(job=JobSpec(
+            job_id="spot-1", queue="spot", gpus=1, sim_duration_s=600)))
+        lent = await seen.until(placement("spot-1", 0))
+        assert (lent.node, lent.gpus, lent.lent) == (idle, [0], True)
+        placed = await seen.until(event("spot-1", JobState.PLACED, 0))
+        assert placed.reason.startswith("opportunistic: on lent GPU 0 of " + idle)
+        await seen.until(executor_event("spot-1", JobState.STARTED))
+        # 3. Its owners get busy: the borrower is stopped and requeued.
+        await send(bus, "gpu.util", *windows(owners[2], range(1, 2), t0, p95=80.0))
+        stopping = await seen.until(event("spot-1", JobState.PREEMPTING, 0))
+        assert stopping.reason == (f"opportunistic: the owners of GPU 0 on {idle} are busy "
+                                   "again (p95 80 % >= 50 %)")
+        await seen.until(executor_event("spot-1", JobState.PREEMPTED))
+        queued = await seen.until(event("spot-1", JobState.QUEUED, 1))
+        assert queued.reason == f"{stopping.reason}; back in its queue"
+        assert not any(isinstance(m, JobEvent) and m.state == JobState.FAILED
+                       for m in seen.msgs)
