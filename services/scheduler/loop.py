@@ -75,15 +75,31 @@ class LoopPlugin(Protocol):
     def react(self, msg: object, view: LoopView) -> list[Decision]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A GPU that may lend its share now: node index, GPU, and its measured p95."""
+
+    node: int
+    gpu: int
+    util_p95: float
+
+
 @runtime_checkable
 class Lender(Protocol):
-    """A loop plugin that places jobs on lent share (opportunistic jobs)."""
+    """A loop plugin that places jobs on lent share (opportunistic jobs): once per cycle the
+    GPUs that may lend now (``offers``, best first), then for each waiting job it ``wants`` the
+    slot it takes from them (``take`` removes it) and why."""
 
     name: str
 
     def wants(self, job: Job) -> bool: ...
 
-    def lend(self, job: Job, cluster: Cluster, view: LoopView) -> tuple[Slot, str] | None: ...
+    def may_lend(self, w: GpuUtilWindow) -> bool: ...
+
+    def offers(self, cluster: Cluster, view: LoopView) -> list[Offer]: ...
+
+    def take(self, job: Job, cluster: Cluster, offers: list[Offer]) -> tuple[Slot, str] | None:
+        ...
 
 
 @dataclass
@@ -141,8 +157,8 @@ def act(core: SchedulerCore, msg: object) -> list[Message]:
     node = loop.observe(msg)
     if node is not None and node in core.specs:
         core._apply(node)
-    if isinstance(msg, GpuUtilWindow) and loop.lenders and any(
-            lender.wants(j) for lender in loop.lenders for j in core.pending.values()):
+    if isinstance(msg, GpuUtilWindow) and core.pending and any(
+            lender.may_lend(msg) for lender in loop.lenders):
         core.dirty = True  # a GPU measured idle may lend to a waiting job now
     view = LoopView(core.running, core.cluster.names, loop.measured, loop.drains, core.clock())
     out: list[Message] = []
@@ -178,24 +194,31 @@ def lend(core: SchedulerCore, state: CycleState) -> list[Message]:
     find some (in arrival order). The slot holds no share in the model; the placement carries
     the job's share and says ``lent``."""
     loop = core.loop
-    if not loop.lenders:
-        return []
     out: list[Message] = []
-    for job in sorted(core.pending.values(), key=lambda j: j.seq):
-        view = LoopView(core.running, core.cluster.names, loop.measured, loop.drains, state.now)
-        found = next((f for lender in loop.lenders if lender.wants(job)
-                      and (f := lender.lend(job, core.cluster, view)) is not None), None)
-        if found is None:
-            continue
-        slot, why = found
-        rec = core.records[job.job_id]
-        del core.pending[job.job_id]
-        core.hold(job, [slot], rec.attempt, since=state.now)
-        spec = job.spec
-        assert spec is not None
-        node, gpus = core.cluster.names[slot.node], list(slot.gpus)
-        out.append(Placement(job=spec, node=node, gpus=gpus, gpu_milli=job.milli,
-                             attempt=rec.attempt, lent=True, ts=state.now))
-        out.append(core._event(job, JobState.PLACED, why, node=node, gpus=gpus,
-                               gpu_milli=job.milli, member=0, attempt=rec.attempt))
+    offers: dict[str, list[Offer]] = {}
+    for lender in loop.lenders:
+        for job in sorted((j for j in core.pending.values() if lender.wants(j)),
+                          key=lambda j: j.seq):
+            if lender.name not in offers:  # once per cycle, and only when a job wants it
+                view = LoopView(core.running, core.cluster.names, loop.measured, loop.drains,
+                                state.now)
+                offers[lender.name] = lender.offers(core.cluster, view)
+            found = lender.take(job, core.cluster, offers[lender.name])
+            if found is not None:
+                out += _borrow(core, state, job, *found)
     return out
+
+
+def _borrow(core: SchedulerCore, state: CycleState, job: Job, slot: Slot,
+            why: str) -> list[Message]:
+    """Hold ``slot`` (no share) for ``job``: its placement, lent, and its ``placed`` event."""
+    rec = core.records[job.job_id]
+    del core.pending[job.job_id]
+    core.hold(job, [slot], rec.attempt, since=state.now)
+    spec = job.spec
+    assert spec is not None
+    node, gpus = core.cluster.names[slot.node], list(slot.gpus)
+    return [Placement(job=spec, node=node, gpus=gpus, gpu_milli=job.milli,
+                      attempt=rec.attempt, lent=True, ts=state.now),
+            core._event(job, JobState.PLACED, why, node=node, gpus=gpus, gpu_milli=job.milli,
+                        member=0, attempt=rec.attempt)]

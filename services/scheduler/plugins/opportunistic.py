@@ -17,13 +17,11 @@ Enable with ``GPUFLEET_SCHEDULER_LOOP=opportunistic``.
 
 from __future__ import annotations
 
-import numpy as np
-
 from gpufleet.contracts import GpuUtilWindow
 from services.scheduler.cluster import Cluster, Slot
 from services.scheduler.framework import PluginArgs, Running
 from services.scheduler.jobs import Job
-from services.scheduler.loop import Decision, LoopView
+from services.scheduler.loop import Decision, LoopView, Offer
 from services.scheduler.loopstops import LoopStop
 from services.scheduler.plugins.fits import host_room
 
@@ -59,31 +57,39 @@ class Opportunistic:
         """An opportunistic job that may borrow: one member on one GPU."""
         return job.queue in self.queues and job.gang == 1 and job.gpus == 1
 
-    def lend(self, job: Job, cluster: Cluster, view: LoopView) -> tuple[Slot, str] | None:
-        """The GPU the job borrows (the least busy of those that may lend) and why, or None."""
-        if not self.wants(job):
-            return None
+    def may_lend(self, w: GpuUtilWindow) -> bool:
+        return w.util_p95 < self.lend_below
+
+    def offers(self, cluster: Cluster, view: LoopView) -> list[Offer]:
+        """The GPUs that may lend now, the least busy first: given out, healthy, not drained,
+        on an online node, recently measured idle with memory to spare, lending to nobody."""
         taken = borrowed_gpus(view)
-        n_nodes = cluster.n_nodes
-        nodes = host_room(job, cluster) & cluster.model_mask(job.models)[:n_nodes]
-        best: tuple[float, float, int, int] | None = None
-        for n in np.flatnonzero(nodes & cluster.online[:n_nodes]).tolist():
-            usable = cluster.exists[n] & cluster.healthy[n]
-            for g in np.flatnonzero(usable & (cluster.used[n] > 0)).tolist():
-                load = view.measured.load(cluster.names[n], g, view.now)
-                if (load is None or load.util_p95 >= self.lend_below
-                        or load.mem_frac > MAX_MEM_FRAC or (cluster.names[n], g) in taken):
-                    continue
-                key = (load.util_p95, load.mem_frac, n, g)
-                if best is None or key < best:
-                    best = key
-        if best is None:
+        out: list[tuple[float, float, int, int]] = []
+        for (node, g), load in view.measured.gpus.items():
+            n = cluster.index.get(node)
+            if (n is None or g >= cluster.exists.shape[1] or not cluster.online[n]
+                    or not (cluster.exists[n, g] and cluster.healthy[n, g])
+                    or cluster.used[n, g] <= 0 or (node, g) in taken):
+                continue
+            if (view.now - load.at > view.measured.max_age_s or load.util_p95 >= self.lend_below
+                    or load.mem_frac > MAX_MEM_FRAC):
+                continue
+            out.append((load.util_p95, load.mem_frac, n, g))
+        return [Offer(n, g, p95) for p95, _, n, g in sorted(out)]
+
+    def take(self, job: Job, cluster: Cluster, offers: list[Offer]) -> tuple[Slot, str] | None:
+        """The first offer on a node with the job's model, CPU and memory, and why."""
+        if not offers:
             return None
-        p95, _, n, g = best
-        why = (f"opportunistic: on lent GPU {g} of {cluster.names[n]} (given out, measured "
-               f"idle: p95 {p95:.0f} % < {self.lend_below:g} %); the first to go when its "
-               "owners are busy")
-        return Slot(n, (g,), 0, job.cpu_milli, job.memory_mib), why
+        nodes = host_room(job, cluster) & cluster.model_mask(job.models)[:cluster.n_nodes]
+        i = next((i for i, o in enumerate(offers) if nodes[o.node]), None)
+        if i is None:
+            return None
+        o = offers.pop(i)
+        why = (f"opportunistic: on lent GPU {o.gpu} of {cluster.names[o.node]} (given out, "
+               f"measured idle: p95 {o.util_p95:.0f} % < {self.lend_below:g} %); the first to "
+               "go when its owners are busy")
+        return Slot(o.node, (o.gpu,), 0, job.cpu_milli, job.memory_mib), why
 
     def react(self, msg: object, view: LoopView) -> list[Decision]:
         if not isinstance(msg, GpuUtilWindow):
