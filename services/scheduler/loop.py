@@ -8,12 +8,16 @@ the profile what to do about each message. A loop plugin is any plugin of the pr
 
 * ``LoopStop``: stop a running job with a reason, requeued or not (the core sends it through
   the preemption path: a ``StopJob``, then the job's end is reported by its executor);
-* ``Ignored``: nothing to do, and why (logged by the driver);
+* ``Ignored``: nothing to do, and why (logged at info level);
 * ``Note``: a new reason for a running job (a reclaim warning, a withdrawal), shown in its
   record.
 
+A ``Lender`` (``opportunistic``) places, after each cycle, the jobs it wants that are still
+waiting on share lent by GPUs measured idle (``lend``).
+
 With a plugin off, its messages change nothing: without ``drained`` a drain neither marks its
-GPU nor stops its jobs; without ``reclaim`` a reclaim request is ignored.
+GPU nor stops its jobs; without ``reclaim`` a reclaim request is ignored. ``act`` and ``lend``
+are the core's own steps, kept here so that the core only calls them.
 """
 
 from __future__ import annotations
