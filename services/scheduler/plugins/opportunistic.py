@@ -17,12 +17,15 @@ Enable with ``GPUFLEET_SCHEDULER_LOOP=opportunistic``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from gpufleet.contracts import GpuUtilWindow
 from services.scheduler.cluster import Cluster, Slot
 from services.scheduler.framework import PluginArgs, Running
 from services.scheduler.jobs import Job
 from services.scheduler.loop import Decision, LoopView, Offer
 from services.scheduler.loopstops import LoopStop
+from services.scheduler.measured import GpuLoad
 from services.scheduler.plugins.fits import host_room
 
 NAME = "opportunistic"
@@ -64,18 +67,25 @@ class Opportunistic:
         """The GPUs that may lend now, the least busy first: given out, healthy, not drained,
         on an online node, recently measured idle with memory to spare, lending to nobody."""
         taken = borrowed_gpus(view)
-        out: list[tuple[float, float, int, int]] = []
-        for (node, g), load in view.measured.gpus.items():
-            n = cluster.index.get(node)
-            if (n is None or g >= cluster.exists.shape[1] or not cluster.online[n]
-                    or not (cluster.exists[n, g] and cluster.healthy[n, g])
-                    or cluster.used[n, g] <= 0 or (node, g) in taken):
-                continue
-            if (view.now - load.at > view.measured.max_age_s or load.util_p95 >= self.lend_below
-                    or load.mem_frac > MAX_MEM_FRAC):
-                continue
-            out.append((load.util_p95, load.mem_frac, n, g))
-        return [Offer(n, g, p95) for p95, _, n, g in sorted(out)]
+        width = cluster.exists.shape[1]
+        rows: list[tuple[int, int]] = []
+        loads: list[GpuLoad] = []
+        for (node, gpu), load in view.measured.gpus.items():
+            row = cluster.index.get(node)
+            if row is not None and gpu < width and (node, gpu) not in taken:
+                rows.append((row, gpu))
+                loads.append(load)
+        if not rows:
+            return []
+        n, g = (np.array(col, np.int64) for col in zip(*rows, strict=True))
+        p95 = np.array([x.util_p95 for x in loads])
+        mem = np.array([x.mem_frac for x in loads])
+        at = np.array([x.at for x in loads])
+        ok = (cluster.online[n] & cluster.exists[n, g] & cluster.healthy[n, g]
+              & (cluster.used[n, g] > 0) & (view.now - at <= view.measured.max_age_s)
+              & (p95 < self.lend_below) & (mem <= MAX_MEM_FRAC))
+        order = [i for i in np.lexsort((g, n, mem, p95)).tolist() if ok[i]]
+        return [Offer(int(n[i]), int(g[i]), float(p95[i])) for i in order]
 
     def take(self, job: Job, cluster: Cluster, offers: list[Offer]) -> tuple[Slot, str] | None:
         """The first offer on a node with the job's model, CPU and memory, and why."""
