@@ -164,3 +164,25 @@ def test_reclaim_warnings_are_the_jobs_reason(name: str, settings: dict[str, str
         assert core.handle(msg) == []
     assert record_of(core, "j").reason == reason
     assert core.take_touched() == (["j"] if reason else [])
+
+
+@pytest.mark.parametrize(("name", "settings", "react", "lend", "draining"), [
+    ("off by default", {}, [], [], False),
+    ("drains by the filter", {"scheduler_filters": "health,drained,fits"}, ["drained"], [],
+     True),
+    ("reclaim and opportunistic by the loop setting",
+     {"scheduler_loop": "reclaim,opportunistic"}, ["reclaim", "opportunistic"],
+     ["opportunistic"], False),
+])
+def test_the_loop_plugins_come_from_the_settings(name: str, settings: dict[str, str],
+                                                 react: list[str], lend: list[str],
+                                                 draining: bool) -> None:
+    core = SchedulerCore(build_profile(SchedulerSettings(**settings)), clock=lambda: 0.0)
+    assert [p.name for p in core.loop.plugins] == react, name
+    assert [p.name for p in core.loop.lenders] == lend, name
+    assert core.loop.draining == draining, name
+
+
+def test_an_unknown_loop_plugin_stops_the_start() -> None:
+    with pytest.raises(KeyError, match="unknown plugin 'reclaimx'"):
+        build_profile(SchedulerSettings(scheduler_loop="reclaimx"))
