@@ -79,6 +79,15 @@ class LoopPlugin(Protocol):
     def react(self, msg: object, view: LoopView) -> list[Decision]: ...
 
 
+@runtime_checkable
+class DrainFilter(Protocol):
+    """A plugin that keeps drained GPUs out of placement: with one, drains mark their GPUs."""
+
+    name: str
+
+    def filters_drained(self) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Offer:
     """A GPU that may lend its share now: node index, GPU, and its measured p95."""
@@ -121,7 +130,8 @@ class ClosedLoop:
         loop = [p for p in plugins if isinstance(p, LoopPlugin)]
         return cls(plugins=loop, lenders=[p for p in plugins if isinstance(p, Lender)],
                    measured=MeasuredLoad(max_age_s=max_age_s),
-                   draining=any(p.name == "drained" for p in loop))
+                   draining=any(isinstance(p, DrainFilter) and p.filters_drained()
+                                for p in plugins))
 
     def observe(self, msg: object) -> str | None:
         """Keep what ``msg`` says; the node whose drained GPUs changed, if any."""

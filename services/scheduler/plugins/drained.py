@@ -47,6 +47,9 @@ class Drained:
         return mask, unschedulable(NAME, "the GPUs that would fit are drained: "
                                    + "; ".join(sorted(reasons)[:5]))
 
+    def filters_drained(self) -> bool:
+        return True
+
     def react(self, msg: object, view: LoopView) -> list[Decision]:
         if not isinstance(msg, GpuDrain):
             return []
