@@ -174,6 +174,8 @@ def act(core: SchedulerCore, msg: object) -> list[Message]:
     if isinstance(msg, GpuUtilWindow) and core.pending and any(
             lender.may_lend(msg) for lender in loop.lenders):
         core.dirty = True  # a GPU measured idle may lend to a waiting job now
+    if not loop.plugins:
+        return []
     view = LoopView(core.running, core.cluster.names, loop.measured, loop.drains, core.clock())
     out: list[Message] = []
     for d in loop.react(msg, view):
