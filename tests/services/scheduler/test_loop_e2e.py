@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sched_service import scheduler_env, wait_ready
 
@@ -46,6 +47,7 @@ from gpufleet.contracts import (
     SubmitJob,
     decoder_for,
 )
+from gpufleet.localkafka import free_port
 from services.fleet.config import FleetSettings
 from services.fleet.driver import serve
 
@@ -65,8 +67,9 @@ class Seen:
         self.consumer = make_consumer(bus, WATCH, group_id=None)
         self.msgs: list[Any] = []
         self.logs: list[Path] = []
+        self.metrics: int | None = None  # the analytics' ops port, for its counts on a failure
 
-    async def until(self, want: Callable[[Any], bool], timeout: float = 40) -> Any:
+    async def until(self, want: Callable[[Any], bool], timeout: float = 60) -> Any:
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -77,8 +80,26 @@ class Seen:
                         name = tp.topic.removeprefix(self.bus.topic_prefix + ".")
                         self.msgs += [decoder_for(name).decode(r.value) for r in records]
         except TimeoutError:
-            logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.logs)
-            pytest.fail(f"not seen in {timeout} s; seen: {self.msgs[-30:]}\n{logs}")
+            logs = "\n".join(f"--- {p.name}\n{tail(p)}" for p in self.logs)
+            counts = await analytics_counts(self.metrics) if self.metrics else ""
+            pytest.fail(f"not seen in {timeout} s; seen: {self.msgs[-30:]}\n{counts}\n{logs}")
+
+
+def tail(log: Path) -> str:
+    """A log's last lines, without faust's tables of offsets."""
+    lines = [ln for ln in log.read_text().splitlines() if not ln.startswith(("|", "+"))]
+    return "\n".join(lines[-40:])
+
+
+async def analytics_counts(port: int) -> str:
+    """What the analytics worker counted (records read per topic, decisions), or why not."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http, \
+                http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            return "\n".join(ln for ln in (await r.text()).splitlines()
+                             if ln.startswith("gpufleet_analytics"))
+    except (aiohttp.ClientError, TimeoutError) as e:
+        return f"analytics /metrics: {e}"
 
 
 def event(job: str, state: JobState, attempt: int | None = None) -> Callable[[Any], bool]:
@@ -95,12 +116,14 @@ def placement(job: str, attempt: int) -> Callable[[Any], bool]:
     return lambda m: isinstance(m, Placement) and m.job.job_id == job and m.attempt == attempt
 
 
-def analytics_env(bus: BusSettings) -> dict[str, str]:
+def analytics_env(bus: BusSettings, ops_port: int) -> dict[str, str]:
     return {**os.environ, "GPUFLEET_KAFKA_BOOTSTRAP": bus.kafka_bootstrap,
             "GPUFLEET_TOPIC_PREFIX": bus.topic_prefix, "GPUFLEET_CLUSTER": bus.cluster,
             "GPUFLEET_RECLAIM_POLICIES": POLICIES, "GPUFLEET_IDLE_AFTER_S": "120",
             "GPUFLEET_UNDRAIN_AFTER_S": "3600", "GPUFLEET_RIGHTSIZING_EVERY_S": "3600",
-            "GPUFLEET_ANALYTICS_OPS_PORT": "0", "GPUFLEET_INGEST_SESSION_TIMEOUT_MS": "6000"}
+            "GPUFLEET_ANALYTICS_OPS_PORT": str(ops_port),
+            "GPUFLEET_ANALYTICS_OPS_HOST": "127.0.0.1",
+            "GPUFLEET_INGEST_SESSION_TIMEOUT_MS": "6000"}
 
 
 def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -141,11 +164,14 @@ async def stack(bus: BusSettings, tmp: Path, analytics: bool = True, nodes: int 
     procs = {"scheduler": spawn(SCHEDULER, env, tmp / "scheduler.log")}
     seen.logs.append(tmp / "scheduler.log")
     if analytics:
+        seen.metrics = free_port()
         procs["analytics"] = spawn([sys.executable, "-m", "services.ingest.analytics"],
-                                   analytics_env(bus), tmp / "analytics.log")
+                                   analytics_env(bus, seen.metrics), tmp / "analytics.log")
         seen.logs.append(tmp / "analytics.log")
     try:
         await wait_ready(int(env["GPUFLEET_SCHEDULER_OPS_PORT"]))
+        if seen.metrics:  # tables recovered and the agent running: it reads from here on
+            await wait_ready(seen.metrics, timeout=90)
         yield Stack(seen, env, procs)
     finally:
         for proc in procs.values():
