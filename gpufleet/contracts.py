@@ -262,6 +262,10 @@ class Placement(Message, tag="place", tag_field="kind", kw_only=True):
     gpu_milli: Milli = GPU_MILLI
     member: Member = 0
     attempt: Attempt = 0
+    # An opportunistic job on share lent to it: the GPU is allocated to others and measured
+    # idle; the executor does not count this share against the GPU's 1000 (the scheduler stops
+    # the job when the owners get busy).
+    lent: bool = False
 
 
 class StopJob(Message, tag="stop", tag_field="kind", kw_only=True):
@@ -424,6 +428,7 @@ class JobSlot(Struct, kw_only=True, omit_defaults=True):
     node: Name
     gpus: GpuIndices
     gpu_milli: Milli = GPU_MILLI
+    lent: bool = False  # lent share (see ``Placement.lent``): the scheduler's model holds none
 
 
 class SchedulerJob(Message, kw_only=True):

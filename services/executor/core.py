@@ -269,7 +269,7 @@ class ExecutorCore:
             if g in self.unhealthy:
                 return f"GPU {g} is not usable: {self.unhealthy[g]}"
             used = self.milli_used(g) if count_use else 0
-            if used + p.gpu_milli > GPU_MILLI:
+            if not p.lent and used + p.gpu_milli > GPU_MILLI:  # lent share is on top
                 return (f"GPU {g} has {GPU_MILLI - used}/{GPU_MILLI} free, the job needs "
                         f"{p.gpu_milli}")
         if len(set(p.gpus)) != len(p.gpus):
@@ -281,7 +281,9 @@ class ExecutorCore:
         return self.refusal(p, count_use=False) is None
 
     def milli_used(self, gpu: int) -> int:
-        return sum(j.placement.gpu_milli for j in self.jobs.values() if gpu in j.placement.gpus)
+        """Share of ``gpu`` given out (lent share, allocated to others too, is not counted)."""
+        return sum(j.placement.gpu_milli for j in self.jobs.values()
+                   if gpu in j.placement.gpus and not j.placement.lent)
 
     def gpu_load(self) -> dict[int, float]:
         """GPU index -> how busy its jobs keep it (percent), for the simulated GPU source."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from services.executor.simrunner import SimRunner
 from services.executor.state import StateFile
 from services.fleet.config import FleetSettings
 from services.telemetry.node import NodeTelemetry
-from services.telemetry.sources.sim import MODELS, SimSource
+from services.telemetry.sources.sim import MODELS, SimSource, xids_of
 
 
 def node_names(prefix: str, n: int) -> list[str]:
@@ -52,10 +53,14 @@ class Fleet:
             executor = NodeExecutor(core, SimRunner(settings.default_sim_duration_s, self.tasks),
                                     outbox, state, summary=self.summary)
             source = SimSource(name, settings.sim_gpus_per_node, models[i % len(models)],
-                               load=core.gpu_load, seed=i)
+                               load=core.gpu_load, seed=i, xids=self._xids_of(core))
             telemetry = NodeTelemetry(settings.cluster, name, source,
                                       settings.processes_every_s, settings.health_every_s)
             self.nodes[name] = SimNode(telemetry, executor)
+
+    @staticmethod
+    def _xids_of(core: ExecutorCore) -> Callable[[], dict[int, int]]:
+        return lambda: xids_of(j.placement for j in core.jobs.values())
 
     @property
     def telemetry(self) -> list[NodeTelemetry]:

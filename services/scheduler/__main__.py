@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         build_profile(settings)
     except (KeyError, ValueError) as e:
         print(f"gpufleet scheduler: bad plugin settings (GPUFLEET_SCHEDULER_QUEUE_ORDER, _FILTERS, "
-              f"_SCORES): {e}", file=sys.stderr)
+              f"_SCORES, _LOOP): {e}", file=sys.stderr)
         return 2
     return run_service(lambda stop: serve(settings, stop), settings.log_level,
                        name="gpufleet scheduler", known=said(settings))

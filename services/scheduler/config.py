@@ -22,6 +22,16 @@ class SchedulerSettings(TenantSettings, frozen=True, kw_only=True):
     scheduler_filters: str = ",".join(DEFAULT_FILTERS)
     # Score plugins as "name" or "name:weight".
     scheduler_scores: str = ",".join(DEFAULT_SCORES)
+    # Closed-loop plugins that act on the analytics' decisions, comma-separated: "reclaim"
+    # (stop idle jobs asked for on ``reclaims``), "opportunistic" (lend GPU share measured idle
+    # to the opportunistic queues). Drains: the "drained" filter; measured load: "loadaware".
+    scheduler_loop: str = ""
+    # Queues whose jobs are opportunistic (plugin "opportunistic"), comma-separated: they may
+    # run on GPU share that is allocated but measured idle (p95 under LEND_BELOW_UTIL), and are
+    # stopped and requeued when the GPU's p95 reaches OWNERS_BUSY_UTIL.
+    scheduler_opportunistic_queues: str = ""
+    scheduler_lend_below_util: Annotated[float, Meta(ge=0, le=100)] = 10.0
+    scheduler_owners_busy_util: Annotated[float, Meta(ge=0, le=100)] = 50.0
     scheduler_preemption: bool = True
     scheduler_backfill: bool = True
     scheduler_quota_borrowing: bool = True

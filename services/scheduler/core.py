@@ -15,7 +15,9 @@ import numpy as np
 from gpufleet.contracts import (
     DUPLICATE_JOB_ID,
     CancelJob,
+    GpuDrain,
     GpuHealth,
+    GpuUndrain,
     GpuUtilWindow,
     JobEvent,
     JobSpec,
@@ -23,12 +25,16 @@ from gpufleet.contracts import (
     Message,
     NodeInventory,
     Placement,
+    ReclaimRequest,
+    ReclaimWarning,
+    ReclaimWithdrawn,
     StopJob,
     SubmitJob,
 )
 from services.scheduler.cluster import Cluster, NodeSpec, Slot
 from services.scheduler.framework import Code, CycleState, Running
 from services.scheduler.jobs import FULL, Job, from_spec, problems
+from services.scheduler.loop import ClosedLoop, act, lend
 from services.scheduler.pipeline import Profile
 
 SOURCE = "scheduler"
@@ -116,6 +122,7 @@ class SchedulerCore:
         self.ended: dict[str, set[int]] = {}  # gang members that ended, their GPUs freed
         self.touched: set[str] = set()  # jobs whose record changed since take_touched()
         self.next_check = 0.0
+        self.loop = ClosedLoop.of(profile.plugins)  # drains, reclaims, measured load
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -128,9 +135,14 @@ class SchedulerCore:
             case JobEvent():
                 return self._on_event(msg)
             case NodeInventory():
+                self.loop.observe(msg)
                 self._inventory(node_spec(msg))
             case GpuUtilWindow():
                 self.util[(msg.node, msg.gpu)] = msg.util_mean
+                return act(self, msg)
+            case (GpuDrain() | GpuUndrain() | ReclaimRequest() | ReclaimWarning()
+                  | ReclaimWithdrawn()):
+                return act(self, msg)
         return []
 
     def _move(self, job: Job, state: JobState, reason: str | None = None) -> None:
@@ -225,7 +237,8 @@ class SchedulerCore:
             self.pending[ev.job_id] = run.job
             if rec is not None:
                 rec.attempt += 1
-            why = "preempted; back in its queue"
+            why = rec.reason if rec is not None and rec.state == JobState.PREEMPTING else ""
+            why = f"{why or 'preempted'}; back in its queue"
             self._move(run.job, JobState.QUEUED, why)
             return [self._job_event(run.job, JobState.QUEUED, why,
                                     attempt=rec.attempt if rec is not None else run.attempt + 1)]
@@ -296,7 +309,7 @@ class SchedulerCore:
         it is cordoned."""
         spec = self.specs[node]
         away = node in self.expired or node in self.cordoned
-        self.cluster.upsert(replace(spec, online=spec.online and not away))
+        self.cluster.upsert(self.loop.apply(replace(spec, online=spec.online and not away)))
         self.dirty = True
 
     def heartbeat(self, node: str) -> None:
@@ -404,7 +417,8 @@ class SchedulerCore:
         state = CycleState(now=self.clock(), rng=self.rng, running=self.running,
                            pending=list(self.pending.values()),
                            capacity_milli=self.cluster.capacity_milli(),
-                           tenant_used=self._tenant_used(), nominations=self.nominations)
+                           tenant_used=self._tenant_used(), nominations=self.nominations,
+                           memo=self.loop.memo())
         out: list[Message] = []
         stats = CycleStats()
         failed: dict[object, str] = {}
@@ -424,6 +438,7 @@ class SchedulerCore:
             elif (rec := self.records[job.job_id]).reason != reason:
                 self._move(job, JobState.QUEUED, reason)
                 out.append(self._job_event(job, JobState.QUEUED, reason, attempt=rec.attempt))
+        out += lend(self, state)  # opportunistic jobs still waiting, on lent share
         self.last = stats
         return out
 

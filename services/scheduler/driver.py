@@ -34,6 +34,8 @@ from gpufleet.bus import (
 )
 from gpufleet.contracts import (
     TOPIC_OF_TYPE,
+    GpuDrain,
+    GpuUndrain,
     JobEvent,
     JobState,
     Message,
@@ -56,21 +58,25 @@ from services.scheduler.recovery import records_of, restore
 from services.scheduler.snapshot import snapshot
 
 log = logging.getLogger(__name__)
-INPUTS = ("jobs.requests", "jobs.events", "nodes", "gpu.util")
-STATE = ("nodes", "scheduler.jobs")  # what recovery reads to the end
+INPUTS = ("jobs.requests", "jobs.events", "nodes", "gpu.util", "gpu.drains", "reclaims")
+# What recovery reads to the end: the inventory, the job records, and the drains (the GPUs
+# drained now are the ones whose last drain message is a drain; see docs/scheduler.md).
+STATE = ("nodes", "scheduler.jobs", "gpu.drains")
 READS = (*INPUTS, "scheduler.jobs", "scheduler.state", "gpu.samples")
 RETRY_S = (1.0, 2.0, 5.0, 10.0)  # waits between tries while the broker is away
 
 
 async def recover(settings: SchedulerSettings, core: SchedulerCore,
                   consumer: AIOKafkaConsumer, dead: DeadLetters) -> None:
-    """Rebuild the state from the node inventory and the scheduler's own job records."""
+    """Rebuild the state from the node inventory, the drains and the scheduler's own job
+    records. Drains are read before any job holds GPUs again, so they only mark GPUs; the ones
+    after the committed offsets are read again as inputs and stop what runs there."""
     tps = await partitions(settings, STATE)
     records = await read_range(settings, await consumer.end_offsets(tps))
     jobs: list[SchedulerJob] = []
     for record in records:
         msg, reason = dead.decode(record)
-        if isinstance(msg, NodeInventory):
+        if isinstance(msg, NodeInventory | GpuDrain | GpuUndrain):
             core.handle(msg)
         elif isinstance(msg, SchedulerJob):
             jobs.append(msg)
@@ -78,8 +84,9 @@ async def recover(settings: SchedulerSettings, core: SchedulerCore,
             log.warning("recovery skips %s[%d]@%d: %s", record.topic, record.partition,
                         record.offset, reason)
     restore(core, jobs)
-    log.info("recovered: %d nodes, %d queued, %d running, %d jobs known",
-             core.cluster.n_nodes, len(core.pending), len(core.running), len(core.records))
+    log.info("recovered: %d nodes, %d queued, %d running, %d jobs known, %d GPUs drained",
+             core.cluster.n_nodes, len(core.pending), len(core.running), len(core.records),
+             len(core.loop.drains.gpus))
 
 
 def leases(settings: SchedulerSettings) -> Leases:

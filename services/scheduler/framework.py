@@ -166,6 +166,11 @@ class PluginArgs:
     borrowing: bool = True
     weights: Mapping[str, float] = field(default_factory=dict)  # tenant -> fair-share weight
     workload: tuple[tuple[Job, float], ...] = ()  # typical jobs and their share, for FGD
+    # Opportunistic jobs (the closed loop): their queues, the measured p95 (percent) under
+    # which an allocated GPU lends its share, and the p95 at which its owners are busy again.
+    opportunistic_queues: frozenset[str] = frozenset()
+    lend_below_util: float = 10.0
+    owners_busy_util: float = 50.0
 
 
 Factory = Callable[[PluginArgs], object]

@@ -34,8 +34,11 @@ from services.scheduler.framework import (
     Status,
 )
 from services.scheduler.jobs import Job
+from services.scheduler.loop import DrainFilter, Lender, LoopPlugin
 
-STAGES = ("key", "pre_filter", "filter", "score", "reserve", "permit", "post_filter")
+STAGES = ("key", "pre_filter", "filter", "score", "reserve", "permit", "post_filter",
+          "react", "filters_drained", "offers")
+LOOP_STAGES = (LoopPlugin, DrainFilter, Lender)  # the closed loop's (services/scheduler/loop.py)
 # Above this many candidate nodes, score one node per free shape (``Cluster.representatives``)
 # instead of every node: they score alike, and a large fleet has a few hundred shapes.
 GROUP_ABOVE = 2048
@@ -56,6 +59,7 @@ class Profile:
     reserves: list[Reserve] = field(default_factory=list)
     permits: list[Permit] = field(default_factory=list)
     post_filters: list[PostFilter] = field(default_factory=list)
+    plugins: list[object] = field(default_factory=list)  # every plugin, in the order enabled
 
     @classmethod
     def build(cls, registry: Registry, names: Iterable[str], args: PluginArgs) -> Profile:
@@ -70,16 +74,19 @@ class Profile:
         return profile
 
     def _add(self, plugin: object, weight: float) -> None:
-        """Put ``plugin`` in every stage it implements; one that implements none is refused."""
+        """Put ``plugin`` in every stage it implements; one that implements none is refused.
+        Every plugin is kept in ``plugins`` too (the closed loop asks them for its stages)."""
         stages: list[tuple[type, Callable[[Any], None]]] = [
             (QueueOrder, self.queue_order.append), (PreFilter, self.pre_filters.append),
             (Filter, self.filters.append), (Score, lambda p: self.scores.append((p, weight))),
             (Reserve, self.reserves.append), (Permit, self.permits.append),
-            (PostFilter, self.post_filters.append)]
+            (PostFilter, self.post_filters.append),
+            *((loop, lambda p: None) for loop in LOOP_STAGES)]
         joined = [add for stage, add in stages if isinstance(plugin, stage)]
         if not joined:
             raise TypeError(f"plugin {getattr(plugin, 'name', plugin)!r} implements no stage "
                             f"(one of: {', '.join(STAGES)})")
+        self.plugins.append(plugin)
         for add in joined:
             add(plugin)
 

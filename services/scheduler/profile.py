@@ -16,6 +16,7 @@ def plugin_names(settings: SchedulerSettings) -> list[str]:
     names = [*parse_list(settings.scheduler_queue_order),
              *parse_list(settings.scheduler_filters), "gang"]
     names += parse_list(settings.scheduler_scores)
+    names += parse_list(settings.scheduler_loop)
     if settings.scheduler_preemption:
         names.append("preemption")
     if settings.scheduler_backfill:
@@ -26,5 +27,9 @@ def plugin_names(settings: SchedulerSettings) -> list[str]:
 def build_profile(settings: SchedulerSettings,
                   workload: Iterable[tuple[Job, float]] = ()) -> Profile:
     args = PluginArgs(quotas=settings.quotas(), borrowing=settings.scheduler_quota_borrowing,
-                      weights=settings.weights(), workload=tuple(workload))
+                      weights=settings.weights(), workload=tuple(workload),
+                      opportunistic_queues=frozenset(
+                          parse_list(settings.scheduler_opportunistic_queues)),
+                      lend_below_util=settings.scheduler_lend_below_util,
+                      owners_busy_util=settings.scheduler_owners_busy_util)
     return Profile.build(REGISTRY, plugin_names(settings), args)

@@ -31,8 +31,10 @@ def record_of(core: SchedulerCore, job_id: str) -> SchedulerJob:
     run = core.running.get(job_id)
     if run is not None:
         out.attempt = run.attempt
+        # A lent slot holds no share in the model; its record keeps the job's share.
         out.slots = [JobSlot(node=core.cluster.names[s.node], gpus=list(s.gpus),
-                             gpu_milli=s.milli) for s in run.slots]
+                             gpu_milli=s.milli or rec.job.milli, lent=s.milli == 0)
+                     for s in run.slots]
         out.placed_at = run.started_at
         out.started = sorted(core.started.get(job_id, ()))
         out.ended = sorted(core.ended.get(job_id, ()))
@@ -63,8 +65,8 @@ def restore(core: SchedulerCore, records: Iterable[SchedulerJob]) -> None:
                                           r.cancelling)
         if r.slots:
             index = core.cluster.index
-            slots = [Slot(index[s.node], tuple(s.gpus), s.gpu_milli, job.cpu_milli,
-                          job.memory_mib) for s in r.slots if s.node in index]
+            slots = [Slot(index[s.node], tuple(s.gpus), 0 if s.lent else s.gpu_milli,
+                          job.cpu_milli, job.memory_mib) for s in r.slots if s.node in index]
             core.hold(job, slots, r.attempt, r.borrowed, since=r.placed_at)
             core.running[job.job_id].stopping = r.stopping
             if r.started:

@@ -3,15 +3,22 @@
 Drained GPUs (``gpu.drains``, see ``services/scheduler/measured.py``) take no new placements.
 The scheduler core marks them unhealthy in its model (``Drains.apply``), so no GPU is ever
 picked on them; this filter says so in the job's reason when drains are what keeps it waiting.
+
+It is also the loop plugin of drains (``services/scheduler/loop.py``): with it in the profile a
+``GpuDrain`` marks its GPU and stops and requeues the jobs running on it ("moved off a drained
+GPU: XID 79 ..."), and a ``GpuUndrain`` gives the GPU back; without it drains change nothing.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from gpufleet.contracts import GpuDrain
 from services.scheduler.cluster import BoolArray, Cluster
 from services.scheduler.framework import SUCCESS, CycleState, PluginArgs, Status, unschedulable
 from services.scheduler.jobs import Job
+from services.scheduler.loop import Decision, LoopView
+from services.scheduler.loopstops import drain_stops
 from services.scheduler.measured import DRAINS, Drains
 
 NAME = "drained"
@@ -39,6 +46,14 @@ class Drained:
             return mask, SUCCESS
         return mask, unschedulable(NAME, "the GPUs that would fit are drained: "
                                    + "; ".join(sorted(reasons)[:5]))
+
+    def filters_drained(self) -> bool:
+        return True
+
+    def react(self, msg: object, view: LoopView) -> list[Decision]:
+        if not isinstance(msg, GpuDrain):
+            return []
+        return list(drain_stops(msg, view.running, view.names))
 
 
 def factory(args: PluginArgs) -> Drained:

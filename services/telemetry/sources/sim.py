@@ -4,18 +4,26 @@
 idle. In the fleet simulator it is the executor's table of running jobs; a standalone node
 reads its running-jobs file (``gpufleet.running.file_load``). Readings are
 noisy.
+
+``xids()`` says which GPUs report an XID error (XID by GPU index): in the fleet simulator, the
+first GPU of a running job's first attempt whose env sets ``GPUFLEET_SIM_XID`` (an XID number;
+anything else is ignored), so a test can make a GPU fail under a job, and the job, once moved,
+runs on.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from gpufleet.contracts import GpuInfo, GpuSample
+from gpufleet.contracts import GpuInfo, GpuSample, Placement
 from services.telemetry.sources import Due, Identity, Reading
+from services.telemetry.sources.xid import xid_event
 
 Load = Callable[[], Mapping[int, float]]
+Xids = Callable[[], Mapping[int, int]]
+XID_VAR = "GPUFLEET_SIM_XID"
 
 
 @dataclass(frozen=True)
@@ -41,13 +49,28 @@ def no_load() -> Mapping[int, float]:
     return {}
 
 
+def no_xids() -> Mapping[int, int]:
+    return {}
+
+
+def xids_of(placements: Iterable[Placement]) -> dict[int, int]:
+    """GPU index -> XID, from the running first attempts that ask their first GPU to fail."""
+    out: dict[int, int] = {}
+    for p in placements:
+        text = p.job.env.get(XID_VAR, "")
+        if text.isdigit() and p.gpus and p.attempt == 0:
+            out[p.gpus[0]] = int(text)
+    return out
+
+
 class SimSource:
     def __init__(self, node: str, gpus: int = 8, model: str = "H100-80GB",
-                 load: Load = no_load, seed: int | None = None) -> None:
+                 load: Load = no_load, seed: int | None = None, xids: Xids = no_xids) -> None:
         if model not in MODELS:
             raise ValueError(f"unknown GPU model {model!r}; known: {', '.join(MODELS)}")
         self._m = MODELS[model]
         self._load = load
+        self._xids = xids
         self._rng = random.Random(seed if seed is not None else hash(node))
         self._uuids = [f"GPU-sim-{node}-{i}" for i in range(gpus)]
         self._energy = [0.0] * gpus
@@ -66,8 +89,10 @@ class SimSource:
         dt = 0.0 if self._last is None else max(0.0, now - self._last)
         self._last = now
         load = self._load()
+        events = [xid_event(g, x) for g, x in sorted(self._xids().items())
+                  if 0 <= g < len(self._uuids)]
         return Reading(gpus=[self._gpu(i, load.get(i, 0.0), dt)
-                             for i in range(len(self._uuids))])
+                             for i in range(len(self._uuids))], events=events)
 
     def _gpu(self, i: int, target: float, dt: float) -> GpuSample:
         m, r = self._m, self._rng.random()

@@ -15,7 +15,7 @@ from services.executor.state import StateFile
 from services.fleet.config import FleetSettings
 from services.fleet.core import Fleet
 from services.telemetry.sources import Due
-from services.telemetry.sources.sim import SimSource
+from services.telemetry.sources.sim import SimSource, xids_of
 
 
 class ListOutbox:
@@ -91,3 +91,23 @@ def test_a_standalone_sim_node_reads_the_executors_state_file(tmp_path: Path) ->
     core.on_placement(placement("n", [1], util=70), time.time())
     state.save("n", core.jobs.values())
     assert abs(utils(source)[1] - 70) <= 3.0
+
+
+def xid_job(xid: str, gpus: list[int], attempt: int = 0) -> Placement:
+    return Placement(job=JobSpec(job_id="x", env={"GPUFLEET_SIM_XID": xid}), node="n",
+                     gpus=gpus, attempt=attempt)
+
+
+@pytest.mark.parametrize(("name", "jobs", "expect"), [
+    ("no job asks", [placement("n", [0])], {}),
+    ("the job's first GPU fails", [xid_job("48", [2, 3])], {2: 48}),
+    ("a later attempt runs on", [xid_job("48", [2], attempt=1)], {}),
+    ("not a number: ignored", [xid_job("boom", [0])], {}),
+])
+def test_a_job_can_make_its_first_gpu_report_an_xid(name: str, jobs: list[Placement],
+                                                     expect: dict[int, int]) -> None:
+    assert xids_of(jobs) == expect, name
+    source = SimSource("n", gpus=4, xids=lambda: xids_of(jobs))
+    events = source.read(time.time(), Due()).events
+    assert [(e.gpu, e.kind, e.reason) for e in events] == [
+        (g, "xid", f"XID {x}") for g, x in expect.items()]
