@@ -79,6 +79,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
         service.on_exit(outbox.close)
         executor = build(settings, outbox)
         executor.recover()
+
         def on_idle() -> None:
             executor.tick()
             executor.summary.say(len(executor.core.jobs))
@@ -89,11 +90,8 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             return
         service.on_exit(executor.close)
 
-        async def ready() -> dict[str, bool]:
-            return {"sender": outbox.delivering(), "placements": reader.polling()}
-
-        if settings.executor_ops_port:
-            await service.ops(metrics, settings.ops_host, settings.executor_ops_port, ready)
+        await reader.serve_ops(service, metrics, settings.ops_host,
+                               settings.executor_ops_port, outbox)
         log.info("executor of %s: %d GPUs, %s mode", settings.node, executor.core.gpus,
                  settings.mode)
         service.last("sender", lambda done: outbox.run(done, settings.flush_timeout_s))

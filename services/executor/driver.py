@@ -24,6 +24,7 @@ from gpufleet.contracts import (
     PlacementCommand,
     StopJob,
 )
+from gpufleet.ops import Metrics
 from gpufleet.retry import kafka_transient
 from gpufleet.runner import Service, Spawned
 from services.executor.core import (
@@ -229,6 +230,10 @@ async def consume_commands(consumer: Any, dispatch: Dispatch, stop: asyncio.Even
             on_idle()
 
 
+class Delivering(Protocol):
+    def delivering(self) -> bool: ...
+
+
 class PlacementReader:
     """The placements of one node (or of a simulated fleet) fed to ``dispatch`` in a task of
     the service; ``on_idle`` runs after each poll. It is ready while it keeps polling."""
@@ -255,6 +260,16 @@ class PlacementReader:
 
     def polling(self) -> bool:
         return time.monotonic() - self._polled < self._deadline_s
+
+    async def serve_ops(self, service: Service, metrics: Metrics, host: str, port: int,
+                        sender: Delivering) -> None:
+        """The node side's ops port (none when ``port`` is 0): ready while ``sender``
+        delivers and this reader keeps polling."""
+        async def ready() -> dict[str, bool]:
+            return {"sender": sender.delivering(), "placements": self.polling()}
+
+        if port:
+            await service.ops(metrics, host, port, ready)
 
     def start(self, service: Service) -> None:
         service.task("placements", consume_commands(

@@ -70,11 +70,7 @@ async def serve(settings: FleetSettings, stop: asyncio.Event) -> None:
             return
         service.on_exit(fleet.close)
 
-        async def ready() -> dict[str, bool]:
-            return {"sender": outbox.delivering(), "placements": reader.polling()}
-
-        if settings.fleet_ops_port:
-            await service.ops(metrics, settings.ops_host, settings.fleet_ops_port, ready)
+        await reader.serve_ops(service, metrics, settings.ops_host, settings.fleet_ops_port, outbox)
         log.info("fleet of %d nodes x %d GPUs (%s), one sample per node every %.1fs",
                  settings.sim_nodes, settings.sim_gpus_per_node, settings.sim_models,
                  settings.interval_s)
