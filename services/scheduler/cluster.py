@@ -123,6 +123,9 @@ class Cluster:
     block: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # see refresh
     shapes: ShapeTable = field(default_factory=lambda: ShapeTable(1))
     _masks: dict[object, BoolArray] = field(default_factory=dict)  # by models; "usable"
+    # The last ``by_shape`` answer and the nodes array it was for (every score plugin of one
+    # decision asks about the same candidates); dropped whenever a node's shape may change.
+    _by_shape: tuple[IntArray, tuple[IntArray, IntArray]] | None = None
 
     # -- shape -------------------------------------------------------------------------------
 
@@ -183,15 +186,24 @@ class Cluster:
     # -- allocation --------------------------------------------------------------------------
 
     def refresh(self, n: int) -> None:
+        self._by_shape = None
         usable = self.exists[n] & self.healthy[n] & self.online[n]
         row = np.where(usable, np.maximum(FULL - self.used[n], 0), 0)
         self.eff[n] = row
-        self.whole[n] = int((row == FULL).sum())
-        self.best[n] = int(row.max(initial=0))
-        self.free_total[n] = int(row.sum())
-        full = row == FULL
-        self.block[n] = int(np.unique(self.domain[n][full], return_counts=True)[1].max()
-                            ) if full.any() else 0
+        # A row has a few GPUs: plain Python over them is faster than numpy calls.
+        free = row.tolist()
+        whole = free.count(FULL)
+        self.whole[n] = whole
+        self.best[n] = max(free, default=0)
+        self.free_total[n] = sum(free)
+        block = 0
+        if whole:
+            per_domain: dict[int, int] = {}
+            for d, f in zip(self.domain[n].tolist(), free, strict=True):
+                if f == FULL:
+                    per_domain[d] = per_domain.get(d, 0) + 1
+            block = max(per_domain.values())
+        self.block[n] = block
         if self.shapes.gpus != row.shape[0] or len(self.shapes) > 8 * self.n_nodes + 4096:
             # GPU columns grew, or many shapes are gone: number the shapes in use anew.
             self.shapes.reset(row.shape[0])
@@ -203,13 +215,18 @@ class Cluster:
     def by_shape(self, nodes: IntArray) -> tuple[IntArray, IntArray]:
         """The distinct shape ids among ``nodes`` and, per node, its index into them (one pass
         over the nodes; faster than sorting them)."""
+        last = self._by_shape
+        if last is not None and last[0] is nodes:
+            return last[1]
         ids = self.shape[nodes]
         seen = np.zeros(len(self.shapes), bool)
         seen[ids] = True
         distinct = np.flatnonzero(seen)
         where = np.zeros(len(self.shapes), np.int64)
         where[distinct] = np.arange(len(distinct))
-        return distinct, where[ids]
+        answer = distinct, where[ids]
+        self._by_shape = nodes, answer
+        return answer
 
     def representatives(self, nodes: IntArray) -> IntArray:
         """One node per free shape among ``nodes`` (the first of each): nodes of one shape score
@@ -241,22 +258,26 @@ class Cluster:
         """The GPUs a member takes on node ``n``: for a share, a GPU with ``share`` free when
         given, else the fullest GPU it fits on (best fit); for whole GPUs, as few NVLink
         domains as possible, tightest domain first."""
-        row = self.eff[n]
+        row = self.eff[n].tolist()  # a few GPUs: plain Python is faster than numpy calls
         if milli < FULL:
-            if share >= milli:
-                exact = np.flatnonzero(row == share)
-                if len(exact):
-                    return (int(exact[0]),)
-            cand = np.where(row >= milli, row, FULL + 1)
-            return (int(cand.argmin()),)
-        free = np.flatnonzero(row == FULL)
-        doms = self.domain[n, free]
-        groups = sorted((int((doms == d).sum()), int(d)) for d in np.unique(doms))
-        fitting = [d for size, d in groups if size >= gpus]
+            if share >= milli and share in row:
+                return (row.index(share),)
+            best, tightest = 0, FULL + 1
+            for g, free in enumerate(row):
+                if milli <= free < tightest:
+                    best, tightest = g, free
+            return (best,)
+        size: dict[int, int] = {}
+        doms = self.domain[n].tolist()
+        for g, free in enumerate(row):
+            if free == FULL:
+                size[doms[g]] = size.get(doms[g], 0) + 1
+        groups = sorted((count, d) for d, count in size.items())
+        fitting = [d for count, d in groups if count >= gpus]
         order = [fitting[0]] if fitting else [d for _, d in reversed(groups)]
         picked: list[int] = []
         for d in order:
-            picked.extend(int(g) for g in free[doms == d])
+            picked.extend(g for g, free in enumerate(row) if free == FULL and doms[g] == d)
         return tuple(sorted(picked[:gpus]))
 
     # -- questions ---------------------------------------------------------------------------
