@@ -68,7 +68,7 @@ class ShapeTable:
     columns grew), so caches by id know to start over."""
 
     gpus: int
-    ids: dict[bytes, int] = field(default_factory=dict)
+    ids: dict[tuple[int, ...], int] = field(default_factory=dict)
     eff: IntArray = field(default_factory=lambda: np.zeros((0, 1), np.int64))
     # free CPU, free memory, model index, largest free NVLink block (see Cluster.block)
     host: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
@@ -77,10 +77,9 @@ class ShapeTable:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def intern(self, eff_sorted: IntArray, cpu: int, mem: int, model: int, block: int = 0
+    def intern(self, eff_sorted: list[int], cpu: int, mem: int, model: int, block: int = 0
                ) -> int:
-        host = np.array((cpu, mem, model, block), np.int64)
-        key = eff_sorted.tobytes() + host.tobytes()
+        key = (*eff_sorted, cpu, mem, model, block)  # rows all have ``gpus`` columns
         sid = self.ids.get(key)
         if sid is None:
             sid = len(self.ids)
@@ -89,7 +88,7 @@ class ShapeTable:
                 self.eff = _grow(self.eff, rows, self.gpus, 0)  # type: ignore[assignment]
                 self.host = _grow(self.host, rows, 4, 0)  # type: ignore[assignment]
             self.eff[sid] = eff_sorted
-            self.host[sid] = host
+            self.host[sid] = (cpu, mem, model, block)
             self.ids[key] = sid
         return sid
 
@@ -187,11 +186,12 @@ class Cluster:
 
     def refresh(self, n: int) -> None:
         self._by_shape = None
-        usable = self.exists[n] & self.healthy[n] & self.online[n]
-        row = np.where(usable, np.maximum(FULL - self.used[n], 0), 0)
-        self.eff[n] = row
         # A row has a few GPUs: plain Python over them is faster than numpy calls.
-        free = row.tolist()
+        online = bool(self.online[n])
+        free = [max(FULL - u, 0) if online and e and h else 0 for u, e, h in zip(
+            self.used[n].tolist(), self.exists[n].tolist(), self.healthy[n].tolist(),
+            strict=True)]
+        self.eff[n] = free
         whole = free.count(FULL)
         self.whole[n] = whole
         self.best[n] = max(free, default=0)
@@ -204,9 +204,9 @@ class Cluster:
                     per_domain[d] = per_domain.get(d, 0) + 1
             block = max(per_domain.values())
         self.block[n] = block
-        if self.shapes.gpus != row.shape[0] or len(self.shapes) > 8 * self.n_nodes + 4096:
+        if self.shapes.gpus != len(free) or len(self.shapes) > 8 * self.n_nodes + 4096:
             # GPU columns grew, or many shapes are gone: number the shapes in use anew.
-            self.shapes.reset(row.shape[0])
+            self.shapes.reset(len(free))
             for m in range(self.n_nodes):
                 self._intern(m)
         else:
@@ -237,7 +237,7 @@ class Cluster:
         return np.sort(first[first >= 0])
 
     def _intern(self, n: int) -> None:
-        self.shape[n] = self.shapes.intern(-np.sort(-self.eff[n]),
+        self.shape[n] = self.shapes.intern(sorted(self.eff[n].tolist(), reverse=True),
                                            int(self.cpu_total[n] - self.cpu_used[n]),
                                            int(self.mem_total[n] - self.mem_used[n]),
                                            int(self.model[n]), int(self.block[n]))
