@@ -68,7 +68,7 @@ class ShapeTable:
     columns grew), so caches by id know to start over."""
 
     gpus: int
-    ids: dict[bytes, int] = field(default_factory=dict)
+    ids: dict[tuple[int, ...], int] = field(default_factory=dict)
     eff: IntArray = field(default_factory=lambda: np.zeros((0, 1), np.int64))
     # free CPU, free memory, model index, largest free NVLink block (see Cluster.block)
     host: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
@@ -77,10 +77,9 @@ class ShapeTable:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def intern(self, eff_sorted: IntArray, cpu: int, mem: int, model: int, block: int = 0
+    def intern(self, eff_sorted: list[int], cpu: int, mem: int, model: int, block: int = 0
                ) -> int:
-        host = np.array((cpu, mem, model, block), np.int64)
-        key = eff_sorted.tobytes() + host.tobytes()
+        key = (*eff_sorted, cpu, mem, model, block)  # rows all have ``gpus`` columns
         sid = self.ids.get(key)
         if sid is None:
             sid = len(self.ids)
@@ -89,7 +88,7 @@ class ShapeTable:
                 self.eff = _grow(self.eff, rows, self.gpus, 0)  # type: ignore[assignment]
                 self.host = _grow(self.host, rows, 4, 0)  # type: ignore[assignment]
             self.eff[sid] = eff_sorted
-            self.host[sid] = host
+            self.host[sid] = (cpu, mem, model, block)
             self.ids[key] = sid
         return sid
 
@@ -123,6 +122,9 @@ class Cluster:
     block: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # see refresh
     shapes: ShapeTable = field(default_factory=lambda: ShapeTable(1))
     _masks: dict[object, BoolArray] = field(default_factory=dict)  # by models; "usable"
+    # The last ``by_shape`` answer and the nodes array it was for (every score plugin of one
+    # decision asks about the same candidates); dropped whenever a node's shape may change.
+    _by_shape: tuple[IntArray, tuple[IntArray, IntArray]] | None = None
 
     # -- shape -------------------------------------------------------------------------------
 
@@ -183,18 +185,28 @@ class Cluster:
     # -- allocation --------------------------------------------------------------------------
 
     def refresh(self, n: int) -> None:
-        usable = self.exists[n] & self.healthy[n] & self.online[n]
-        row = np.where(usable, np.maximum(FULL - self.used[n], 0), 0)
-        self.eff[n] = row
-        self.whole[n] = int((row == FULL).sum())
-        self.best[n] = int(row.max(initial=0))
-        self.free_total[n] = int(row.sum())
-        full = row == FULL
-        self.block[n] = int(np.unique(self.domain[n][full], return_counts=True)[1].max()
-                            ) if full.any() else 0
-        if self.shapes.gpus != row.shape[0] or len(self.shapes) > 8 * self.n_nodes + 4096:
+        self._by_shape = None
+        # A row has a few GPUs: plain Python over them is faster than numpy calls.
+        online = bool(self.online[n])
+        free = [max(FULL - u, 0) if online and e and h else 0 for u, e, h in zip(
+            self.used[n].tolist(), self.exists[n].tolist(), self.healthy[n].tolist(),
+            strict=True)]
+        self.eff[n] = free
+        whole = free.count(FULL)
+        self.whole[n] = whole
+        self.best[n] = max(free, default=0)
+        self.free_total[n] = sum(free)
+        block = 0
+        if whole:
+            per_domain: dict[int, int] = {}
+            for d, f in zip(self.domain[n].tolist(), free, strict=True):
+                if f == FULL:
+                    per_domain[d] = per_domain.get(d, 0) + 1
+            block = max(per_domain.values())
+        self.block[n] = block
+        if self.shapes.gpus != len(free) or len(self.shapes) > 8 * self.n_nodes + 4096:
             # GPU columns grew, or many shapes are gone: number the shapes in use anew.
-            self.shapes.reset(row.shape[0])
+            self.shapes.reset(len(free))
             for m in range(self.n_nodes):
                 self._intern(m)
         else:
@@ -203,13 +215,18 @@ class Cluster:
     def by_shape(self, nodes: IntArray) -> tuple[IntArray, IntArray]:
         """The distinct shape ids among ``nodes`` and, per node, its index into them (one pass
         over the nodes; faster than sorting them)."""
+        last = self._by_shape
+        if last is not None and last[0] is nodes:
+            return last[1]
         ids = self.shape[nodes]
         seen = np.zeros(len(self.shapes), bool)
         seen[ids] = True
         distinct = np.flatnonzero(seen)
         where = np.zeros(len(self.shapes), np.int64)
         where[distinct] = np.arange(len(distinct))
-        return distinct, where[ids]
+        answer = distinct, where[ids]
+        self._by_shape = nodes, answer
+        return answer
 
     def representatives(self, nodes: IntArray) -> IntArray:
         """One node per free shape among ``nodes`` (the first of each): nodes of one shape score
@@ -220,7 +237,7 @@ class Cluster:
         return np.sort(first[first >= 0])
 
     def _intern(self, n: int) -> None:
-        self.shape[n] = self.shapes.intern(-np.sort(-self.eff[n]),
+        self.shape[n] = self.shapes.intern(sorted(self.eff[n].tolist(), reverse=True),
                                            int(self.cpu_total[n] - self.cpu_used[n]),
                                            int(self.mem_total[n] - self.mem_used[n]),
                                            int(self.model[n]), int(self.block[n]))
@@ -241,22 +258,26 @@ class Cluster:
         """The GPUs a member takes on node ``n``: for a share, a GPU with ``share`` free when
         given, else the fullest GPU it fits on (best fit); for whole GPUs, as few NVLink
         domains as possible, tightest domain first."""
-        row = self.eff[n]
+        row = self.eff[n].tolist()  # a few GPUs: plain Python is faster than numpy calls
         if milli < FULL:
-            if share >= milli:
-                exact = np.flatnonzero(row == share)
-                if len(exact):
-                    return (int(exact[0]),)
-            cand = np.where(row >= milli, row, FULL + 1)
-            return (int(cand.argmin()),)
-        free = np.flatnonzero(row == FULL)
-        doms = self.domain[n, free]
-        groups = sorted((int((doms == d).sum()), int(d)) for d in np.unique(doms))
-        fitting = [d for size, d in groups if size >= gpus]
+            if share >= milli and share in row:
+                return (row.index(share),)
+            best, tightest = 0, FULL + 1
+            for g, free in enumerate(row):
+                if milli <= free < tightest:
+                    best, tightest = g, free
+            return (best,)
+        size: dict[int, int] = {}
+        doms = self.domain[n].tolist()
+        for g, free in enumerate(row):
+            if free == FULL:
+                size[doms[g]] = size.get(doms[g], 0) + 1
+        groups = sorted((count, d) for d, count in size.items())
+        fitting = [d for count, d in groups if count >= gpus]
         order = [fitting[0]] if fitting else [d for _, d in reversed(groups)]
         picked: list[int] = []
         for d in order:
-            picked.extend(int(g) for g in free[doms == d])
+            picked.extend(g for g, free in enumerate(row) if free == FULL and doms[g] == d)
         return tuple(sorted(picked[:gpus]))
 
     # -- questions ---------------------------------------------------------------------------

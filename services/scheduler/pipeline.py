@@ -171,7 +171,9 @@ class Profile:
             return 0
         total = np.zeros(len(cands))
         for plugin, weight in self.scores:
-            total += weight * np.clip(plugin.score(state, job, cluster), 0.0, 100.0)
+            # np.clip without its Python wrapper (the same values, NaN included)
+            total += weight * np.minimum(np.maximum(plugin.score(state, job, cluster), 0.0),
+                                         100.0)
         # Like the Kubernetes scheduler: one of the best-scoring nodes, chosen at random.
         best = np.flatnonzero(total >= total.max() - 1e-9)
         return int(best[0] if len(best) == 1 else state.rng.choice(best))

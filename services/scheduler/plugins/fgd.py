@@ -173,11 +173,12 @@ class Fgd:
         nodes = state.candidates
         if len(cache.workload.weight) == 0:
             return np.full(len(nodes), 100.0)
-        ids = cluster.shape[nodes]
+        # Scored once per free shape among the nodes, then spread to the nodes of each shape.
+        ids, index = cluster.by_shape(nodes)
         entry = self._entry(cache, job, cluster, ids)
         if self.paper:  # the paper's score: a whole number, sigmoid of the drop, ties at random
-            return np.floor(MAX_SCORE / (1.0 + np.exp(entry.delta[ids] / FULL)))
-        return normalize(entry.delta[ids], higher_is_better=False)
+            return np.floor(MAX_SCORE / (1.0 + np.exp(entry.delta[ids] / FULL)))[index]
+        return normalize(entry.delta[ids], higher_is_better=False)[index]
 
     def reserve(self, state: CycleState, job: Job, cluster: Cluster, node: int
                 ) -> tuple[int, ...] | None:
