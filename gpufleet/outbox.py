@@ -184,8 +184,8 @@ class Outbox:
             self.in_flight = 0
             self._put_back(items)
             raise
-        except Exception as e:
-            log.warning("send failed: %s", e)
+        except KafkaError as e:  # the broker or the connection: tried again (anything else
+            log.warning("send failed: %s", e)  # is a bug, and ends the sender and its process)
         self.in_flight = 0
         failed: list[Item] = []
         for item, fut in zip(items, futures, strict=False):

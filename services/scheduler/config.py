@@ -6,7 +6,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from gpufleet.config import TenantSettings, tenant_values
+from gpufleet.config import ConfigError, TenantSettings, tenant_values
 
 DEFAULT_QUEUE_ORDER = ("priority", "quota", "fairshare")
 DEFAULT_FILTERS = ("health", "gpumodel", "fits")
@@ -56,6 +56,13 @@ class SchedulerSettings(TenantSettings, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.weights()  # a bad value fails at start
+        if self.scheduler_lend_below_util >= self.scheduler_owners_busy_util:
+            # else a GPU lends, its next window says its owners are busy, the borrower is
+            # stopped, requeued and lent the same GPU again, for ever
+            raise ConfigError(
+                "GPUFLEET_SCHEDULER_LEND_BELOW_UTIL must be below "
+                f"GPUFLEET_SCHEDULER_OWNERS_BUSY_UTIL ({self.scheduler_lend_below_util:g} >= "
+                f"{self.scheduler_owners_busy_util:g})")
 
     def weights(self) -> dict[str, float]:
         """``{tenant: fair-share weight}``."""

@@ -7,7 +7,7 @@ runs one scheduling cycle over the queue and returns placements, stops and job e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -202,8 +202,11 @@ class SchedulerCore:
         self.touched.add(msg.job_id)
         return self._stops(run, "cancelled")
 
-    def _stops(self, run: Running, why: str) -> list[Message]:
-        nodes = sorted({self.cluster.names[s.node] for s in run.slots})
+    def _stops(self, run: Running, why: str,
+               members: Iterable[int] | None = None) -> list[Message]:
+        """A stop of this attempt for every node of its ``members`` (default: all)."""
+        slots = run.slots if members is None else [run.slots[i] for i in members]
+        nodes = sorted({self.cluster.names[s.node] for s in slots})
         return [StopJob(job_id=run.job.job_id, node=n, reason=why,  # type: ignore[arg-type]
                         attempt=run.attempt, ts=self.clock()) for n in nodes]
 
@@ -265,10 +268,8 @@ class SchedulerCore:
             return []
         run.stopping = True
         live = [i for i in range(len(run.slots)) if i not in ended]
-        nodes = sorted({self.cluster.names[run.slots[i].node] for i in live})
-        why = "preempted" if ev.state == JobState.PREEMPTED else "cancelled"
-        return [StopJob(job_id=run.job.job_id, node=n, reason=why,  # type: ignore[arg-type]
-                        attempt=run.attempt, ts=self.clock()) for n in nodes]
+        return self._stops(run, "preempted" if ev.state == JobState.PREEMPTED else "cancelled",
+                           live)
 
     def free(self, job_id: str) -> None:
         run = self.running.pop(job_id)

@@ -172,8 +172,9 @@ def act(core: SchedulerCore, msg: object) -> list[Message]:
     if node is not None and node in core.specs:
         core._apply(node)
     if isinstance(msg, GpuUtilWindow) and core.pending and any(
-            lender.may_lend(msg) for lender in loop.lenders):
-        core.dirty = True  # a GPU measured idle may lend to a waiting job now
+            lender.may_lend(msg) and any(map(lender.wants, core.pending.values()))
+            for lender in loop.lenders):
+        core.dirty = True  # a GPU measured idle may lend to a job waiting for one now
     if not loop.plugins:
         return []
     view = LoopView(core.running, core.cluster.names, loop.measured, loop.drains, core.clock())

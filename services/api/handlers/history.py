@@ -16,11 +16,13 @@ from services.api.timerange import MAX_HISTORY_STEPS
 log = logging.getLogger(__name__)
 
 
-def to_query(p: HistoryParams, cluster: str, idle_pct: float, now: float) -> HistoryQuery:
+def to_query(p: HistoryParams, cluster: str, idle_pct: float, now: float,
+             default_span_s: int = 3600) -> HistoryQuery:
     """Checked bounds: ``from`` before ``to``, and not more than MAX_HISTORY_STEPS steps
-    between (the document says both, in the parameters' descriptions)."""
+    between (the document says both, in the parameters' descriptions). Without ``from``, the
+    range is the ``default_span_s`` before ``to``."""
     end = p.to if p.to is not None else int(now)
-    start = p.from_ if p.from_ is not None else max(0, end - 3600)
+    start = p.from_ if p.from_ is not None else max(0, end - default_span_s)
     if start >= end:
         raise error(400, "`from` must be before `to`", "from")
     if p.step % 3600 == 0:  # whole-hour steps: whole hours, so the hourly rollup answers

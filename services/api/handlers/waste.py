@@ -60,16 +60,21 @@ async def job_detail(request: web.Request, record: JobRecord) -> JobDetail:
               "idle_pct": settings.api_idle_util_pct}
     house, cache = request.app[WAREHOUSE], request.app[USAGE_CACHE]
     cached = cache.get(record.job_id)
-    try:
-        if cached is None:
+    if cached is None:
+        try:
             async with asyncio.timeout(USAGE_TIMEOUT_S):
                 usage = waste.usage_of(await house.query(waste.USAGE_SQL, params))
-                rows = await house.query(waste.JOB_RIGHTSIZING_SQL, {"job_id": record.job_id})
+                rows = [] if rightsizing is not None else await house.query(
+                    waste.JOB_RIGHTSIZING_SQL, {"job_id": record.job_id})
             cached = (usage, waste.rightsizing_of(rows[0]) if rows else None)
-            cache.put(record.job_id, cached)
-    except Exception as e:  # the warehouse is down or slow: the live part still answers
-        log.warning("usage of job %s: the warehouse did not answer: %s", record.job_id, e)
-        detail.usage_note = f"the warehouse did not answer: {type(e).__name__}"
+        except Exception as e:  # the warehouse is down or slow: the live part still answers
+            log.warning("usage of job %s: the warehouse did not answer: %s", record.job_id, e)
+            # kept too: a page that polls a job asks a failing warehouse once per TTL, so
+            # queries that outlive their timeout do not pile up in the thread pool
+            cached = f"the warehouse did not answer: {type(e).__name__}"
+        cache.put(record.job_id, cached)
+    if isinstance(cached, str):
+        detail.usage_note = cached
         return detail
     detail.usage = cached[0]
     detail.rightsizing = rightsizing or cached[1]
@@ -82,19 +87,19 @@ async def tenant_waste(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     p = read_query(request, WasteParams)
     settings = request.app[SETTINGS]
-    end = p.to if p.to is not None else int(time.time())
-    start = p.from_ if p.from_ is not None else max(0, end - DEFAULT_SPAN_S)
-    q = to_query(HistoryParams(from_=start, to=end, step=p.step, group_by="tenant",
+    q = to_query(HistoryParams(from_=p.from_, to=p.to, step=p.step, group_by="tenant",
                                tenant=tenant),
-                 settings.cluster, settings.api_idle_util_pct, time.time())
+                 settings.cluster, settings.api_idle_util_pct, time.time(),
+                 default_span_s=DEFAULT_SPAN_S)
     bounds: dict[str, Any] = {"tenant": tenant, "start": q.start, "end": q.end}
     house = request.app[WAREHOUSE]
-    try:
-        series = waste.series_of(await house.history(q))
-        reclaim_totals = (await house.query(waste.RECLAIM_TOTALS_SQL, bounds))[0]
-        reclaims = await house.query(waste.RECLAIMS_SQL, bounds)
-        give_back = (await house.query(waste.GIVE_BACK_SQL, bounds))[0][0]
-        jobs = await house.query(waste.TENANT_RIGHTSIZING_SQL, bounds)
+    try:  # the five answers do not depend on each other: asked at once
+        points, totals_rows, reclaims, give_back_rows, jobs = await asyncio.gather(
+            house.history(q), house.query(waste.RECLAIM_TOTALS_SQL, bounds),
+            house.query(waste.RECLAIMS_SQL, bounds), house.query(waste.GIVE_BACK_SQL, bounds),
+            house.query(waste.TENANT_RIGHTSIZING_SQL, bounds))
+        series, reclaim_totals = waste.series_of(points), totals_rows[0]
+        give_back = give_back_rows[0][0]
     except Exception as e:  # the warehouse is down or refused: say so, do not fail
         log.warning("waste query failed: %s", e)
         raise error(503, f"the warehouse did not answer: {type(e).__name__}") from None

@@ -26,7 +26,8 @@ from typing import Any, Generic, TypeVar
 import faust
 import msgspec
 
-from gpufleet.contracts import TOPIC_OF_TYPE, DeadLetter, Message, decoder_for, encode, key_of
+from gpufleet.bus import DeadLetters
+from gpufleet.contracts import TOPIC_OF_TYPE, DeadLetter, Message, encode, key_of
 from gpufleet.contracts import topic_name as full_topic_name
 from gpufleet.ops import Metrics
 from services.ingest.config import IngestSettings
@@ -172,7 +173,8 @@ def create_app(settings: AnalyticsSettings, ingest: IngestSettings,
     async def dead_letter(event: Any, reason: str) -> None:
         m = event.message
         log.warning("dead letter from %s[%d]@%d: %s", m.topic, m.partition, m.offset, reason)
-        metrics.inc("analytics_dead_letters_total", help="input records that did not decode")
+        metrics.inc("analytics_dead_letters_total",
+                    help="input records that did not decode, or that analysing failed on")
         letter = DeadLetter(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key,
                             value=m.value, reason=reason, consumer=app_id(settings))
         await outputs["dlq"].send(key=key_of(letter), value=encode(letter))
@@ -190,19 +192,24 @@ def create_app(settings: AnalyticsSettings, ingest: IngestSettings,
             failed.set()
             raise
 
+    letters = DeadLetters(None, settings, app_id(settings))  # decoding only: faust sends
+
     async def _consume(stream: Any) -> None:
         async for event in stream.events():
             name = short[event.message.topic]
-            if event.value is None:
-                await dead_letter(event, "empty value (tombstone)")
-                continue
-            try:
-                msg = decoder_for(name).decode(event.value)
-            except msgspec.DecodeError as e:
-                await dead_letter(event, f"does not decode as {name}: {e}")
+            msg, reason = letters.decode(event.message)  # a newer schema is a letter too
+            if reason is not None:
+                await dead_letter(event, reason)
                 continue
             metrics.inc("analytics_records_total", help="input records analysed", topic=name)
-            for out in core.on_message(msg):
+            try:
+                outs = core.on_message(msg)
+            except Exception as e:  # one message must not stop the analytics (and again
+                log.exception("analytics failed on a message")  # after every restart)
+                await dead_letter(event, f"analytics failed on this message: "
+                                         f"{type(e).__name__}: {e}")
+                continue
+            for out in outs:
                 await emit(out)
 
     return AnalyticsApp(app=app, core=core, tables=raw, failed=failed, error=error,

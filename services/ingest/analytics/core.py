@@ -126,9 +126,7 @@ class Analytics:
             return []  # a replay, or older than what is known
         drains = {g: d for g in known.gpus
                   if (d := self.drains.get(health_key(inv.cluster, inv.node, g))) is not None}
-        jobs_on = {g.index: self._jobs_on(inv.node, g.index) for g in inv.gpus}
-        for g in known.gpus:
-            jobs_on.setdefault(g, self._jobs_on(inv.node, g))
+        jobs_on = self._jobs_on(inv.node, {g.index for g in inv.gpus} | set(known.gpus))
         after, out = health.observe_node(drains, set(known.gpus), inv, jobs_on,
                                          self.params.undrain_after_s)
         for gpu, state in after.items():
@@ -159,8 +157,14 @@ class Analytics:
         self.meta[META] = meta
         return out
 
-    def _jobs_on(self, node: str, gpu: int) -> list[str]:
-        return sorted(j.job_id for j in self.jobs.values() if jobs.running_on(j, node, gpu))
+    def _jobs_on(self, node: str, gpus: set[int]) -> dict[int, list[str]]:
+        """The running jobs on each of ``gpus`` of ``node``: one pass over the jobs."""
+        out: dict[int, list[str]] = {g: [] for g in gpus}
+        for j in self.jobs.values():
+            for g in gpus:
+                if jobs.running_on(j, node, g):
+                    out[g].append(j.job_id)
+        return {g: sorted(ids) for g, ids in out.items()}
 
     def _advance(self, end: float) -> list[Message]:
         """The watermark moves to ``end``: settle ended jobs, forget old ones."""

@@ -38,7 +38,9 @@ class Drained:
             if not drained:
                 continue
             row = cluster.eff[n].copy()
-            row[list(drained)] = 0
+            # a drain may name a GPU the node does not have (its message is only bounded by
+            # the widest node): nothing to take off for it
+            row[[g for g in drained if g < row.shape[0]]] = 0
             if int((row >= job.milli).sum()) < job.gpus:
                 mask[n] = False
                 reasons += [f"GPU {g} on {cluster.names[n]}: {why}" for g, why in drained.items()]

@@ -146,3 +146,21 @@ def test_the_executor_does_not_count_lent_share() -> None:
     assert ex.refusal(lent) is None
     assert "0/1000 free" in (ex.refusal(Placement(job=JobSpec(job_id="x"), node="a", gpus=[0],
                                                   ts=NOW)) or "")
+
+
+@pytest.mark.parametrize(("lend_below", "busy_at", "refused"), [
+    (10.0, 50.0, False),
+    (50.0, 50.0, True),  # a GPU would lend and take back the same job, window after window
+    (60.0, 50.0, True),
+])
+def test_a_gpu_lends_only_below_where_its_owners_count_as_busy(
+        lend_below: float, busy_at: float, refused: bool) -> None:
+    from gpufleet.config import ConfigError
+
+    make = lambda: SchedulerSettings(  # noqa: E731
+        scheduler_lend_below_util=lend_below, scheduler_owners_busy_util=busy_at)
+    if refused:
+        with pytest.raises(ConfigError, match="LEND_BELOW_UTIL must be below"):
+            make()
+    else:
+        assert make().scheduler_lend_below_util == lend_below

@@ -96,6 +96,8 @@ def drains(*gpus: tuple[str, int]) -> Drains:
      Code.SUCCESS),
     ("everything fitting drained: the reason names them", make_job("j").gpus(2),
      drains(("a", 0), ("b", 1)), [False, False], Code.UNSCHEDULABLE),
+    ("a drain of a GPU the node does not have takes nothing off", make_job("j").gpus(2),
+     drains(("a", 12)), [True, True], Code.SUCCESS),
 ])
 def test_drained_filter(name: str, job: Any, drained: Drains, mask: list[bool],
                         code: Code) -> None:
