@@ -57,14 +57,10 @@ class JobFeed:
             for rec in records:
                 # what does not decode is skipped here: the grouped consumer dead-letters it
                 msg, _ = self._letters.decode(rec)
-                if msg is not None:  # a record it fails on is logged and skipped (no letters)
-                    await self._letters.guard(rec, lambda m: self._apply(m, now), msg)
-
-    def _apply(self, msg: object, now: float) -> None:
-        if isinstance(msg, JobEvent) and self._core.event_reason(msg, now) is None:
-            self._core.on_event(msg)
-        elif isinstance(msg, Placement):
-            self._core.on_placement(msg)
+                if isinstance(msg, JobEvent) and self._core.event_reason(msg, now) is None:
+                    self._core.on_event(msg)
+                elif isinstance(msg, Placement):
+                    self._core.on_placement(msg)
 
     async def follow(self) -> None:
         """Apply new job events and placements until cancelled."""
