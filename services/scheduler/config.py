@@ -10,7 +10,7 @@ from gpufleet.config import ConfigError, TenantSettings, tenant_values
 
 DEFAULT_QUEUE_ORDER = ("priority", "quota", "fairshare")
 DEFAULT_FILTERS = ("health", "gpumodel", "fits")
-DEFAULT_SCORES = ("fgd", "bestfit:0.1", "topology")
+DEFAULT_SCORES = ("fgd", "bestfit:0.009", "topology")
 
 
 class SchedulerSettings(TenantSettings, frozen=True, kw_only=True):

@@ -2,17 +2,21 @@
 
 A node's fragmentation, seen by one kind of task, is the free GPU share that task could not use
 there: *all* of it when the task does not fit the node for any resource the fit test checks
-(enough GPUs with its per-GPU share free, its CPU, its memory, its GPU model), else the free
-share of each GPU too small for its per-GPU share. The node's fragmentation is the sum over the
-workload's task kinds, weighted by how common each kind is. FGD puts a member where the
-fragmentation grows least (its score), and a GPU share on the GPU of that node where it grows
-least (its reserve).
+(enough GPUs with its per-GPU share free, its CPU, its memory, its GPU model) and, for a
+CPU-only kind, always; else the free share of each GPU too small for its per-GPU share. The
+node's fragmentation is the sum over the workload's task kinds, weighted by how common each kind
+is. A member goes where the fragmentation grows least, a GPU share on the GPU of that node where
+it grows least (its reserve).
 
-A kind is a class of GPU request: (GPUs, share per GPU, GPU models), every class kept, with the
-CPU and memory its tasks ask for on average. (The paper's simulator keys kinds by the exact CPU
-too; on the Alibaba trace that scores 0.5-1.5 points lower here, see docs/scheduler.md.)
-CPU-only kinds see all free GPU share of every node as fragment whatever happens, so they add
-the same to every node and are left out of the sum.
+As in the paper's simulator, a kind is one exact request (GPUs, share per GPU, GPU models, CPU;
+a CPU request under 0.1 counts as 0.1), CPU-only kinds included, and the score is a whole
+number, 100 times the sigmoid of the drop in fragmentation (in GPUs): nodes within about 0.04
+GPU of each other tie, and one of them is taken at random. Unlike the paper, a kind also needs
+its tasks' mean memory to fit (the fit test checks memory). Every kind is kept: the paper's
+configured cut to the most common kinds (``popularity``) drops the rare multi-GPU kinds and
+costs 5 points on the Alibaba trace. ``fgd-paper`` is the paper's own: no memory, and a share on
+the first GPU in index order among those with the best score. docs/scheduler.md has what each
+choice is worth.
 
 Fast: fragmentation depends only on a node's free shape (``Cluster.shape``), so every value is
 computed once per shape and kept by shape id; a decision computes only shapes it has not met.
@@ -35,21 +39,22 @@ from services.scheduler.framework import (
     CycleState,
     FloatArray,
     PluginArgs,
-    normalize,
 )
 from services.scheduler.jobs import FULL, Job
 
 NAME = "fgd"
 PAPER = "fgd-paper"
+MIN_CPU = 100  # Kubernetes counts a CPU request under 100 millicores as 100 when scoring
 DRIFT = 0.02  # a pending mix whose kind weights all moved less than this keeps the cache
 
 
 @dataclass(frozen=True)
 class Workload:
-    """Task kinds, one per row: ``gpus`` GPUs of ``milli`` thousandths each, ``cpu_milli`` CPU,
-    ``memory_mib`` memory, ``weight`` how common (sums to 1), allowed GPU ``models``; ``levels``
-    are the distinct shares, ``level`` each kind's index into them, ``sets`` the distinct model
-    sets and ``set_of`` each kind's."""
+    """Task kinds, one per row: ``gpus`` GPUs (0: CPU-only, ``cpu_only``) of ``milli``
+    thousandths each, ``cpu_milli`` CPU, ``memory_mib`` memory (its tasks' mean; 0 where not
+    looked at), ``weight`` how common (sums to 1), allowed GPU ``models``; ``levels`` are the
+    distinct shares, ``level`` each kind's index into them, ``sets`` the distinct model sets
+    and ``set_of`` each kind's."""
 
     gpus: IntArray
     milli: IntArray
@@ -61,6 +66,7 @@ class Workload:
     level: IntArray
     sets: tuple[tuple[str, ...], ...]
     set_of: IntArray
+    cpu_only: BoolArray
 
     def close_to(self, other: Workload) -> bool:
         return (self.models == other.models and np.array_equal(self.gpus, other.gpus)
@@ -70,31 +76,44 @@ class Workload:
                 and float(np.abs(self.weight - other.weight).max(initial=0.0)) < DRIFT)
 
 
-def workload_of(jobs: Iterable[tuple[Job, float]], exact_cpu: bool = False) -> Workload:
-    """Every class of GPU job (GPUs, share per GPU, models), weighted by its share of the jobs'
-    total weight; the CPU and memory a class asks for are its jobs' weighted means. With
-    ``exact_cpu`` (the paper's kinds): one kind per exact CPU request too, and no memory."""
-    acc: dict[tuple[int, int, tuple[str, ...], int], list[float]] = defaultdict(
-        lambda: [0.0] * 3)
+Kind = tuple[int, int, tuple[str, ...], int]  # GPUs, share per GPU, models, CPU
+
+
+def workload_of(jobs: Iterable[tuple[Job, float]], popularity: float = 1.0,
+                memory: bool = True) -> Workload:
+    """The task kinds of ``jobs``: one per exact request (GPUs, share per GPU, models, CPU; a
+    CPU request under ``MIN_CPU`` counts as ``MIN_CPU``), CPU-only kinds included, weighted by
+    their share of the jobs' total weight, with the mean memory their jobs ask for (0 without
+    ``memory``). With ``popularity`` under 1, only the most common kinds that together make
+    that share of the jobs, their weights scaled back to a sum of 1."""
+    acc: dict[Kind, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for job, weight in jobs:
-        if job.gpus > 0 and job.milli > 0:
-            a = acc[(job.gpus, job.milli, job.models, job.cpu_milli if exact_cpu else -1)]
-            a[0] += weight
-            a[1] += weight * job.cpu_milli
-            a[2] += 0 if exact_cpu else weight * job.memory_mib
-    kinds = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
-    total = sum(v[0] for _, v in kinds) or 1.0
-    milli = np.array([k[1] for k, _ in kinds], np.int64)
+        n = max(job.gpus, 0)
+        a = acc[(n, job.milli if n else 0, job.models, max(job.cpu_milli, MIN_CPU))]
+        a[0] += weight
+        a[1] += weight * job.memory_mib if memory else 0.0
+    total = sum(v[0] for v in acc.values())
+    ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0][3], kv[0][1], kv[0][0],
+                                                 kv[0][2]))
+    kept: list[tuple[Kind, list[float]]] = []
+    covered = 0.0
+    for kind in ranked:
+        if covered >= popularity * total:
+            break
+        kept.append(kind)
+        covered += kind[1][0]
+    weight = sum(v[0] for _, v in kept) or 1.0
+    milli = np.array([k[1] for k, _ in kept], np.int64)
     levels, level = np.unique(milli, return_inverse=True)
-    models = tuple(k[2] for k, _ in kinds)
+    models = tuple(k[2] for k, _ in kept)
     sets = tuple(sorted(set(models)))
+    gpus = np.array([k[0] for k, _ in kept], np.int64)
     return Workload(
-        gpus=np.array([k[0] for k, _ in kinds], np.int64), milli=milli,
-        cpu_milli=np.array([v[1] / max(v[0], 1e-12) for _, v in kinds], np.int64),
-        memory_mib=np.array([v[2] / max(v[0], 1e-12) for _, v in kinds], np.int64),
-        weight=np.array([v[0] / total for _, v in kinds], np.float64), models=models,
+        gpus=gpus, milli=milli, cpu_milli=np.array([k[3] for k, _ in kept], np.int64),
+        memory_mib=np.array([v[1] / max(v[0], 1e-12) for _, v in kept], np.int64),
+        weight=np.array([v[0] / weight for _, v in kept], np.float64), models=models,
         levels=levels.astype(np.int64), level=level.ravel().astype(np.int64), sets=sets,
-        set_of=np.array([sets.index(x) for x in models], np.int64))
+        set_of=np.array([sets.index(x) for x in models], np.int64), cpu_only=gpus == 0)
 
 
 def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArray) -> FloatArray:
@@ -105,8 +124,15 @@ def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArra
     small = np.where(ge, 0, eff[:, :, None]).sum(axis=1)  # free share on the other GPUs
     fits = ((count[:, w.level] >= w.gpus[None, :]) & (host[:, :1] >= w.cpu_milli[None, :])
             & (host[:, 1:2] >= w.memory_mib[None, :]) & model_ok[:, w.set_of])
-    lost = np.where(fits, small[:, w.level], eff.sum(axis=1)[:, None])
+    # A CPU-only kind can use no GPU share at all: for it, every free GPU is fragment.
+    lost = np.where(fits & ~w.cpu_only, small[:, w.level], eff.sum(axis=1)[:, None])
     return np.asarray(lost @ w.weight, np.float64)
+
+
+def whole_score(delta: FloatArray) -> FloatArray:
+    """The paper's score of a change in fragmentation (thousandths): 100 times the sigmoid of
+    its drop in GPUs, rounded down (so nodes within about 0.04 GPU of each other tie)."""
+    return np.floor(MAX_SCORE / (1.0 + np.exp(delta / FULL)))
 
 
 def _model_ok(w: Workload, cluster: Cluster, host: IntArray) -> BoolArray:
@@ -150,9 +176,11 @@ def _after_whole(job: Job, eff: IntArray) -> IntArray:
 class Fgd:
     name = NAME
 
-    def __init__(self, workload: Workload | None, paper: bool = False) -> None:
+    def __init__(self, workload: Workload | None, first_gpu: bool = False,
+                 memory: bool = True) -> None:
         self.fixed = workload
-        self.paper = paper
+        self.first_gpu = first_gpu
+        self.memory = memory
         self.cache: _Cache | None = None
 
     def _cache(self, state: CycleState, cluster: Cluster) -> _Cache:
@@ -161,7 +189,7 @@ class Fgd:
             w = state.memo.get(self.name)
             if w is None:
                 w = state.memo[self.name] = workload_of(((j, 1.0) for j in state.pending),
-                                                        self.paper)
+                                                        memory=self.memory)
         c = self.cache
         if c is None or c.epoch != cluster.shapes.epoch or not (
                 c.workload is w or c.workload.close_to(w)):
@@ -176,9 +204,7 @@ class Fgd:
         # Scored once per free shape among the nodes, then spread to the nodes of each shape.
         ids, index = cluster.by_shape(nodes)
         entry = self._entry(cache, job, cluster, ids)
-        if self.paper:  # the paper's score: a whole number, sigmoid of the drop, ties at random
-            return np.floor(MAX_SCORE / (1.0 + np.exp(entry.delta[ids] / FULL)))[index]
-        return normalize(entry.delta[ids], higher_is_better=False)[index]
+        return whole_score(entry.delta[ids])[index]
 
     def reserve(self, state: CycleState, job: Job, cluster: Cluster, node: int
                 ) -> tuple[int, ...] | None:
@@ -188,8 +214,32 @@ class Fgd:
         if job.milli >= FULL or len(cache.workload.weight) == 0:
             return None
         ids = cluster.shape[[node]]
+        if self.first_gpu:
+            self._entry(cache, job, cluster, ids)
+            return (self._paper_gpu(cache, job, cluster, node, int(ids[0])),)
         share = int(self._entry(cache, job, cluster, ids).share[ids[0]])
         return cluster.pick_gpus(node, job.gpus, job.milli, share)
+
+    @staticmethod
+    def _paper_gpu(cache: _Cache, job: Job, cluster: Cluster, node: int, sid: int) -> int:
+        """The paper's GPU for a share: the first GPU of the node (in index order) whose
+        whole-number score is the highest."""
+        w = cache.workload
+        row = cluster.eff[node].tolist()
+        values = sorted({f for f in row if f >= job.milli})
+        eff = cluster.shapes.eff[[sid]]
+        host = cluster.shapes.host[[sid]].copy()
+        host[:, 0] -= job.cpu_milli
+        host[:, 1] -= job.memory_mib
+        tried = np.repeat(eff, len(values), axis=0)
+        for k, v in enumerate(values):
+            tried[k, int(np.flatnonzero(eff[0] == v)[0])] -= job.milli
+        frag = fragmentation(w, tried, np.repeat(host, len(values), axis=0),
+                             np.repeat(_model_ok(w, cluster, cluster.shapes.host[[sid]]),
+                                       len(values), axis=0))
+        scores = whole_score(frag - cache.before[sid])
+        good = {v for v, sc in zip(values, scores.tolist(), strict=True) if sc == scores.max()}
+        return next(g for g, free in enumerate(row) if free in good)
 
     def _entry(self, cache: _Cache, job: Job, cluster: Cluster, ids: IntArray) -> _Entry:
         key = (job.gpus, job.milli, job.cpu_milli, job.memory_mib)
@@ -244,8 +294,9 @@ def factory(args: PluginArgs) -> Fgd:
 
 
 def paper_factory(args: PluginArgs) -> Fgd:
-    """FGD as the paper's simulator scores it: kinds by exact CPU, no memory, and a whole-number
-    score (sigmoid of the fragmentation drop) with ties broken at random."""
-    fgd = Fgd(workload_of(args.workload, exact_cpu=True) if args.workload else None, paper=True)
+    """FGD as the paper's simulator has it: memory not looked at, and a share on the first GPU
+    with the best whole-number score."""
+    fgd = Fgd(workload_of(args.workload, memory=False) if args.workload else None,
+              first_gpu=True, memory=False)
     fgd.name = PAPER
     return fgd

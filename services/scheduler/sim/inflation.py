@@ -1,6 +1,7 @@
-"""The FGD paper's method: sample tasks until GPU demand is 130 % of capacity, place them one
-by one with no departures, and record the GPU allocation ratio after each 1 % of arrived demand.
-A task that fits nowhere is skipped and arrival goes on."""
+"""The FGD paper's method: every task of the trace once in random order, then tasks drawn with
+replacement until GPU demand is 130 % of capacity; place them one by one with no departures, and
+record the GPU allocation ratio after each 1 % of arrived demand. A task that fits nowhere is
+skipped and arrival goes on."""
 
 from __future__ import annotations
 
@@ -31,14 +32,26 @@ class Curve:
 
 def sample(tasks: Sequence[Task], capacity_milli: int, target: float,
            rng: np.random.Generator) -> list[Task]:
-    """Tasks drawn with replacement until their GPU demand reaches ``target`` of capacity."""
-    out: list[Task] = []
-    demand = 0
-    while demand < target * capacity_milli:
+    """The paper's arrivals: every task of the trace once, in random order, then tasks drawn
+    with replacement while the GPU demand stays within ``target`` of capacity; a trace that
+    asks for more loses tasks at random until it is within ``target``."""
+    out = [tasks[int(i)] for i in rng.permutation(len(tasks))]
+    demand = sum(t.demand_milli for t in out)
+    limit = target * capacity_milli
+    if demand > limit:
+        drop = set()
+        for i in rng.permutation(len(out)).tolist():
+            if demand <= limit:
+                break
+            drop.add(i)
+            demand -= out[i].demand_milli
+        return [t for i, t in enumerate(out) if i not in drop]
+    while True:
         task = tasks[int(rng.integers(len(tasks)))]
+        if demand + task.demand_milli > limit:
+            return out
         out.append(task)
         demand += task.demand_milli
-    return out
 
 
 def inflate(policy: str, profile: Profile, nodes: Sequence[NodeSpec], tasks: Sequence[Task],
@@ -62,4 +75,6 @@ def inflate(policy: str, profile: Profile, nodes: Sequence[NodeSpec], tasks: Seq
             mark += 1
         if progress is not None and i % 1000 == 0:
             progress(i, len(arrivals))
+    # Arrival stops within one task of the target: the marks it did not cross read the end.
+    points.extend((m, 100.0 * cluster.used_milli() / capacity) for m in range(mark, target_pct + 1))
     return Curve(policy, seed, points, placed, len(arrivals) - placed)

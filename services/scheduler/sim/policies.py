@@ -11,7 +11,8 @@ from services.scheduler.plugins import REGISTRY
 from services.scheduler.sim.trace import Task
 
 FILTERS = ("health", "gpumodel", "fits", "gang")
-# name -> score plugins ("name:weight"); "fgd+bestfit" breaks FGD's near-ties by best fit.
+# name -> score plugins ("name:weight"); in "fgd+bestfit", best fit (under one point)
+# breaks FGD's ties.
 POLICIES: dict[str, tuple[str, ...]] = {
     "random": ("random",),
     "spread": ("spread",),
@@ -19,7 +20,7 @@ POLICIES: dict[str, tuple[str, ...]] = {
     "bestfit": ("bestfit",),
     "fgd": ("fgd",),
     "fgd-paper": ("fgd-paper",),
-    "fgd+bestfit": ("fgd", "bestfit:0.05"),
+    "fgd+bestfit": ("fgd", "bestfit:0.009"),
 }
 DEFAULT = ("random", "packing", "bestfit", "fgd", "fgd+bestfit")
 PAPER_NAME = {"random": "Random", "packing": "GpuPacking", "bestfit": "BestFit", "fgd": "FGD",

@@ -37,6 +37,9 @@ class JobBuilder:
     def cpu(self, milli: int) -> JobBuilder:
         return JobBuilder(replace(self.job, cpu_milli=milli))
 
+    def memory(self, mib: int) -> JobBuilder:
+        return JobBuilder(replace(self.job, memory_mib=mib))
+
     def runtime(self, seconds: float) -> JobBuilder:
         return JobBuilder(replace(self.job, est_runtime_s=seconds))
 

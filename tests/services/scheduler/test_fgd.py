@@ -1,4 +1,5 @@
-"""FGD: what counts as fragment, every job class kept, and the per-shape cache."""
+"""FGD: what counts as fragment, the task kinds, the score, the reserves and the per-shape
+cache."""
 
 from __future__ import annotations
 
@@ -7,35 +8,47 @@ import pytest
 from sched_builders import cycle_state, make_cluster, make_job, make_node
 
 from services.scheduler.cluster import Cluster, NodeSpec, Slot
-from services.scheduler.plugins.fgd import Fgd, fragmentation, workload_of
+from services.scheduler.plugins.fgd import Fgd, fragmentation, whole_score, workload_of
 
 SHARE = make_job("s").share(500).cpu(8000).build()
 WHOLE = make_job("w").gpus(1).cpu(2000).build()
 
 
-def _frag(cluster: Cluster, jobs: list[tuple[object, float]]) -> list[float]:
-    w = workload_of(jobs)  # type: ignore[arg-type]
+def _frag(cluster: Cluster, jobs: list[tuple[object, float]], memory: bool = True
+          ) -> list[float]:
+    w = workload_of(jobs, memory=memory)  # type: ignore[arg-type]
     ids = cluster.shape[: cluster.n_nodes]
     host = cluster.shapes.host[ids]
     ok = np.ones((len(ids), len(w.sets)), bool)
     return [float(x) for x in fragmentation(w, cluster.shapes.eff[ids], host, ok)]
 
 
-@pytest.mark.parametrize(("name", "cpu_left", "used", "jobs", "expected"), [
-    ("a node with room for every kind has no fragment", 64_000, (), [(SHARE, 1.0)], 0.0),
-    ("CPU exhausted: all free GPU share is fragment", 4_000, (), [(SHARE, 1.0)], 2000.0),
+BIG_MEMORY = make_job("m").share(500).cpu(1000).memory(1 << 19).build()
+CPU_ONLY = make_job("c").gpus(0).cpu(4000).build()
+
+
+@pytest.mark.parametrize(("name", "cpu_left", "used", "jobs", "memory", "expected"), [
+    ("a node with room for every kind has no fragment", 64_000, (), [(SHARE, 1.0)], True,
+     0.0),
+    ("CPU exhausted: all free GPU share is fragment", 4_000, (), [(SHARE, 1.0)], True,
+     2000.0),
     ("a GPU with less free than the share is fragment", 64_000, ((0, 700),), [(SHARE, 1.0)],
-     300.0),
+     True, 300.0),
     ("weighted by how common each kind is", 64_000, ((0, 700),),
-     [(SHARE, 1.0), (WHOLE, 1.0)], 0.5 * 300 + 0.5 * 300),
+     [(SHARE, 1.0), (WHOLE, 1.0)], True, 0.5 * 300 + 0.5 * 300),
+    ("memory exhausted: all free GPU share is fragment", 64_000, (), [(BIG_MEMORY, 1.0)],
+     True, 2000.0),
+    ("the paper's kinds do not look at memory", 64_000, (), [(BIG_MEMORY, 1.0)], False, 0.0),
+    ("a CPU-only kind sees every free GPU as fragment", 64_000, ((0, 700),),
+     [(CPU_ONLY, 1.0)], True, 1300.0),
 ])
 def test_fragmentation(name: str, cpu_left: int, used: tuple[tuple[int, int], ...],
-                       jobs: list[tuple[object, float]], expected: float) -> None:
+                       jobs: list[tuple[object, float]], memory: bool, expected: float) -> None:
     c = Cluster()
-    c.upsert(NodeSpec("n", "T4", 2, cpu_milli=cpu_left, memory_mib=1 << 20))
+    c.upsert(NodeSpec("n", "T4", 2, cpu_milli=cpu_left, memory_mib=1 << 18))
     for gpu, milli in used:
         c.allocate(Slot(0, (gpu,), milli))
-    assert _frag(c, jobs) == [pytest.approx(expected)], name
+    assert _frag(c, jobs, memory) == [pytest.approx(expected)], name
 
 
 def test_every_job_class_is_kept() -> None:
@@ -44,8 +57,59 @@ def test_every_job_class_is_kept() -> None:
     assert len(w.weight) == 100 and w.weight.sum() == pytest.approx(1.0)
 
 
-def test_cpu_only_jobs_add_nothing() -> None:
-    assert len(workload_of([(make_job("c").gpus(0).build(), 1.0)]).weight) == 0
+@pytest.mark.parametrize(("name", "jobs", "popularity", "kinds"), [
+    ("one kind per exact CPU request",
+     [make_job("a").share(500).cpu(1000).build(), make_job("b").share(500).cpu(2000).build()],
+     1.0, {(1, 500, 1000), (1, 500, 2000)}),
+    ("a CPU request under 0.1 counts as 0.1",
+     [make_job("a").share(500).cpu(0).build(), make_job("b").share(500).cpu(100).build()],
+     1.0, {(1, 500, 100)}),
+    ("CPU-only jobs are a kind", [make_job("c").gpus(0).cpu(2000).build()], 1.0,
+     {(0, 0, 2000)}),
+    ("the popularity cut keeps the common kinds, the one crossing it included",
+     [make_job(f"a{i}").share(500).build() for i in range(6)]
+     + [make_job(f"b{i}").share(300).build() for i in range(3)] + [make_job("c").gpus(8).build()],
+     0.7, {(1, 500, 100), (1, 300, 100)}),
+])
+def test_kinds(name: str, jobs: list[object], popularity: float,
+               kinds: set[tuple[int, int, int]]) -> None:
+    w = workload_of([(j, 1.0) for j in jobs], popularity)  # type: ignore[misc]
+    got = set(zip(w.gpus.tolist(), w.milli.tolist(), w.cpu_milli.tolist(), strict=True))
+    assert got == kinds, name
+    assert w.weight.sum() == pytest.approx(1.0), name
+
+
+@pytest.mark.parametrize(("name", "delta", "score"), [
+    ("no change scores 50", 0.0, 50.0),
+    ("any growth scores less", 1.0, 49.0),
+    ("a drop of 0.041 GPU scores more", -41.0, 51.0),
+    ("a drop of 0.03 GPU ties with none", -30.0, 50.0),
+    ("four whole GPUs lost", 4000.0, 1.0),
+])
+def test_the_score_is_the_papers_whole_number(name: str, delta: float, score: float) -> None:
+    assert whole_score(np.array([delta])).tolist() == [score], name
+
+
+@pytest.mark.parametrize(("name", "plugin", "gpu"), [
+    ("fgd: the tightest GPU among the best", "fgd", 1),
+    ("fgd-paper: the first GPU among the best", "fgd-paper", 0),
+])
+def test_a_share_takes_the_gpu_the_reserve_chooses(name: str, plugin: str, gpu: int) -> None:
+    """GPU 0 has 0.6 free and GPU 1 0.5: a 0.2 share on either leaves a 0.3-0.4 fragment the
+    workload cannot use alike; both score the same whole number."""
+    from services.scheduler.framework import PluginArgs
+    from services.scheduler.plugins import REGISTRY
+
+    cluster = (make_cluster().node(make_node("n").gpus(2).cpu(64_000))
+               .node(make_node("m").gpus(2).cpu(64_000)).use("n", (0,), 400)
+               .use("n", (1,), 500).build())
+    job = make_job("j").share(200).cpu(1000).build()
+    workload = ((job, 1.0), (make_job("w").gpus(2).cpu(1000).build(), 1.0))
+    fgd = REGISTRY[plugin](PluginArgs(workload=workload))
+    state = cycle_state()
+    state.candidates = np.arange(2)
+    fgd.score(state, job, cluster)  # type: ignore[attr-defined]
+    assert fgd.reserve(state, job, cluster, 0) == (gpu,), name  # type: ignore[attr-defined]
 
 
 def test_cached_scores_equal_fresh_ones() -> None:

@@ -289,7 +289,7 @@ async def test_a_drain_survives_a_scheduler_killed_with_sigkill(
 async def test_shares_go_where_the_gpu_is_measured_idle_and_borrowers_go_first(
         bus: BusSettings, tmp_path: Path) -> None:
     async with stack(bus, tmp_path, analytics=False, nodes=3, gpus=1,
-                     scores="fgd,bestfit:0.1,topology,loadaware:10", loop="opportunistic",
+                     scores="fgd,bestfit:0.009,topology,loadaware:10", loop="opportunistic",
                      opportunistic_queues="spot") as s:
         seen = s.seen
         # Three owners, one per GPU (600 thousandths each); two keep theirs busy.

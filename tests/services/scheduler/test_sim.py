@@ -26,9 +26,20 @@ def test_the_shipped_trace_is_complete() -> None:
     assert load_paper()["FGD"][130] == pytest.approx(95.391)
 
 
-def test_sampling_reaches_the_target_demand() -> None:
-    tasks = sample(TASKS, 100_000, 1.3, np.random.default_rng(0))
-    assert 130_000 <= sum(t.demand_milli for t in tasks) < 130_000 + 8000
+@pytest.mark.parametrize(("name", "target"), [
+    ("above the trace's demand: every task, then more drawn", 1.3),
+    ("below it: tasks dropped at random", 0.4),
+])
+def test_sampling_stops_within_one_task_of_the_target(name: str, target: float) -> None:
+    capacity = sum(t.demand_milli for t in TASKS)
+    tasks = sample(TASKS, capacity, target, np.random.default_rng(0))
+    demand = sum(t.demand_milli for t in tasks)
+    assert target * capacity - 8000 < demand <= target * capacity, name
+    names = {t.name for t in tasks}
+    assert (names == {t.name for t in TASKS}) == (target > 1), name
+    if target > 1:  # the trace itself comes first, each task once, in a new order
+        assert sorted(t.name for t in tasks[:len(TASKS)]) == sorted(t.name for t in TASKS)
+        assert [t.name for t in tasks[:len(TASKS)]] != [t.name for t in TASKS]
 
 
 @pytest.mark.parametrize("policy", ["random", "bestfit", "fgd"])
