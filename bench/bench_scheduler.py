@@ -26,12 +26,13 @@ from services.scheduler.sim.trace import load_nodes, load_paper, load_tasks
 PENDING = 10_000
 
 
-def _spec(i: int, rng: np.random.Generator) -> JobSpec:
+def _spec(i: int, rng: np.random.Generator, cpu_sizes: int = 0) -> JobSpec:
     r = rng.random()
     gpus, milli = (1, int(rng.integers(1, 10)) * 100) if r < 0.2 else (
         (1, 1000) if r < 0.8 else (int(rng.choice([2, 4, 8])), 1000))
+    cpu = int(rng.integers(1, cpu_sizes + 1)) * 1000 if cpu_sizes else 0
     return JobSpec(job_id=f"j{i}", gpus=gpus, gpu_milli=milli, tenant=f"t{i % 4}",
-                   priority=int(rng.choice([0, 0, 0, 1])),
+                   priority=int(rng.choice([0, 0, 0, 1])), cpu_milli=cpu,
                    est_runtime_s=float(rng.uniform(60, 600)))
 
 
@@ -44,13 +45,15 @@ def _core(gpus: int, timer: Callable[[], float]) -> SchedulerCore:
                          timer=timer)
 
 
-def decisions(gpus: int, timer: Callable[[], float] = time.perf_counter) -> list[Result]:
+def decisions(gpus: int, timer: Callable[[], float] = time.perf_counter,
+              cpu_sizes: int = 0) -> list[Result]:
     """Queue 10,000 jobs, then run cycles (finishing a tenth of the running jobs between
-    them) until 10,000 decisions were made by the full pipeline."""
+    them) until 10,000 decisions were made by the full pipeline. With ``cpu_sizes``, each job
+    asks for 1 to that many CPUs, so FGD sees that many times more task kinds."""
     core = _core(gpus, timer)
     rng = np.random.default_rng(0)
     for i in range(PENDING):
-        core.handle(SubmitJob(job=_spec(i, rng)))
+        core.handle(SubmitJob(job=_spec(i, rng, cpu_sizes)))
     latencies: list[float] = []
     decided = placed = 0
     busy = 0.0
@@ -65,10 +68,11 @@ def decisions(gpus: int, timer: Callable[[], float] = time.perf_counter) -> list
         for job_id in running[: max(len(running) // 10, 1)]:
             core.free(job_id)
         for i in range(core.last.placed):  # keep 10,000 pending
-            core.handle(SubmitJob(job=_spec(PENDING + placed + i, rng)))
+            core.handle(SubmitJob(job=_spec(PENDING + placed + i, rng, cpu_sizes)))
     lat = np.array(latencies) * 1000
     clock = "CPU clock" if timer is time.thread_time else "wall clock"
-    area = f"scheduler {gpus:,} GPUs, {clock}"
+    area = f"scheduler {gpus:,} GPUs, {clock}" + (
+        f", jobs of 1-{cpu_sizes} CPUs" if cpu_sizes else "")
     aim_rate = {10_000: "≥ 5,000/s", 100_000: "≥ 1,000/s"}.get(gpus, "")
     aim_p99 = "< 5 ms" if gpus in (10_000, 100_000) else ""
     return [
@@ -102,4 +106,6 @@ def run(quick: bool) -> list[Result]:
     for gpus in (1_000, 10_000, 100_000):
         for timer in (time.perf_counter, time.thread_time):
             results += decisions(gpus, timer)
+    # Many task kinds (one per GPU request and CPU size): FGD's worst case at the largest size.
+    results += decisions(100_000, time.thread_time, cpu_sizes=64)
     return results + headline(quick)

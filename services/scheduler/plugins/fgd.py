@@ -67,6 +67,10 @@ class Workload:
     sets: tuple[tuple[str, ...], ...]
     set_of: IntArray
     cpu_only: BoolArray
+    class_gpus: IntArray  # the classes (GPUs, share, model set) of the GPU kinds
+    class_level: IntArray
+    class_set: IntArray
+    by_class: FloatArray  # (kinds, classes): a kind's weight in its class's column
 
     def close_to(self, other: Workload) -> bool:
         return (self.models == other.models and np.array_equal(self.gpus, other.gpus)
@@ -105,34 +109,56 @@ def workload_of(jobs: Iterable[tuple[Job, float]], popularity: float = 1.0,
     weight = sum(v[0] for _, v in kept) or 1.0
     milli = np.array([k[1] for k, _ in kept], np.int64)
     levels, level = np.unique(milli, return_inverse=True)
+    level = level.ravel().astype(np.int64)
     models = tuple(k[2] for k, _ in kept)
     sets = tuple(sorted(set(models)))
+    set_of = np.array([sets.index(x) for x in models], np.int64)
     gpus = np.array([k[0] for k, _ in kept], np.int64)
+    weights = np.array([v[0] / weight for _, v in kept], np.float64)
+    classes: dict[tuple[int, int, int], int] = {}
+    for i, n in enumerate(gpus.tolist()):
+        if n:
+            classes.setdefault((n, int(level[i]), int(set_of[i])), len(classes))
+    by_class = np.zeros((len(kept), len(classes)), np.float64)
+    for i, n in enumerate(gpus.tolist()):
+        if n:
+            by_class[i, classes[(n, int(level[i]), int(set_of[i]))]] = weights[i]
+    keys = list(classes)
     return Workload(
         gpus=gpus, milli=milli, cpu_milli=np.array([k[3] for k, _ in kept], np.int64),
         memory_mib=np.array([v[1] / max(v[0], 1e-12) for _, v in kept], np.int64),
-        weight=np.array([v[0] / weight for _, v in kept], np.float64), models=models,
-        levels=levels.astype(np.int64), level=level.ravel().astype(np.int64), sets=sets,
-        set_of=np.array([sets.index(x) for x in models], np.int64), cpu_only=gpus == 0)
+        weight=weights, models=models, levels=levels.astype(np.int64), level=level, sets=sets,
+        set_of=set_of, cpu_only=gpus == 0,
+        class_gpus=np.array([k[0] for k in keys], np.int64),
+        class_level=np.array([k[1] for k in keys], np.int64),
+        class_set=np.array([k[2] for k in keys], np.int64), by_class=by_class)
 
 
 def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArray) -> FloatArray:
     """Expected unusable GPU share (thousandths) of each row: ``eff`` (R, G) free shares,
-    ``host`` (R, 2+) free CPU and memory, ``model_ok`` (R, len(w.sets))."""
+    ``host`` (R, 2+) free CPU and memory, ``model_ok`` (R, len(w.sets)).
+
+    All of a row's free share is lost to a kind, except where the kind fits: then only the
+    share on GPUs smaller than its share is. Kinds of one class (GPUs, share, models) differ
+    only in CPU and memory, so the weight of each class's kinds with room on the row is one
+    product, and the GPU side is worked out per class, not per kind (there may be thousands
+    of kinds; a CPU-only kind is in no class: it can use no GPU share)."""
     ge = eff[:, :, None] >= w.levels[None, None, :]
     count = ge.sum(axis=1)  # GPUs with at least each level free
     small = np.where(ge, 0, eff[:, :, None]).sum(axis=1)  # free share on the other GPUs
-    fits = ((count[:, w.level] >= w.gpus[None, :]) & (host[:, :1] >= w.cpu_milli[None, :])
-            & (host[:, 1:2] >= w.memory_mib[None, :]) & model_ok[:, w.set_of])
-    # A CPU-only kind can use no GPU share at all: for it, every free GPU is fragment.
-    lost = np.where(fits & ~w.cpu_only, small[:, w.level], eff.sum(axis=1)[:, None])
-    return np.asarray(lost @ w.weight, np.float64)
+    total = eff.sum(axis=1)
+    room = (host[:, :1] >= w.cpu_milli[None, :]) & (host[:, 1:2] >= w.memory_mib[None, :])
+    weight = room.astype(np.float64) @ w.by_class  # (R, classes)
+    fits = (count[:, w.class_level] >= w.class_gpus[None, :]) & model_ok[:, w.class_set]
+    usable = np.where(fits, total[:, None] - small[:, w.class_level], 0)
+    return np.asarray(total * w.weight.sum() - (usable * weight).sum(axis=1), np.float64)
 
 
 def whole_score(delta: FloatArray) -> FloatArray:
     """The paper's score of a change in fragmentation (thousandths): 100 times the sigmoid of
     its drop in GPUs, rounded down (so nodes within about 0.04 GPU of each other tie)."""
-    return np.floor(MAX_SCORE / (1.0 + np.exp(delta / FULL)))
+    # Rounded first to a millionth of a GPU: sums in another order must not cross a whole point.
+    return np.floor(MAX_SCORE / (1.0 + np.exp(np.round(delta, 3) / FULL)))
 
 
 def _model_ok(w: Workload, cluster: Cluster, host: IntArray) -> BoolArray:

@@ -51,6 +51,36 @@ def test_fragmentation(name: str, cpu_left: int, used: tuple[tuple[int, int], ..
     assert _frag(c, jobs, memory) == [pytest.approx(expected)], name
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fragmentation_per_class_equals_the_sum_over_kinds(seed: int) -> None:
+    """The per-class computation is the definition: the weighted sum, kind by kind, of what
+    each kind cannot use (all free share, unless it fits: then the GPUs too small for it)."""
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for i in range(300):
+        gpus = int(rng.choice([0, 1, 1, 2, 4]))
+        share = int(rng.choice([100, 300, 500, 1000])) if gpus == 1 else 1000
+        job = (make_job(f"j{i}").gpus(gpus).share(share).cpu(int(rng.integers(0, 40)) * 1000)
+               .memory(int(rng.integers(0, 64)) * 1024)
+               .models(*(["T4"] if rng.random() < 0.3 else [])).build())
+        jobs.append((job, 1.0))
+    w = workload_of(jobs)  # type: ignore[arg-type]
+    rows = 50
+    eff = -np.sort(-rng.choice([0, 200, 500, 700, 1000], size=(rows, 4)), axis=1)
+    host = np.stack([rng.integers(0, 48, rows) * 1000, rng.integers(0, 64, rows) * 1024,
+                     np.zeros(rows, np.int64)], axis=1)
+    ok = rng.random((rows, len(w.sets))) < 0.8
+    want = np.zeros(rows)
+    for k in range(len(w.weight)):
+        for r in range(rows):
+            fits = ((eff[r] >= w.milli[k]).sum() >= w.gpus[k] and host[r, 0] >= w.cpu_milli[k]
+                    and host[r, 1] >= w.memory_mib[k] and ok[r, w.set_of[k]]
+                    and not w.cpu_only[k])
+            lost = eff[r][eff[r] < w.milli[k]].sum() if fits else eff[r].sum()
+            want[r] += w.weight[k] * lost
+    assert np.allclose(fragmentation(w, eff, host, ok), want)
+
+
 def test_every_job_class_is_kept() -> None:
     jobs = [(make_job(f"j{i}").share(10 + i).build(), 1.0) for i in range(100)]
     w = workload_of(jobs)
@@ -85,6 +115,7 @@ def test_kinds(name: str, jobs: list[object], popularity: float,
     ("a drop of 0.041 GPU scores more", -41.0, 51.0),
     ("a drop of 0.03 GPU ties with none", -30.0, 50.0),
     ("four whole GPUs lost", 4000.0, 1.0),
+    ("rounding noise of a sum does not cross a point", 1e-9, 50.0),
 ])
 def test_the_score_is_the_papers_whole_number(name: str, delta: float, score: float) -> None:
     assert whole_score(np.array([delta])).tolist() == [score], name
