@@ -10,9 +10,11 @@ it grows least (its reserve).
 
 As in the paper's simulator, a kind is one exact request (GPUs, share per GPU, GPU models, CPU;
 a CPU request under 0.1 counts as 0.1), CPU-only kinds included, and the score is a whole
-number, 100 times the sigmoid of the drop in fragmentation (in GPUs): nodes within about 0.04
-GPU of each other tie, and one of them is taken at random. Unlike the paper, a kind also needs
-its tasks' mean memory to fit (the fit test checks memory). Every kind is kept: the paper's
+number, 100 times the sigmoid of the drop in fragmentation (in GPUs): near no change, nodes
+within about 0.04 GPU of each other tie (0.1 GPU two GPUs away), and one of them is taken at
+random. Unlike the paper, a kind also needs its tasks' mean memory to fit (the fit test checks
+memory). As in the paper, the kinds' CPU floor of 0.1 means a node with less than that free
+sees its GPUs as fragment even for jobs that ask for no CPU. Every kind is kept: the paper's
 configured cut to the most common kinds (``popularity``) drops the rare multi-GPU kinds and
 costs 5 points on the Alibaba trace. ``fgd-paper`` is the paper's own: no memory, and a share on
 the first GPU in index order among those with the best score. docs/scheduler.md has what each
@@ -30,6 +32,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -44,8 +47,13 @@ from services.scheduler.jobs import FULL, Job
 
 NAME = "fgd"
 PAPER = "fgd-paper"
+CPU_SPAN = 1 << 40  # above any CPU request (millicores): keys a kind by class, then CPU
 MIN_CPU = 100  # Kubernetes counts a CPU request under 100 millicores as 100 when scoring
-DRIFT = 0.02  # a pending mix whose kind weights all moved less than this keeps the cache
+DRIFT = 0.02  # a pending mix of which less than this share changed kind keeps the cache
+MEMORY_DRIFT = 0.05  # ... while each kind's mean memory moved less than this share
+
+
+Kind = tuple[int, int, tuple[str, ...], int]  # GPUs, share per GPU, models, CPU
 
 
 @dataclass(frozen=True)
@@ -71,16 +79,26 @@ class Workload:
     class_level: IntArray
     class_set: IntArray
     by_class: FloatArray  # (kinds, classes): a kind's weight in its class's column
+    cpu_keys: IntArray  # the GPU kinds by class, then CPU: class * CPU_SPAN + CPU
+    cpu_cum: FloatArray  # their weights summed in that order (a leading 0)
+    memory_max: int  # the most memory any kind needs
+
+    @cached_property
+    def mix(self) -> dict[Kind, tuple[float, int]]:
+        """Each kind's weight and memory, by its request."""
+        return {(g, m, models, c): (w, mem) for g, m, models, c, w, mem in zip(
+            self.gpus.tolist(), self.milli.tolist(), self.models, self.cpu_milli.tolist(),
+            self.weight.tolist(), self.memory_mib.tolist(), strict=True)}
 
     def close_to(self, other: Workload) -> bool:
-        return (self.models == other.models and np.array_equal(self.gpus, other.gpus)
-                and np.array_equal(self.milli, other.milli)
-                and np.array_equal(self.cpu_milli, other.cpu_milli)
-                and np.array_equal(self.memory_mib, other.memory_mib)
-                and float(np.abs(self.weight - other.weight).max(initial=0.0)) < DRIFT)
-
-
-Kind = tuple[int, int, tuple[str, ...], int]  # GPUs, share per GPU, models, CPU
+        """Less than ``DRIFT`` of the jobs changed kind, and the memory of every kind in both
+        moved less than ``MEMORY_DRIFT`` (a pending queue changes a little every cycle)."""
+        mine, theirs = self.mix, other.mix
+        moved = sum(abs(mine.get(k, (0.0, 0))[0] - theirs.get(k, (0.0, 0))[0])
+                    for k in mine.keys() | theirs.keys()) / 2
+        return moved < DRIFT and all(
+            abs(mem - theirs[k][1]) <= MEMORY_DRIFT * max(mem, 1)
+            for k, (_, mem) in mine.items() if k in theirs)
 
 
 def workload_of(jobs: Iterable[tuple[Job, float]], popularity: float = 1.0,
@@ -99,13 +117,14 @@ def workload_of(jobs: Iterable[tuple[Job, float]], popularity: float = 1.0,
     total = sum(v[0] for v in acc.values())
     ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0][3], kv[0][1], kv[0][0],
                                                  kv[0][2]))
-    kept: list[tuple[Kind, list[float]]] = []
-    covered = 0.0
-    for kind in ranked:
-        if covered >= popularity * total:
-            break
-        kept.append(kind)
-        covered += kind[1][0]
+    kept: list[tuple[Kind, list[float]]] = ranked
+    if popularity < 1:
+        kept, covered = [], 0.0
+        for kind in ranked:
+            if covered >= popularity * total:
+                break
+            kept.append(kind)
+            covered += kind[1][0]
     weight = sum(v[0] for _, v in kept) or 1.0
     milli = np.array([k[1] for k, _ in kept], np.int64)
     levels, level = np.unique(milli, return_inverse=True)
@@ -124,14 +143,23 @@ def workload_of(jobs: Iterable[tuple[Job, float]], popularity: float = 1.0,
         if n:
             by_class[i, classes[(n, int(level[i]), int(set_of[i]))]] = weights[i]
     keys = list(classes)
+    klass = np.array([classes.get((n, int(level[i]), int(set_of[i])), -1)
+                      for i, n in enumerate(gpus.tolist())], np.int64)
+    cpu = np.array([k[3] for k, _ in kept], np.int64)
+    gpu_kinds = np.flatnonzero(klass >= 0)
+    cpu_keys = klass[gpu_kinds] * CPU_SPAN + cpu[gpu_kinds]
+    order = np.argsort(cpu_keys, kind="stable")
+    memory_mib = np.array([v[1] / max(v[0], 1e-12) for _, v in kept], np.int64)
     return Workload(
-        gpus=gpus, milli=milli, cpu_milli=np.array([k[3] for k, _ in kept], np.int64),
-        memory_mib=np.array([v[1] / max(v[0], 1e-12) for _, v in kept], np.int64),
+        gpus=gpus, milli=milli, cpu_milli=cpu, memory_mib=memory_mib,
         weight=weights, models=models, levels=levels.astype(np.int64), level=level, sets=sets,
         set_of=set_of, cpu_only=gpus == 0,
         class_gpus=np.array([k[0] for k in keys], np.int64),
         class_level=np.array([k[1] for k in keys], np.int64),
-        class_set=np.array([k[2] for k in keys], np.int64), by_class=by_class)
+        class_set=np.array([k[2] for k in keys], np.int64), by_class=by_class,
+        cpu_keys=cpu_keys[order],
+        cpu_cum=np.concatenate(([0.0], np.cumsum(weights[gpu_kinds][order]))),
+        memory_max=int(memory_mib.max(initial=0)))
 
 
 def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArray) -> FloatArray:
@@ -147,16 +175,33 @@ def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArra
     count = ge.sum(axis=1)  # GPUs with at least each level free
     small = np.where(ge, 0, eff[:, :, None]).sum(axis=1)  # free share on the other GPUs
     total = eff.sum(axis=1)
-    room = (host[:, :1] >= w.cpu_milli[None, :]) & (host[:, 1:2] >= w.memory_mib[None, :])
-    weight = room.astype(np.float64) @ w.by_class  # (R, classes)
+    weight = _weight_with_room(w, host)
     fits = (count[:, w.class_level] >= w.class_gpus[None, :]) & model_ok[:, w.class_set]
     usable = np.where(fits, total[:, None] - small[:, w.class_level], 0)
     return np.asarray(total * w.weight.sum() - (usable * weight).sum(axis=1), np.float64)
 
 
+def _weight_with_room(w: Workload, host: IntArray) -> FloatArray:
+    """(R, classes): per row, the weight of each class's kinds with the CPU and memory they
+    need free. Where memory holds every kind, only CPU decides: the kinds of a class with
+    at most the row's CPU are a prefix of the class sorted by CPU, summed by one search."""
+    out = np.empty((len(host), len(w.class_gpus)))
+    roomy = host[:, 1] >= w.memory_max
+    if roomy.any():
+        starts = np.arange(len(w.class_gpus), dtype=np.int64) * CPU_SPAN
+        end = np.searchsorted(w.cpu_keys, starts[None, :] + host[roomy, :1], side="right")
+        out[roomy] = w.cpu_cum[end] - w.cpu_cum[np.searchsorted(w.cpu_keys, starts)][None, :]
+    tight = ~roomy
+    if tight.any():
+        room = ((host[tight, :1] >= w.cpu_milli[None, :])
+                & (host[tight, 1:2] >= w.memory_mib[None, :]))
+        out[tight] = room.astype(np.float64) @ w.by_class
+    return out
+
+
 def whole_score(delta: FloatArray) -> FloatArray:
     """The paper's score of a change in fragmentation (thousandths): 100 times the sigmoid of
-    its drop in GPUs, rounded down (so nodes within about 0.04 GPU of each other tie)."""
+    its drop in GPUs, rounded down (near no change, nodes within about 0.04 GPU tie)."""
     # Rounded first to a millionth of a GPU: sums in another order must not cross a whole point.
     return np.floor(MAX_SCORE / (1.0 + np.exp(np.round(delta, 3) / FULL)))
 
@@ -180,6 +225,7 @@ class _Entry:
 class _Cache:
     workload: Workload
     epoch: int
+    seen: Workload | None = None  # the last workload found close to this one
     before: FloatArray = field(default_factory=lambda: np.zeros(0))
     entries: dict[tuple[int, int, int, int], _Entry] = field(default_factory=dict)
 
@@ -218,8 +264,9 @@ class Fgd:
                                                         memory=self.memory)
         c = self.cache
         if c is None or c.epoch != cluster.shapes.epoch or not (
-                c.workload is w or c.workload.close_to(w)):
+                c.workload is w or c.seen is w or c.workload.close_to(w)):
             c = self.cache = _Cache(w, cluster.shapes.epoch)
+        c.seen = w  # compared once: the rest of the cycle asks by identity
         return c
 
     def score(self, state: CycleState, job: Job, cluster: Cluster) -> FloatArray:
@@ -268,7 +315,7 @@ class Fgd:
         return next(g for g, free in enumerate(row) if free in good)
 
     def _entry(self, cache: _Cache, job: Job, cluster: Cluster, ids: IntArray) -> _Entry:
-        key = (job.gpus, job.milli, job.cpu_milli, job.memory_mib)
+        key = (job.gpus, job.milli, job.cpu_milli, job.memory_mib if self.memory else 0)
         entry = cache.entries.get(key)
         if entry is None:
             entry = cache.entries[key] = _Entry()

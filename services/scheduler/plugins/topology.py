@@ -1,6 +1,8 @@
 """Score: topology. Gang members go to as few nodes as possible (nodes already holding a member
 of this job score highest), a multi-GPU member goes where it fits inside one NVLink domain,
-and the node whose free block it fills most exactly is preferred (big blocks stay whole)."""
+and, among nodes otherwise equal, the node whose free GPUs it fills most exactly (big blocks
+stay whole). That last part stays under one point, so it only breaks ties: FGD's whole-number
+score weighs the same question for the whole workload, and a larger term would overrule it."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from services.scheduler.framework import CycleState, FloatArray, PluginArgs, nor
 from services.scheduler.jobs import FULL, Job
 
 NAME = "topology"
+TIE_BREAK = 0.009  # of a 0..100 score: under one point
 
 
 def largest_domain_block(cluster: Cluster, nodes: IntArray) -> IntArray:
@@ -32,7 +35,7 @@ class Topology:
         if job.gpus > 1:
             raw += np.where(largest_domain_block(cluster, nodes) >= job.gpus, 30.0, 0.0)
         spare = (cluster.whole[nodes] - job.gpus).astype(np.float64)
-        raw += 0.2 * normalize(spare, higher_is_better=False)
+        raw += TIE_BREAK * normalize(spare, higher_is_better=False)
         return raw
 
 
