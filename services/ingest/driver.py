@@ -105,6 +105,11 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if self._writing is not None and self._writing.done():
+                # A background write that failed stops the worker now, not at the next
+                # write (which an idle topic may never bring).
+                writing, self._writing = self._writing, None
+                await writing
             batches = await self.consumer.getmany(timeout_ms=100, max_records=self._poll_max)
             async with self.lock:
                 now = time.time()
@@ -212,7 +217,11 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]
         while ClickHouse stores this batch."""
         if self._writing is not None:
             writing, self._writing = self._writing, None
-            await writing
+            try:
+                await writing
+            except BaseException:
+                self.batcher.written(write, False)  # never started: not in flight either
+                raise
         self._writing = asyncio.create_task(self._write(write))
         if write.wait:
             writing, self._writing = self._writing, None

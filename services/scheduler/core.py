@@ -108,7 +108,6 @@ class SchedulerCore:
         self.running: dict[str, Running] = {}
         self.records: dict[str, Record] = {}
         self.nominations: dict[str, list[str]] = {}
-        self.util: dict[tuple[str, int], float] = {}
         self.rng = np.random.default_rng(seed)
         self.seq = 0
         self.dirty = True  # something changed since the last cycle
@@ -138,7 +137,6 @@ class SchedulerCore:
                 self.loop.observe(msg)
                 self._inventory(node_spec(msg))
             case GpuUtilWindow():
-                self.util[(msg.node, msg.gpu)] = msg.util_mean
                 return act(self, msg)
             case (GpuDrain() | GpuUndrain() | ReclaimRequest() | ReclaimWarning()
                   | ReclaimWithdrawn()):

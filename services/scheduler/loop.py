@@ -126,12 +126,10 @@ class ClosedLoop:
     draining: bool = False  # the drained plugin is in the profile: drains mark their GPUs
 
     @classmethod
-    def of(cls, plugins: Sequence[object], max_age_s: float = 300.0) -> ClosedLoop:
+    def of(cls, plugins: Sequence[object]) -> ClosedLoop:
         loop = [p for p in plugins if isinstance(p, LoopPlugin)]
         return cls(plugins=loop, lenders=[p for p in plugins if isinstance(p, Lender)],
-                   measured=MeasuredLoad(max_age_s=max_age_s),
-                   draining=any(isinstance(p, DrainFilter) and p.filters_drained()
-                                for p in plugins))
+                   draining=any(isinstance(p, DrainFilter) for p in plugins))
 
     def observe(self, msg: object) -> str | None:
         """Keep what ``msg`` says; the node whose drained GPUs changed, if any."""
@@ -171,7 +169,7 @@ def act(core: SchedulerCore, msg: object) -> list[Message]:
     node = loop.observe(msg)
     if node is not None and node in core.specs:
         core._apply(node)
-    if isinstance(msg, GpuUtilWindow) and core.pending and any(
+    if not core.dirty and isinstance(msg, GpuUtilWindow) and core.pending and any(
             lender.may_lend(msg) and any(map(lender.wants, core.pending.values()))
             for lender in loop.lenders):
         core.dirty = True  # a GPU measured idle may lend to a job waiting for one now

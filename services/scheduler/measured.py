@@ -67,6 +67,13 @@ class Drains:
     def on_node(self, node: str) -> dict[int, str]:
         return {g: why for (n, g), why in self.gpus.items() if n == node}
 
+    def by_node(self) -> dict[str, dict[int, str]]:
+        """Every drained GPU grouped by its node (one pass over the drains)."""
+        out: dict[str, dict[int, str]] = {}
+        for (node, g), why in self.gpus.items():
+            out.setdefault(node, {})[g] = why
+        return out
+
     def apply(self, spec: NodeSpec) -> NodeSpec:
         """The node as placement must see it: its drained GPUs unhealthy (no share to give)."""
         drained = self.on_node(spec.name)

@@ -33,9 +33,9 @@ class Drained:
         if drains is None or not drains.gpus:
             return mask, SUCCESS
         reasons: list[str] = []
-        for n in np.flatnonzero(state.feasible).tolist():
-            drained = drains.on_node(cluster.names[n])
-            if not drained:
+        for name, drained in drains.by_node().items():  # the drained nodes only
+            n = cluster.index.get(name)
+            if n is None or not state.feasible[n]:
                 continue
             row = cluster.eff[n].copy()
             # a drain may name a GPU the node does not have (its message is only bounded by

@@ -47,7 +47,9 @@ from services.scheduler.jobs import FULL, Job
 
 NAME = "fgd"
 PAPER = "fgd-paper"
-CPU_SPAN = 1 << 40  # above any CPU request (millicores): keys a kind by class, then CPU
+# Keys a kind by class, then CPU: far above any CPU a node or job may declare (the contracts
+# bound both to INT32_MAX millicores), so a class's keys never reach the next class's.
+CPU_SPAN = 1 << 40
 MIN_CPU = 100  # Kubernetes counts a CPU request under 100 millicores as 100 when scoring
 DRIFT = 0.02  # a pending mix of which less than this share changed kind keeps the cache
 MEMORY_DRIFT = 0.05  # ... while each kind's mean memory moved less than this share
@@ -81,6 +83,7 @@ class Workload:
     by_class: FloatArray  # (kinds, classes): a kind's weight in its class's column
     cpu_keys: IntArray  # the GPU kinds by class, then CPU: class * CPU_SPAN + CPU
     cpu_cum: FloatArray  # their weights summed in that order (a leading 0)
+    class_start: IntArray  # where each class begins in that order
     memory_max: int  # the most memory any kind needs
 
     @cached_property
@@ -134,19 +137,16 @@ def workload_of(jobs: Iterable[tuple[Job, float]], popularity: float = 1.0,
     set_of = np.array([sets.index(x) for x in models], np.int64)
     gpus = np.array([k[0] for k, _ in kept], np.int64)
     weights = np.array([v[0] / weight for _, v in kept], np.float64)
+    # Classes (GPUs, share, model set) of the GPU kinds; a CPU-only kind is in none (-1).
     classes: dict[tuple[int, int, int], int] = {}
-    for i, n in enumerate(gpus.tolist()):
-        if n:
-            classes.setdefault((n, int(level[i]), int(set_of[i])), len(classes))
-    by_class = np.zeros((len(kept), len(classes)), np.float64)
-    for i, n in enumerate(gpus.tolist()):
-        if n:
-            by_class[i, classes[(n, int(level[i]), int(set_of[i]))]] = weights[i]
+    klass = np.array([classes.setdefault((n, lv, st), len(classes)) if n else -1
+                      for n, lv, st in zip(gpus.tolist(), level.tolist(), set_of.tolist(),
+                                           strict=True)], np.int64)
     keys = list(classes)
-    klass = np.array([classes.get((n, int(level[i]), int(set_of[i])), -1)
-                      for i, n in enumerate(gpus.tolist())], np.int64)
-    cpu = np.array([k[3] for k, _ in kept], np.int64)
     gpu_kinds = np.flatnonzero(klass >= 0)
+    by_class = np.zeros((len(kept), len(classes)), np.float64)
+    by_class[gpu_kinds, klass[gpu_kinds]] = weights[gpu_kinds]
+    cpu = np.array([k[3] for k, _ in kept], np.int64)
     cpu_keys = klass[gpu_kinds] * CPU_SPAN + cpu[gpu_kinds]
     order = np.argsort(cpu_keys, kind="stable")
     memory_mib = np.array([v[1] / max(v[0], 1e-12) for _, v in kept], np.int64)
@@ -159,6 +159,8 @@ def workload_of(jobs: Iterable[tuple[Job, float]], popularity: float = 1.0,
         class_set=np.array([k[2] for k in keys], np.int64), by_class=by_class,
         cpu_keys=cpu_keys[order],
         cpu_cum=np.concatenate(([0.0], np.cumsum(weights[gpu_kinds][order]))),
+        class_start=np.searchsorted(cpu_keys[order],
+                                    np.arange(len(keys), dtype=np.int64) * CPU_SPAN),
         memory_max=int(memory_mib.max(initial=0)))
 
 
@@ -168,9 +170,9 @@ def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArra
 
     All of a row's free share is lost to a kind, except where the kind fits: then only the
     share on GPUs smaller than its share is. Kinds of one class (GPUs, share, models) differ
-    only in CPU and memory, so the weight of each class's kinds with room on the row is one
-    product, and the GPU side is worked out per class, not per kind (there may be thousands
-    of kinds; a CPU-only kind is in no class: it can use no GPU share)."""
+    only in CPU and memory, so the weight of each class's kinds with room on the row is found
+    at once (``_weight_with_room``), and the GPU side is worked out per class, not per kind
+    (there may be thousands of kinds; a CPU-only kind is in no class: it uses no GPU share)."""
     ge = eff[:, :, None] >= w.levels[None, None, :]
     count = ge.sum(axis=1)  # GPUs with at least each level free
     small = np.where(ge, 0, eff[:, :, None]).sum(axis=1)  # free share on the other GPUs
@@ -190,7 +192,7 @@ def _weight_with_room(w: Workload, host: IntArray) -> FloatArray:
     if roomy.any():
         starts = np.arange(len(w.class_gpus), dtype=np.int64) * CPU_SPAN
         end = np.searchsorted(w.cpu_keys, starts[None, :] + host[roomy, :1], side="right")
-        out[roomy] = w.cpu_cum[end] - w.cpu_cum[np.searchsorted(w.cpu_keys, starts)][None, :]
+        out[roomy] = w.cpu_cum[end] - w.cpu_cum[w.class_start][None, :]
     tight = ~roomy
     if tight.any():
         room = ((host[tight, :1] >= w.cpu_milli[None, :])

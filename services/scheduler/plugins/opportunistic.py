@@ -24,7 +24,7 @@ from services.scheduler.cluster import Cluster, Slot
 from services.scheduler.framework import PluginArgs, Running
 from services.scheduler.jobs import Job
 from services.scheduler.loop import Decision, LoopView, Offer
-from services.scheduler.loopstops import LoopStop
+from services.scheduler.loopstops import LoopStop, gpus_of
 from services.scheduler.measured import GpuLoad
 from services.scheduler.plugins.fits import host_room
 
@@ -107,7 +107,9 @@ class Opportunistic:
         load = view.measured.load(msg.node, msg.gpu, view.now)  # the latest window, this or not
         if load is None or load.util_p95 < self.busy_at:
             return []
-        borrowers = borrowed_gpus(view).get((msg.node, msg.gpu), [])
+        gpu = (msg.node, msg.gpu)  # only this GPU's borrowers: no map of every lent GPU
+        borrowers = sorted(job_id for job_id, run in view.running.items()
+                           if lent(run) and gpu in gpus_of(run, view.names))
         why = (f"opportunistic: the owners of GPU {msg.gpu} on {msg.node} are busy again "
                f"(p95 {load.util_p95:.0f} % >= {self.busy_at:g} %)")
         return [LoopStop(job_id, True, why) for job_id in borrowers

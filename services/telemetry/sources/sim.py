@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from gpufleet.contracts import GpuInfo, GpuSample, Placement
+from gpufleet.contracts import UINT32_MAX, GpuInfo, GpuSample, Placement
 from services.telemetry.sources import Due, Identity, Reading
 from services.telemetry.sources.xid import xid_event
 
@@ -58,7 +58,9 @@ def xids_of(placements: Iterable[Placement]) -> dict[int, int]:
     out: dict[int, int] = {}
     for p in placements:
         text = p.job.env.get(XID_VAR, "")
-        if text.isdigit() and p.gpus and p.attempt == 0:
+        # The submitter writes it: only a decimal number that fits the samples' XID field.
+        if text.isdecimal() and len(text) <= 10 and int(text) <= UINT32_MAX and p.gpus \
+                and p.attempt == 0:
             out[p.gpus[0]] = int(text)
     return out
 

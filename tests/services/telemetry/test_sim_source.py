@@ -103,6 +103,8 @@ def xid_job(xid: str, gpus: list[int], attempt: int = 0) -> Placement:
     ("the job's first GPU fails", [xid_job("48", [2, 3])], {2: 48}),
     ("a later attempt runs on", [xid_job("48", [2], attempt=1)], {}),
     ("not a number: ignored", [xid_job("boom", [0])], {}),
+    ("a digit int() cannot read: ignored", [xid_job("\u00b2", [0])], {}),
+    ("larger than an XID field: ignored", [xid_job("4294967296", [0])], {}),
 ])
 def test_a_job_can_make_its_first_gpu_report_an_xid(name: str, jobs: list[Placement],
                                                      expect: dict[int, int]) -> None:
