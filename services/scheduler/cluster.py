@@ -70,8 +70,9 @@ class ShapeTable:
     gpus: int
     ids: dict[tuple[int, ...], int] = field(default_factory=dict)
     eff: IntArray = field(default_factory=lambda: np.zeros((0, 1), np.int64))
-    # free CPU, free memory, model index, largest free NVLink block (see Cluster.block)
-    host: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    # free CPU, free memory, model index, largest free NVLink block (see Cluster.block), whole
+    # free GPUs (see Cluster.whole)
+    host: IntArray = field(default_factory=lambda: np.zeros((0, 5), np.int64))
     epoch: int = 0
 
     def __len__(self) -> int:
@@ -86,16 +87,16 @@ class ShapeTable:
             if sid >= self.eff.shape[0]:
                 rows = max(64, 2 * sid)
                 self.eff = _grow(self.eff, rows, self.gpus, 0)  # type: ignore[assignment]
-                self.host = _grow(self.host, rows, 4, 0)  # type: ignore[assignment]
+                self.host = _grow(self.host, rows, 5, 0)  # type: ignore[assignment]
             self.eff[sid] = eff_sorted
-            self.host[sid] = (cpu, mem, model, block)
+            self.host[sid] = (cpu, mem, model, block, eff_sorted.count(FULL))
             self.ids[key] = sid
         return sid
 
     def reset(self, gpus: int) -> None:
         self.gpus, self.ids, self.epoch = gpus, {}, self.epoch + 1
         self.eff = np.zeros((0, gpus), np.int64)
-        self.host = np.zeros((0, 4), np.int64)
+        self.host = np.zeros((0, 5), np.int64)
 
 
 @dataclass
@@ -113,6 +114,8 @@ class Cluster:
     mem_total: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     cpu_used: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     mem_used: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cpu_free: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # total - used
+    mem_free: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     eff: IntArray = field(default_factory=lambda: np.zeros((0, 1), np.int64))
     whole: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     best: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -164,7 +167,8 @@ class Cluster:
             cols = max(self.used.shape[1], gpus)
             for attr, fill in (("used", 0), ("exists", False), ("healthy", False), ("domain", 0),
                                ("eff", 0), ("online", False), ("model", 0), ("cpu_total", 0),
-                               ("mem_total", 0), ("cpu_used", 0), ("mem_used", 0), ("whole", 0),
+                               ("mem_total", 0), ("cpu_used", 0), ("mem_used", 0), ("cpu_free", 0),
+                               ("mem_free", 0), ("whole", 0),
                                ("best", 0), ("free_total", 0), ("shape", 0),
                               ("block", 0)):
                 setattr(self, attr, _grow(getattr(self, attr), rows, cols, fill))
@@ -187,10 +191,12 @@ class Cluster:
     def refresh(self, n: int) -> None:
         self._by_shape = None
         # A row has a few GPUs: plain Python over them is faster than numpy calls.
-        online = bool(self.online[n])
-        free = [max(FULL - u, 0) if online and e and h else 0 for u, e, h in zip(
-            self.used[n].tolist(), self.exists[n].tolist(), self.healthy[n].tolist(),
-            strict=True)]
+        if self.online[n]:
+            free = [FULL - u if e and h and u < FULL else 0 for u, e, h in zip(
+                self.used[n].tolist(), self.exists[n].tolist(), self.healthy[n].tolist(),
+                strict=True)]
+        else:
+            free = [0] * self.used.shape[1]
         self.eff[n] = free
         whole = free.count(FULL)
         self.whole[n] = whole
@@ -198,12 +204,12 @@ class Cluster:
         self.free_total[n] = sum(free)
         block = 0
         if whole:
-            per_domain: dict[int, int] = {}
-            for d, f in zip(self.domain[n].tolist(), free, strict=True):
-                if f == FULL:
-                    per_domain[d] = per_domain.get(d, 0) + 1
-            block = max(per_domain.values())
+            doms = self.domain[n].tolist()
+            block = max(map([doms[g] for g, f in enumerate(free) if f == FULL].count,
+                            set(doms)))
         self.block[n] = block
+        self.cpu_free[n] = self.cpu_total[n] - self.cpu_used[n]
+        self.mem_free[n] = self.mem_total[n] - self.mem_used[n]
         if self.shapes.gpus != len(free) or len(self.shapes) > 8 * self.n_nodes + 4096:
             # GPU columns grew, or many shapes are gone: number the shapes in use anew.
             self.shapes.reset(len(free))
@@ -238,21 +244,25 @@ class Cluster:
 
     def _intern(self, n: int) -> None:
         self.shape[n] = self.shapes.intern(sorted(self.eff[n].tolist(), reverse=True),
-                                           int(self.cpu_total[n] - self.cpu_used[n]),
-                                           int(self.mem_total[n] - self.mem_used[n]),
+                                           int(self.cpu_free[n]), int(self.mem_free[n]),
                                            int(self.model[n]), int(self.block[n]))
 
     def allocate(self, slot: Slot) -> None:
-        self.used[slot.node, list(slot.gpus)] += slot.milli
-        self.cpu_used[slot.node] += slot.cpu_milli
-        self.mem_used[slot.node] += slot.memory_mib
-        self.refresh(slot.node)
+        self._take(slot, 1)
 
     def release(self, slot: Slot) -> None:
-        self.used[slot.node, list(slot.gpus)] -= slot.milli
-        self.cpu_used[slot.node] -= slot.cpu_milli
-        self.mem_used[slot.node] -= slot.memory_mib
-        self.refresh(slot.node)
+        self._take(slot, -1)
+
+    def _take(self, slot: Slot, sign: int) -> None:
+        n = slot.node
+        row = self.used[n]
+        for g in slot.gpus:  # a few GPUs: faster than fancy indexing
+            row[g] += sign * slot.milli
+        if slot.cpu_milli:
+            self.cpu_used[n] += sign * slot.cpu_milli
+        if slot.memory_mib:
+            self.mem_used[n] += sign * slot.memory_mib
+        self.refresh(n)
 
     def pick_gpus(self, n: int, gpus: int, milli: int, share: int = -1) -> tuple[int, ...]:
         """The GPUs a member takes on node ``n``: for a share, a GPU with ``share`` free when

@@ -133,6 +133,19 @@ class Score(Protocol):
 
 
 @runtime_checkable
+class ShapeScore(Protocol):
+    """A score that depends only on a node's free shape (``Cluster.shape``) and the job, for a
+    member whose job holds no node yet: ``score_shapes`` scores distinct shape ids, and must
+    equal ``score`` on every node of each shape. When every score plugin of a profile is one,
+    a decision scores a few hundred shapes, not every node."""
+
+    name: str
+
+    def score_shapes(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
+                     ) -> FloatArray: ...
+
+
+@runtime_checkable
 class Reserve(Protocol):
     """Like the Kubernetes framework's Reserve: the node is chosen; which of its GPUs does the
     member take? ``None`` leaves the choice to the next reserve plugin, and at last to the

@@ -1,8 +1,9 @@
 """A profile: the enabled plugins sorted into stages, and the placement of one job through them.
 
 1. pre-filters check the job as a whole (quota, gang capacity);
-2. for each member: filters narrow the nodes, scores rank them (one node per free shape on a
-   large fleet; nodes already holding a member of the job always), the best node takes the member
+2. for each member: filters narrow the nodes, scores rank them (when every score plugin is a
+   ``ShapeScore`` and the job holds no node yet, each distinct free shape is scored once and
+   its nodes share the total; the same choice, cheaper), the best node takes the member
    and holds its GPUs while the next member is placed: the reserve plugins choose which GPUs
    when the node was chosen among several (a lone candidate is not weighed), else
    ``Cluster.pick_gpus`` does;
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from services.scheduler.cluster import Cluster, Slot
+from services.scheduler.cluster import BoolArray, Cluster, Slot
 from services.scheduler.framework import (
     SUCCESS,
     Code,
@@ -31,6 +32,7 @@ from services.scheduler.framework import (
     Registry,
     Reserve,
     Score,
+    ShapeScore,
     Status,
 )
 from services.scheduler.jobs import Job
@@ -39,8 +41,8 @@ from services.scheduler.loop import DrainFilter, Lender, LoopPlugin
 STAGES = ("key", "pre_filter", "filter", "score", "reserve", "permit", "post_filter",
           "react", "filters_drained", "offers")
 LOOP_STAGES = (LoopPlugin, DrainFilter, Lender)  # the closed loop's (services/scheduler/loop.py)
-# Above this many candidate nodes, score one node per free shape (``Cluster.representatives``)
-# instead of every node: they score alike, and a large fleet has a few hundred shapes.
+# When some score plugin is not a ShapeScore: above this many candidate nodes, score one node
+# per free shape (``Cluster.representatives``) instead of every node.
 GROUP_ABOVE = 2048
 
 
@@ -60,6 +62,7 @@ class Profile:
     permits: list[Permit] = field(default_factory=list)
     post_filters: list[PostFilter] = field(default_factory=list)
     plugins: list[object] = field(default_factory=list)  # every plugin, in the order enabled
+    shaped: bool = True  # every score plugin is a ShapeScore (decisions score shapes, not nodes)
 
     @classmethod
     def build(cls, registry: Registry, names: Iterable[str], args: PluginArgs) -> Profile:
@@ -87,6 +90,8 @@ class Profile:
             raise TypeError(f"plugin {getattr(plugin, 'name', plugin)!r} implements no stage "
                             f"(one of: {', '.join(STAGES)})")
         self.plugins.append(plugin)
+        if isinstance(plugin, Score):
+            self.shaped = self.shaped and isinstance(plugin, ShapeScore)
         for add in joined:
             add(plugin)
 
@@ -94,8 +99,9 @@ class Profile:
 
     def order(self, state: CycleState, jobs: list[Job], cluster: Cluster) -> list[Job]:
         """Jobs in the order the queue plugins give, arrival order last."""
-        plugins = self.queue_order
-        return sorted(jobs, key=lambda j: (*(p.key(state, j, cluster) for p in plugins), j.seq))
+        keys = [p.key for p in self.queue_order]
+        # a list compares like a tuple, and a list comprehension is cheaper than a generator
+        return sorted(jobs, key=lambda j: [key(state, j, cluster) for key in keys] + [j.seq])
 
     # -- placement ---------------------------------------------------------------------------
 
@@ -131,22 +137,25 @@ class Profile:
         return SUCCESS
 
     def _place_member(self, state: CycleState, job: Job, cluster: Cluster, member: int) -> Status:
-        state.feasible = np.ones(cluster.n_nodes, bool)
+        feasible: BoolArray | None = None
         for f in self.filters:
+            state.feasible = np.ones(cluster.n_nodes, bool) if feasible is None else feasible
             mask, status = f.filter(state, job, cluster)
-            state.feasible = state.feasible & mask
-            if not state.feasible.any():
-                if job.gang > 1 and status.reason:
-                    status = Status(status.code, f"member {member + 1} of {job.gang}: "
-                                    f"{status.reason}", status.plugin)
-                return status if not status.ok else Status(Code.UNSCHEDULABLE, "no node fits",
-                                                            f.name)
+            feasible = state.feasible & mask
+            # A filter that passes has found a node (or kept every node); one that fails may not.
+            if not status.ok and not feasible.any():
+                return self._unplaced(job, member, status)
+        state.feasible = np.ones(cluster.n_nodes, bool) if feasible is None else feasible
         cands = np.flatnonzero(state.feasible)
-        if len(cands) > GROUP_ABOVE:
+        if len(cands) == 0:
+            last = self.filters[-1].name if self.filters else ""
+            return self._unplaced(job, member, Status(Code.UNSCHEDULABLE, "no node fits", last))
+        shaped = self.shaped and not state.members
+        if len(cands) > GROUP_ABOVE and not shaped:
             held = [s.node for s in state.members if state.feasible[s.node]]
             cands = np.union1d(cluster.representatives(cands), np.array(held, np.int64))
         state.candidates = cands
-        node = int(cands[self._best_index(state, job, cluster)])
+        node = int(cands[self._best_index(state, job, cluster, shaped)])
         gpus = self._reserve(state, job, cluster, node) if len(cands) > 1 else None
         if gpus is None:
             gpus = cluster.pick_gpus(node, job.gpus, job.milli)
@@ -154,6 +163,15 @@ class Profile:
         cluster.allocate(slot)
         state.members.append(slot)
         return SUCCESS
+
+    @staticmethod
+    def _unplaced(job: Job, member: int, status: Status) -> Status:
+        if status.ok:
+            return Status(Code.UNSCHEDULABLE, "no node fits", status.plugin)
+        if job.gang > 1 and status.reason:
+            return Status(status.code, f"member {member + 1} of {job.gang}: {status.reason}",
+                          status.plugin)
+        return status
 
     def _reserve(self, state: CycleState, job: Job, cluster: Cluster, node: int
                  ) -> tuple[int, ...] | None:
@@ -164,16 +182,26 @@ class Profile:
                 return gpus
         return None
 
-    def _best_index(self, state: CycleState, job: Job, cluster: Cluster) -> int:
-        """Index into ``state.candidates`` of the node the member takes."""
+    def _best_index(self, state: CycleState, job: Job, cluster: Cluster, shaped: bool) -> int:
+        """Index into ``state.candidates`` of the node the member takes. With ``shaped``, each
+        score plugin scores the candidates' distinct free shapes and a node has its shape's
+        total (the same totals, so the same choice, as scoring every node)."""
         cands = state.candidates
         if len(cands) == 1 or not self.scores:
             return 0
-        total = np.zeros(len(cands))
-        for plugin, weight in self.scores:
-            # np.clip without its Python wrapper (the same values, NaN included)
-            total += weight * np.minimum(np.maximum(plugin.score(state, job, cluster), 0.0),
-                                         100.0)
+        if shaped:
+            ids, index = cluster.by_shape(cands)
+            total = np.zeros(len(ids))
+            for plugin, weight in self.scores:
+                raw = plugin.score_shapes(state, job, cluster, ids)  # type: ignore[attr-defined]
+                # np.clip without its Python wrapper (the same values, NaN included)
+                total += weight * np.minimum(np.maximum(raw, 0.0), 100.0)
+            best = np.flatnonzero((total >= total.max() - 1e-9)[index])
+        else:
+            total = np.zeros(len(cands))
+            for plugin, weight in self.scores:
+                total += weight * np.minimum(np.maximum(plugin.score(state, job, cluster), 0.0),
+                                             100.0)
+            best = np.flatnonzero(total >= total.max() - 1e-9)
         # Like the Kubernetes scheduler: one of the best-scoring nodes, chosen at random.
-        best = np.flatnonzero(total >= total.max() - 1e-9)
         return int(best[0] if len(best) == 1 else state.rng.choice(best))

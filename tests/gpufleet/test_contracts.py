@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import msgspec
@@ -31,6 +32,7 @@ from gpufleet.contracts import (
     encode,
     invalid_field,
     key_of,
+    new_event_id,
     share_problem,
     topic_name,
 )
@@ -73,6 +75,14 @@ def test_every_message_has_version_event_id_and_timestamp() -> None:
         assert wire["schema"] == 1
         assert len(wire["event_id"]) == 32
         assert wire["ts"] > 1.7e9
+
+
+def test_event_ids_are_random_version_4_uuids() -> None:
+    ids = {new_event_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        u = uuid.UUID(hex=text)
+        assert (u.hex, u.version, u.variant) == (text, 4, uuid.RFC_4122)
 
 
 def test_unsupported_fields_are_absent_not_zero() -> None:

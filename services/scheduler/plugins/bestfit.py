@@ -19,12 +19,17 @@ def leftover(job: Job, cluster: Cluster, nodes: IntArray) -> FloatArray:
     plus what is left on the GPU it fits most tightly (so the tightest GPU wins first).
     Computed once per free shape among the nodes."""
     distinct, index = cluster.by_shape(nodes)
-    eff = cluster.shapes.eff[distinct]
+    return leftover_shapes(job, cluster, distinct)[index]
+
+
+def leftover_shapes(job: Job, cluster: Cluster, ids: IntArray) -> FloatArray:
+    """``leftover`` of a node of each shape in ``ids``."""
+    eff = cluster.shapes.eff[ids]
     left = (eff.sum(axis=1) - job.gpus * job.milli) / FULL
     if job.milli < FULL:
         tight = np.where(eff >= job.milli, eff, FULL + 1).min(axis=1) - job.milli
         left = left + tight / FULL
-    return np.asarray(left[index], np.float64)
+    return np.asarray(left, np.float64)
 
 
 class BestFit:
@@ -32,6 +37,10 @@ class BestFit:
 
     def score(self, state: CycleState, job: Job, cluster: Cluster) -> FloatArray:
         return normalize(leftover(job, cluster, state.candidates), higher_is_better=False)
+
+    def score_shapes(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
+                     ) -> FloatArray:
+        return normalize(leftover_shapes(job, cluster, ids), higher_is_better=False)
 
 
 def factory(args: PluginArgs) -> BestFit:

@@ -216,10 +216,12 @@ def _model_ok(w: Workload, cluster: Cluster, host: IntArray) -> BoolArray:
 
 @dataclass
 class _Entry:
-    """Per job shape: the fragmentation change by shape id (NaN: not yet computed) and, for a
-    GPU share, the free share of the GPU it should take on that shape."""
+    """Per job shape: the fragmentation change by shape id (NaN: not yet computed), its
+    whole-number score and, for a GPU share, the free share of the GPU it should take on that
+    shape."""
 
     delta: FloatArray = field(default_factory=lambda: np.zeros(0))
+    score: FloatArray = field(default_factory=lambda: np.zeros(0))
     share: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
@@ -272,14 +274,16 @@ class Fgd:
         return c
 
     def score(self, state: CycleState, job: Job, cluster: Cluster) -> FloatArray:
-        cache = self._cache(state, cluster)
-        nodes = state.candidates
-        if len(cache.workload.weight) == 0:
-            return np.full(len(nodes), 100.0)
         # Scored once per free shape among the nodes, then spread to the nodes of each shape.
-        ids, index = cluster.by_shape(nodes)
-        entry = self._entry(cache, job, cluster, ids)
-        return whole_score(entry.delta[ids])[index]
+        ids, index = cluster.by_shape(state.candidates)
+        return self.score_shapes(state, job, cluster, ids)[index]
+
+    def score_shapes(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
+                     ) -> FloatArray:
+        cache = self._cache(state, cluster)
+        if len(cache.workload.weight) == 0:
+            return np.full(len(ids), 100.0)
+        return self._entry(cache, job, cluster, ids).score[ids]
 
     def reserve(self, state: CycleState, job: Job, cluster: Cluster, node: int
                 ) -> tuple[int, ...] | None:
@@ -322,13 +326,17 @@ class Fgd:
         if entry is None:
             entry = cache.entries[key] = _Entry()
         size = len(cluster.shapes)
-        entry.delta = _grown(entry.delta, size, np.nan)  # type: ignore[assignment]
-        entry.share = _grown(entry.share, size, -1)  # type: ignore[assignment]
-        cache.before = _grown(cache.before, size, np.nan)  # type: ignore[assignment]
-        todo = ids[np.isnan(entry.delta[ids])]
+        if entry.score.shape[0] < size:
+            entry.delta = _grown(entry.delta, size, np.nan)  # type: ignore[assignment]
+            entry.score = _grown(entry.score, size, np.nan)  # type: ignore[assignment]
+            entry.share = _grown(entry.share, size, -1)  # type: ignore[assignment]
+        if cache.before.shape[0] < size:
+            cache.before = _grown(cache.before, size, np.nan)  # type: ignore[assignment]
+        todo = ids[np.isnan(entry.score[ids])]
         if len(todo):
             todo = np.unique(todo)
             self._compute(cache, entry, job, cluster.shapes, cluster, todo)
+            entry.score[todo] = whole_score(entry.delta[todo])
         return entry
 
     @staticmethod

@@ -21,9 +21,7 @@ def gpu_room(job: Job, cluster: Cluster) -> BoolArray:
 
 def host_room(job: Job, cluster: Cluster) -> BoolArray:
     n = cluster.n_nodes
-    cpu = cluster.cpu_total[:n] - cluster.cpu_used[:n]
-    mem = cluster.mem_total[:n] - cluster.mem_used[:n]
-    return (cpu >= job.cpu_milli) & (mem >= job.memory_mib)
+    return (cluster.cpu_free[:n] >= job.cpu_milli) & (cluster.mem_free[:n] >= job.memory_mib)
 
 
 def why_not(job: Job, cluster: Cluster, among: BoolArray, gpu_ok: BoolArray) -> str:
@@ -37,8 +35,8 @@ def why_not(job: Job, cluster: Cluster, among: BoolArray, gpu_ok: BoolArray) -> 
         block = int(cluster.whole[:n][among].max(initial=0))
         return (f"needs {job.gpus}{TIMES}{'|'.join(job.models) or 'GPU'} on one node; "
                 f"the largest free block is {block}")
-    cpu = (cluster.cpu_total[:n] - cluster.cpu_used[:n])[gpu_ok & among]
-    mem = (cluster.mem_total[:n] - cluster.mem_used[:n])[gpu_ok & among]
+    cpu = cluster.cpu_free[:n][gpu_ok & among]
+    mem = cluster.mem_free[:n][gpu_ok & among]
     return (f"needs {job.cpu_milli / 1000:g} CPUs and {job.memory_mib} MiB next to its GPUs; "
             f"nodes with free GPUs have at most {int(np.max(cpu)) / 1000:g} CPUs and "
             f"{int(np.max(mem))} MiB free")

@@ -23,8 +23,8 @@ def members_that_fit(job: Job, cluster: Cluster) -> IntArray:
         per_node = (cluster.eff[:n] // job.milli).sum(axis=1)
     else:
         per_node = cluster.whole[:n] // job.gpus
-    for free, need in ((cluster.cpu_total[:n] - cluster.cpu_used[:n], job.cpu_milli),
-                       (cluster.mem_total[:n] - cluster.mem_used[:n], job.memory_mib)):
+    for free, need in ((cluster.cpu_free[:n], job.cpu_milli),
+                       (cluster.mem_free[:n], job.memory_mib)):
         if need > 0:
             per_node = np.minimum(per_node, free // need)
     ok = cluster.online[:n] & cluster.model_mask(job.models)

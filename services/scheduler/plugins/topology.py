@@ -38,6 +38,19 @@ class Topology:
         raw += TIE_BREAK * normalize(spare, higher_is_better=False)
         return raw
 
+    def score_shapes(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
+                     ) -> FloatArray:
+        """``score`` for a member whose job holds no node yet (each shape's block and whole
+        free GPUs are the node's ``Cluster.block`` and ``Cluster.whole``)."""
+        if job.milli < FULL and job.gang == 1:
+            return np.full(len(ids), 100.0)
+        raw = np.zeros(len(ids))
+        if job.gpus > 1:
+            raw += np.where(cluster.shapes.host[ids, 3] >= job.gpus, 30.0, 0.0)
+        spare = (cluster.shapes.host[ids, 4] - job.gpus).astype(np.float64)
+        raw += TIE_BREAK * normalize(spare, higher_is_better=False)
+        return raw
+
 
 def factory(args: PluginArgs) -> Topology:
     return Topology()

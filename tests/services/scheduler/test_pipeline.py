@@ -3,6 +3,8 @@ through the pipeline and the core."""
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from sched_builders import (
     ClusterBuilder,
@@ -17,7 +19,7 @@ from gpufleet.contracts import JobEvent, JobState, Placement, StopJob, SubmitJob
 from services.scheduler.cluster import Cluster
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.core import SchedulerCore
-from services.scheduler.framework import Code, CycleState, PluginArgs
+from services.scheduler.framework import SUCCESS, Code, CycleState, PluginArgs, Status
 from services.scheduler.jobs import Job
 from services.scheduler.pipeline import Profile
 from services.scheduler.plugins import REGISTRY
@@ -188,3 +190,62 @@ def test_a_reservation_holds_only_the_nodes_it_needs() -> None:
     out = submit(core, make_job("big").gpus(8).seq(5), make_job("s").gpus(3).seq(6))
     assert "reserved" in core.records["big"].reason
     assert "s" in placed(out)  # no estimate, yet two of the three nodes are not reserved
+
+
+def _placements(shaped: bool, scores: tuple[str, ...], seed: int) -> list[tuple[int, ...]]:
+    """Place 400 random jobs one by one on 30 nodes, scoring shapes or scoring every node."""
+    rng = np.random.default_rng(seed)
+    b = make_cluster()
+    for i in range(30):
+        b = b.node(make_node(f"n{i}").gpus(8 if i % 3 else 4).cpu(64_000 if i % 2 else 96_000))
+    c = b.build()
+    workload = ((make_job("w1").share(300).build(), 2.0), (make_job("w2").gpus(1).build(), 1.0),
+                (make_job("w3").gpus(2).cpu(16_000).build(), 1.0))
+    profile = Profile.build(REGISTRY, ["health", "fits", *scores], PluginArgs(workload=workload))
+    profile.shaped = shaped
+    state = cycle_state()
+    state.rng = np.random.default_rng(seed)
+    out: list[tuple[int, ...]] = []
+    for i in range(400):
+        kind = int(rng.integers(3))
+        job = (make_job(f"j{i}").share(int(rng.choice([200, 300, 500, 650]))) if kind == 0 else
+               make_job(f"j{i}").gpus(int(rng.choice([1, 2, 4]))))
+        attempt = profile.place(state, job.cpu(int(rng.integers(0, 9)) * 2000).build(), c)
+        out += [(s.node, *s.gpus, s.milli) for s in attempt.slots] or [(-1,)]
+    v = c.view()
+    assert (c.cpu_free[v] == c.cpu_total[v] - c.cpu_used[v]).all()
+    return out
+
+
+@pytest.mark.parametrize("scores", [("fgd",), ("fgd", "bestfit:0.009", "topology"),
+                                    ("bestfit",), ("fgd-paper",)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scoring_shapes_places_as_scoring_nodes(scores: tuple[str, ...], seed: int) -> None:
+    by_shape = _placements(True, scores, seed)
+    assert by_shape == _placements(False, scores, seed)
+    assert (-1,) in by_shape and len(set(by_shape)) > 100  # the cluster filled; choices varied
+
+
+def test_a_profile_scores_shapes_only_when_every_score_can() -> None:
+    assert Profile.build(REGISTRY, ["fits", "fgd", "bestfit", "topology"], PluginArgs()).shaped
+    assert not Profile.build(REGISTRY, ["fits", "fgd", "random"], PluginArgs()).shaped
+
+
+class EmptyButOk:
+    """A filter that keeps no node yet says it passed."""
+
+    name = "emptybutok"
+
+    def filter(self, state: CycleState, job: Job, cluster: Cluster
+               ) -> tuple[npt.NDArray[np.bool_], Status]:
+        return np.zeros(cluster.n_nodes, bool), SUCCESS
+
+
+def test_a_filter_that_keeps_no_node_leaves_the_member_unplaced() -> None:
+    profile = Profile.build({**REGISTRY, "emptybutok": lambda a: EmptyButOk()},
+                            ["emptybutok", "fgd"], PluginArgs())
+    c = make_cluster().node(make_node("a")).build()
+    attempt = profile.place(cycle_state(), make_job("j").gpus(1).build(), c)
+    assert attempt.status.code == Code.UNSCHEDULABLE
+    assert (attempt.status.reason, attempt.status.plugin) == ("no node fits", "emptybutok")
+    assert c.used.sum() == 0

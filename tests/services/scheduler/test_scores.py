@@ -13,8 +13,8 @@ from sched_builders import (
     make_node,
 )
 
-from services.scheduler.cluster import Slot
-from services.scheduler.framework import PluginArgs
+from services.scheduler.cluster import Cluster, Slot
+from services.scheduler.framework import PluginArgs, ShapeScore
 from services.scheduler.plugins import REGISTRY
 
 PARTLY = (make_cluster().node(make_node("idle").gpus(8)).node(make_node("busy").gpus(8))
@@ -70,3 +70,48 @@ def test_random_scores_are_bounded_and_repeatable() -> None:
         runs.append(p.score(state, make_job("j").build(), c).tolist())  # type: ignore[attr-defined]
     assert runs[0] == runs[1]
     assert all(0 <= s <= 100 for s in runs[0])
+
+
+def _busy_cluster(seed: int) -> Cluster:
+    """Forty nodes of two models and sizes, with random shares, whole GPUs and CPU taken."""
+    rng = np.random.default_rng(seed)
+    b = make_cluster()
+    for i in range(40):
+        b = b.node(make_node(f"n{i}").gpus(8 if i % 3 else 4).model("A" if i % 2 else "B")
+                   .domains(*((0, 0, 1, 1) if i % 3 == 0 else (0, 0, 0, 0, 1, 1, 1, 1))))
+    c = b.build()
+    for n in range(c.n_nodes):
+        for g in range(int(rng.integers(0, 4))):
+            c.allocate(Slot(n, (g,), int(rng.choice([300, 500, 1000])),
+                            int(rng.integers(0, 8)) * 4000, int(rng.integers(0, 8)) << 14))
+    return c
+
+
+SHAPE_JOBS = [make_job("share").share(300), make_job("share-cpu").share(650).cpu(24_000),
+              make_job("one").gpus(1), make_job("two").gpus(2).memory(1 << 18),
+              make_job("four").gpus(4).cpu(8_000), make_job("model").gpus(1).models("A")]
+
+
+@pytest.mark.parametrize("plugin", ["fgd", "fgd-paper", "bestfit", "topology"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shape_scores_are_the_node_scores(plugin: str, seed: int) -> None:
+    """A ShapeScore scores each distinct free shape as its nodes: the pipeline may score
+    shapes instead of nodes and choose the same."""
+    c = _busy_cluster(seed)
+    workload = tuple((j.build(), 1.0) for j in SHAPE_JOBS)
+    for job in SHAPE_JOBS:
+        p = REGISTRY[plugin](PluginArgs(workload=workload))
+        assert isinstance(p, ShapeScore)
+        state = cycle_state()
+        state.candidates = np.flatnonzero(c.model_mask(job.build().models))
+        by_node = p.score(state, job.build(), c)
+        c._by_shape = None
+        ids, index = c.by_shape(state.candidates)
+        assert len(ids) < len(state.candidates)  # some nodes share a shape
+        by_shape = p.score_shapes(state, job.build(), c, ids)
+        assert by_shape[index].tolist() == by_node.tolist(), job.build().job_id
+
+
+def test_node_dependent_scores_are_not_shape_scores() -> None:
+    assert not isinstance(REGISTRY["random"](PluginArgs()), ShapeScore)
+    assert not isinstance(REGISTRY["loadaware"](PluginArgs()), ShapeScore)
