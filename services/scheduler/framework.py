@@ -17,7 +17,7 @@ Outcomes are values, never exceptions. What one cycle learns travels in ``CycleS
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol, runtime_checkable
@@ -134,15 +134,20 @@ class Score(Protocol):
 
 @runtime_checkable
 class ShapeScore(Protocol):
-    """A score that depends only on a node's free shape (``Cluster.shape``) and the job, for a
-    member whose job holds no node yet: ``score_shapes`` scores distinct shape ids, and must
+    """A score that, for a member whose job holds no node yet, depends only on the node's free
+    shape (``Cluster.shape``), the job's shape (``Job.shape``) and the plugin's own state,
+    which ``shape_version`` names (equal versions: equal scores; ``None`` when the plugin has
+    none): not on the other candidates. ``score_shapes`` scores distinct shape ids and must
     equal ``score`` on every node of each shape. When every score plugin of a profile is one,
-    a decision scores a few hundred shapes, not every node."""
+    a decision looks up each shape's total, kept across decisions (``pipeline.Totals``), and
+    works out only shapes it has not met."""
 
     name: str
 
     def score_shapes(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
                      ) -> FloatArray: ...
+
+    def shape_version(self, state: CycleState, cluster: Cluster) -> Hashable: ...
 
 
 @runtime_checkable

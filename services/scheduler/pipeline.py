@@ -12,18 +12,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from services.scheduler.cluster import BoolArray, Cluster, Slot
+from services.scheduler.cluster import BoolArray, Cluster, IntArray, ShapeTable, Slot
 from services.scheduler.framework import (
     SUCCESS,
     Code,
     CycleState,
     Filter,
+    FloatArray,
     Permit,
     PluginArgs,
     PostFilter,
@@ -44,12 +45,38 @@ LOOP_STAGES = (LoopPlugin, DrainFilter, Lender)  # the closed loop's (services/s
 # When some score plugin is not a ShapeScore: above this many candidate nodes, score one node
 # per free shape (``Cluster.representatives``) instead of every node.
 GROUP_ABOVE = 2048
+# Totals kept, summed over job shapes and plugin versions: past this (32 MiB), all are dropped
+MAX_TOTALS = 1 << 22
 
 
 @dataclass
 class Attempt:
     status: Status
     slots: list[Slot] = field(default_factory=list)
+
+
+@dataclass
+class Totals:
+    """A shape-scored profile's totals, kept across decisions: per job shape and the score
+    plugins' versions, each shape id's total (NaN: not yet worked out). Shape ids are never
+    reused (``Cluster.shape``), so a total stays right until the ids are renumbered."""
+
+    epoch: int = -1
+    by_key: dict[Hashable, FloatArray] = field(default_factory=dict)
+    cells: int = 0  # the rows' lengths summed
+
+    def row(self, key: Hashable, shapes: ShapeTable) -> FloatArray:
+        if self.epoch != shapes.epoch or self.cells > MAX_TOTALS:
+            self.epoch, self.by_key, self.cells = shapes.epoch, {}, 0
+        row = self.by_key.get(key)
+        if row is None or row.shape[0] < len(shapes):
+            grown = np.full(max(2 * len(shapes), 64), np.nan)
+            if row is not None:
+                grown[: row.shape[0]] = row
+                self.cells -= row.shape[0]
+            row = self.by_key[key] = grown
+            self.cells += grown.shape[0]
+        return row
 
 
 @dataclass
@@ -63,6 +90,7 @@ class Profile:
     post_filters: list[PostFilter] = field(default_factory=list)
     plugins: list[object] = field(default_factory=list)  # every plugin, in the order enabled
     shaped: bool = True  # every score plugin is a ShapeScore (decisions score shapes, not nodes)
+    totals: Totals = field(default_factory=Totals, repr=False, compare=False)
 
     @classmethod
     def build(cls, registry: Registry, names: Iterable[str], args: PluginArgs) -> Profile:
@@ -183,19 +211,24 @@ class Profile:
         return None
 
     def _best_index(self, state: CycleState, job: Job, cluster: Cluster, shaped: bool) -> int:
-        """Index into ``state.candidates`` of the node the member takes. With ``shaped``, each
-        score plugin scores the candidates' distinct free shapes and a node has its shape's
-        total (the same totals, so the same choice, as scoring every node)."""
+        """Index into ``state.candidates`` of the node the member takes. With ``shaped``, a
+        node has its free shape's total, looked up in ``totals`` and worked out (each score
+        plugin scoring the new shapes) only where missing: the same totals, so the same choice,
+        as scoring every node."""
         cands = state.candidates
         if len(cands) == 1 or not self.scores:
             return 0
         if shaped:
             ids, index = cluster.by_shape(cands)
-            total = np.zeros(len(ids))
-            for plugin, weight in self.scores:
-                raw = plugin.score_shapes(state, job, cluster, ids)  # type: ignore[attr-defined]
-                # np.clip without its Python wrapper (the same values, NaN included)
-                total += weight * np.minimum(np.maximum(raw, 0.0), 100.0)
+            key = (job.shape, *(p.shape_version(state, cluster)  # type: ignore[attr-defined]
+                                for p, _ in self.scores))
+            row = self.totals.row(key, cluster.shapes)
+            total = row[ids]
+            todo = np.isnan(total)
+            if todo.any():
+                new = ids[todo]  # distinct: ``by_shape`` gives each shape once
+                row[new] = self._total(state, job, cluster, new)
+                total = row[ids]
             best = np.flatnonzero((total >= total.max() - 1e-9)[index])
         else:
             total = np.zeros(len(cands))
@@ -205,3 +238,13 @@ class Profile:
             best = np.flatnonzero(total >= total.max() - 1e-9)
         # Like the Kubernetes scheduler: one of the best-scoring nodes, chosen at random.
         return int(best[0] if len(best) == 1 else state.rng.choice(best))
+
+    def _total(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
+               ) -> FloatArray:
+        """The weighted sum of the shape scores of ``ids``, each clipped to 0..100."""
+        total = np.zeros(len(ids))
+        for plugin, weight in self.scores:
+            raw = plugin.score_shapes(state, job, cluster, ids)  # type: ignore[attr-defined]
+            # np.clip without its Python wrapper (the same values, NaN included)
+            total += weight * np.minimum(np.maximum(raw, 0.0), 100.0)
+        return total

@@ -1,13 +1,14 @@
 """Score: best fit. The node left with the least free GPU share after the member lands scores
-highest, which keeps large holes open for large jobs. Equal fits are broken at random by the
-pipeline (on the Alibaba trace this beats breaking them by CPU left)."""
+highest, which keeps large holes open for large jobs: 100 / (1 + GPUs left), so a node's score
+does not depend on the other candidates. Equal fits are broken at random by the pipeline (on
+the Alibaba trace this beats breaking them by CPU left)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from services.scheduler.cluster import Cluster, IntArray
-from services.scheduler.framework import CycleState, FloatArray, PluginArgs, normalize
+from services.scheduler.framework import MAX_SCORE, CycleState, FloatArray, PluginArgs
 from services.scheduler.jobs import FULL, Job
 
 NAME = "bestfit"
@@ -32,15 +33,23 @@ def leftover_shapes(job: Job, cluster: Cluster, ids: IntArray) -> FloatArray:
     return np.asarray(left, np.float64)
 
 
+def fit_score(left: FloatArray) -> FloatArray:
+    """0..100, higher for less left (in GPUs, never negative where the member fits)."""
+    return MAX_SCORE / (1.0 + np.maximum(left, 0.0))
+
+
 class BestFit:
     name = NAME
 
     def score(self, state: CycleState, job: Job, cluster: Cluster) -> FloatArray:
-        return normalize(leftover(job, cluster, state.candidates), higher_is_better=False)
+        return fit_score(leftover(job, cluster, state.candidates))
 
     def score_shapes(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
                      ) -> FloatArray:
-        return normalize(leftover_shapes(job, cluster, ids), higher_is_better=False)
+        return fit_score(leftover_shapes(job, cluster, ids))
+
+    def shape_version(self, state: CycleState, cluster: Cluster) -> None:
+        return None
 
 
 def factory(args: PluginArgs) -> BestFit:

@@ -29,6 +29,7 @@ the jobs pending, kept while their mix stays within ``DRIFT`` of the one the cac
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -225,10 +226,14 @@ class _Entry:
     share: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
+_SERIALS = itertools.count()
+
+
 @dataclass
 class _Cache:
     workload: Workload
     epoch: int
+    serial: int = field(default_factory=lambda: next(_SERIALS))  # the plugin's shape_version
     seen: Workload | None = None  # the last workload found close to this one
     before: FloatArray = field(default_factory=lambda: np.zeros(0))
     entries: dict[tuple[int, int, int, int], _Entry] = field(default_factory=dict)
@@ -284,6 +289,10 @@ class Fgd:
         if len(cache.workload.weight) == 0:
             return np.full(len(ids), 100.0)
         return self._entry(cache, job, cluster, ids).score[ids]
+
+    def shape_version(self, state: CycleState, cluster: Cluster) -> int:
+        """Scores change only when the cache starts over (a new workload or shape ids)."""
+        return self._cache(state, cluster).serial
 
     def reserve(self, state: CycleState, job: Job, cluster: Cluster, node: int
                 ) -> tuple[int, ...] | None:

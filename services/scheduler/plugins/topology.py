@@ -1,16 +1,18 @@
 """Score: topology. Gang members go to as few nodes as possible (nodes already holding a member
 of this job score highest), a multi-GPU member goes where it fits inside one NVLink domain,
 and, among nodes otherwise equal, the node whose free GPUs it fills most exactly (big blocks
-stay whole). That last part stays under one point, so it only breaks ties: FGD's whole-number
-score weighs the same question for the whole workload, and a larger term would overrule it."""
+stay whole; best fit's score of the whole GPUs left). That last part stays under one point, so
+it only breaks ties: FGD's whole-number score weighs the same question for the whole workload,
+and a larger term would overrule it."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from services.scheduler.cluster import Cluster, IntArray
-from services.scheduler.framework import CycleState, FloatArray, PluginArgs, normalize
+from services.scheduler.framework import CycleState, FloatArray, PluginArgs
 from services.scheduler.jobs import FULL, Job
+from services.scheduler.plugins.bestfit import fit_score
 
 NAME = "topology"
 TIE_BREAK = 0.009  # of a 0..100 score: under one point
@@ -34,8 +36,7 @@ class Topology:
             raw += np.where(holding, 50.0, 0.0)
         if job.gpus > 1:
             raw += np.where(largest_domain_block(cluster, nodes) >= job.gpus, 30.0, 0.0)
-        spare = (cluster.whole[nodes] - job.gpus).astype(np.float64)
-        raw += TIE_BREAK * normalize(spare, higher_is_better=False)
+        raw += TIE_BREAK * fit_score((cluster.whole[nodes] - job.gpus).astype(np.float64))
         return raw
 
     def score_shapes(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
@@ -47,9 +48,11 @@ class Topology:
         raw = np.zeros(len(ids))
         if job.gpus > 1:
             raw += np.where(cluster.shapes.host[ids, 3] >= job.gpus, 30.0, 0.0)
-        spare = (cluster.shapes.host[ids, 4] - job.gpus).astype(np.float64)
-        raw += TIE_BREAK * normalize(spare, higher_is_better=False)
+        raw += TIE_BREAK * fit_score((cluster.shapes.host[ids, 4] - job.gpus).astype(np.float64))
         return raw
+
+    def shape_version(self, state: CycleState, cluster: Cluster) -> None:
+        return None
 
 
 def factory(args: PluginArgs) -> Topology:

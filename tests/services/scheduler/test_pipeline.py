@@ -16,7 +16,8 @@ from sched_builders import (
 )
 
 from gpufleet.contracts import JobEvent, JobState, Placement, StopJob, SubmitJob
-from services.scheduler.cluster import Cluster
+from services.scheduler import pipeline
+from services.scheduler.cluster import Cluster, ShapeTable
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.core import SchedulerCore
 from services.scheduler.framework import SUCCESS, Code, CycleState, PluginArgs, Status
@@ -249,3 +250,63 @@ def test_a_filter_that_keeps_no_node_leaves_the_member_unplaced() -> None:
     assert attempt.status.code == Code.UNSCHEDULABLE
     assert (attempt.status.reason, attempt.status.plugin) == ("no node fits", "emptybutok")
     assert c.used.sum() == 0
+
+
+class Counting:
+    """A shape score (more free share scores higher) that records the shapes it was asked."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+        self.version = 0
+
+    def score(self, state: CycleState, job: Job, cluster: Cluster) -> npt.NDArray[np.float64]:
+        ids, index = cluster.by_shape(state.candidates)
+        return self.score_shapes(state, job, cluster, ids)[index]
+
+    def score_shapes(self, state: CycleState, job: Job, cluster: Cluster,
+                     ids: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        self.asked += ids.tolist()
+        return np.asarray(cluster.shapes.eff[ids].sum(axis=1) / 100.0, np.float64)
+
+    def shape_version(self, state: CycleState, cluster: Cluster) -> int:
+        return self.version
+
+
+def test_shape_totals_are_kept_until_a_shape_or_a_version_is_new() -> None:
+    counting = Counting()
+    profile = Profile.build({**REGISTRY, "counting": lambda a: counting}, ["fits", "counting"],
+                            PluginArgs())
+    c = make_cluster().node(make_node("a").gpus(4)).node(make_node("b").gpus(4)).node(
+        make_node("c").gpus(4)).use("c", (0,)).build()
+    state = cycle_state()
+    seen: set[int] = set()
+    for i in range(6):  # jobs of one shape: each free shape is scored once
+        before = set(c.shape[c.view()].tolist())
+        assert profile.place(state, make_job(f"j{i}").share(100).build(), c).status.ok
+        assert len(counting.asked) == len(set(counting.asked))
+        assert set(counting.asked) == seen | before
+        seen |= before
+    assert len(seen) > 2  # placements made new shapes, and only those were scored
+    counting.version += 1  # the plugin's state changed: the shapes are scored again
+    counting.asked = []
+    before = set(c.shape[c.view()].tolist())
+    assert profile.place(state, make_job("k").share(100).build(), c).status.ok
+    assert sorted(counting.asked) == sorted(before)
+
+
+def test_shape_totals_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "MAX_TOTALS", 1000)
+    totals = pipeline.Totals()
+    shapes = ShapeTable(1)
+    for i in range(300):
+        shapes.intern([i], 0, 0, 0)
+        row = totals.row(("job shape", i), shapes)
+        assert row.shape[0] >= len(shapes) and np.isnan(row).all()
+        assert totals.cells == sum(r.shape[0] for r in totals.by_key.values())
+        assert totals.cells <= 1000 + row.shape[0]
+    assert len(totals.by_key) < 300  # the old rows were dropped
+    shapes.reset(1)  # ids renumbered: every row goes
+    totals.row("k", shapes)
+    assert list(totals.by_key) == ["k"]
