@@ -124,7 +124,7 @@ class Cluster:
     shape: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     block: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # see refresh
     shapes: ShapeTable = field(default_factory=lambda: ShapeTable(1))
-    _masks: dict[object, BoolArray] = field(default_factory=dict)  # by models; "usable"
+    _masks: dict[object, BoolArray] = field(default_factory=dict)  # by models; "usable"; "every"
     # The last ``by_shape`` answer and the nodes array it was for (every score plugin of one
     # decision asks about the same candidates); dropped whenever a node's shape may change.
     _by_shape: tuple[IntArray, tuple[IntArray, IntArray]] | None = None
@@ -292,25 +292,34 @@ class Cluster:
 
     # -- questions ---------------------------------------------------------------------------
 
+    def _kept(self, key: object, mask: BoolArray) -> BoolArray:
+        mask.flags.writeable = False  # shared by every decision until the inventory changes
+        self._masks[key] = mask
+        return mask
+
+    def every_node(self) -> BoolArray:
+        """All True, one per node (read-only; cached until the inventory changes)."""
+        mask = self._masks.get("every")
+        return mask if mask is not None else self._kept("every", np.ones(self.n_nodes, bool))
+
     def usable_nodes(self) -> BoolArray:
-        """Online nodes with at least one healthy GPU (cached until the inventory changes)."""
+        """Online nodes with at least one healthy GPU (read-only; cached until the inventory
+        changes)."""
         mask = self._masks.get("usable")
         if mask is None:
             v = self.view()
-            mask = self.online[v] & (self.exists[v] & self.healthy[v]).any(axis=1)
-            self._masks["usable"] = mask
+            mask = self._kept("usable", self.online[v] & (self.exists[v] & self.healthy[v]).any(
+                axis=1))
         return mask
 
     def model_mask(self, models: tuple[str, ...]) -> BoolArray:
-        """Nodes whose GPU model is one of ``models`` (all nodes when empty)."""
+        """Nodes whose GPU model is one of ``models`` (all nodes when empty; read-only)."""
         mask = self._masks.get(models)
         if mask is None:
-            if models:
-                ids = [i for i, m in enumerate(self.models) if m in models]
-                mask = np.isin(self.model[self.view()], ids)
-            else:
-                mask = np.ones(self.n_nodes, bool)
-            self._masks[models] = mask
+            if not models:
+                return self.every_node()
+            ids = [i for i, m in enumerate(self.models) if m in models]
+            mask = self._kept(models, np.isin(self.model[self.view()], ids))
         return mask
 
     def capacity_milli(self) -> int:

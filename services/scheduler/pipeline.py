@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from services.scheduler.cluster import BoolArray, Cluster, IntArray, ShapeTable, Slot
+from services.scheduler.cluster import Cluster, IntArray, ShapeTable, Slot
 from services.scheduler.framework import (
     SUCCESS,
     Code,
@@ -165,15 +165,14 @@ class Profile:
         return SUCCESS
 
     def _place_member(self, state: CycleState, job: Job, cluster: Cluster, member: int) -> Status:
-        feasible: BoolArray | None = None
+        every = state.feasible = cluster.every_node()  # masks are read-only, never changed
         for f in self.filters:
-            state.feasible = np.ones(cluster.n_nodes, bool) if feasible is None else feasible
             mask, status = f.filter(state, job, cluster)
-            feasible = state.feasible & mask
+            feasible = mask if state.feasible is every else state.feasible & mask
             # A filter that passes has found a node (or kept every node); one that fails may not.
             if not status.ok and not feasible.any():
                 return self._unplaced(job, member, status)
-        state.feasible = np.ones(cluster.n_nodes, bool) if feasible is None else feasible
+            state.feasible = feasible
         cands = np.flatnonzero(state.feasible)
         if len(cands) == 0:
             last = self.filters[-1].name if self.filters else ""

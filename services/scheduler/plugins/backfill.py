@@ -70,9 +70,9 @@ class Backfill:
         r = state.reservation
         n = cluster.n_nodes
         if r is None or r.job_id == job.job_id:
-            return np.ones(n, bool), SUCCESS
+            return cluster.every_node(), SUCCESS
         if job.est_runtime_s is not None and state.now + job.est_runtime_s <= r.start:
-            return np.ones(n, bool), SUCCESS
+            return cluster.every_node(), SUCCESS
         mask = ~r.nodes[:n]
         if (mask & state.feasible).any():
             return mask, SUCCESS

@@ -49,3 +49,18 @@ def test_an_unhealthy_gpu_is_never_free() -> None:
     c = make_cluster().node(make_node("a").gpus(2).unhealthy(1)).build()
     assert c.eff[0, :2].tolist() == [1000, 0]
     assert int(c.whole[0]) == 1
+
+
+def test_cached_masks_are_read_only_and_follow_the_inventory() -> None:
+    """The filters hand the cluster's cached masks to the pipeline as they are: nothing may
+    change one in place, and a new node appears in the next."""
+    c = make_cluster().node(make_node("a").model("A")).node(make_node("b").offline()).build()
+    masks = (c.every_node(), c.usable_nodes(), c.model_mask(("A",)), c.model_mask(()))
+    assert [m.tolist() for m in masks] == [[True, True], [True, False], [True, False],
+                                           [True, True]]
+    for m in masks:
+        with pytest.raises(ValueError):
+            m[0] = False
+    c.upsert(make_node("c").model("A").build())
+    assert [m.tolist() for m in (c.every_node(), c.usable_nodes(), c.model_mask(("A",)))] == [
+        [True, True, True], [True, False, True], [True, False, True]]
