@@ -13,8 +13,11 @@ a CPU request under 0.1 counts as 0.1), CPU-only kinds included, and the score i
 number, 100 times the sigmoid of the drop in fragmentation (in GPUs): near no change, nodes
 within about 0.04 GPU of each other tie (0.1 GPU two GPUs away), and one of them is taken at
 random. Unlike the paper, a kind also needs its tasks' mean memory to fit (the fit test checks
-memory). As in the paper, the kinds' CPU floor of 0.1 means a node with less than that free
-sees its GPUs as fragment even for jobs that ask for no CPU. Every kind is kept: the paper's
+memory), and a task that asks for no GPU, which changes the fragmentation only where it makes
+some kind stop fitting (so most nodes tie), goes among equal scores where the least GPU share
+is free, not at random (it would use CPU and memory that free GPUs need). As in the paper, the
+kinds' CPU floor of 0.1 means a node with less than that free sees its GPUs as fragment even
+for jobs that ask for no CPU. Every kind is kept: the paper's
 configured cut to the most common kinds (``popularity``) drops the rare multi-GPU kinds and
 costs 5 points on the Alibaba trace. ``fgd-paper`` is the paper's own: no memory, and a share on
 the first GPU in index order among those with the best score. docs/scheduler.md has what each
@@ -54,6 +57,9 @@ CPU_SPAN = 1 << 40
 MIN_CPU = 100  # Kubernetes counts a CPU request under 100 millicores as 100 when scoring
 DRIFT = 0.02  # a pending mix of which less than this share changed kind keeps the cache
 MEMORY_DRIFT = 0.05  # ... while each kind's mean memory moved less than this share
+# For a task that asks for no GPU: up to this many points (under one, so it only breaks ties
+# between equal whole-number scores) for the node with the least free GPU share.
+GPU_FREE_TIE = 0.9
 
 
 Kind = tuple[int, int, tuple[str, ...], int]  # GPUs, share per GPU, models, CPU
@@ -165,6 +171,15 @@ def workload_of(jobs: Iterable[tuple[Job, float]], popularity: float = 1.0,
         memory_max=int(memory_mib.max(initial=0)))
 
 
+def pending_workload(state: CycleState, memory: bool = True) -> Workload:
+    """The kinds of the jobs pending this cycle (worked out once per cycle and memory rule)."""
+    key = NAME if memory else PAPER
+    w = state.memo.get(key)
+    if w is None:
+        w = state.memo[key] = workload_of(((j, 1.0) for j in state.pending), memory=memory)
+    return w
+
+
 def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArray) -> FloatArray:
     """Expected unusable GPU share (thousandths) of each row: ``eff`` (R, G) free shares,
     ``host`` (R, 2+) free CPU and memory, ``model_ok`` (R, len(w.sets)).
@@ -258,19 +273,15 @@ class Fgd:
     name = NAME
 
     def __init__(self, workload: Workload | None, first_gpu: bool = False,
-                 memory: bool = True) -> None:
+                 memory: bool = True, gpu_free_ties: bool = True) -> None:
         self.fixed = workload
         self.first_gpu = first_gpu
         self.memory = memory
+        self.gpu_free_ties = gpu_free_ties
         self.cache: _Cache | None = None
 
     def _cache(self, state: CycleState, cluster: Cluster) -> _Cache:
-        w = self.fixed
-        if w is None:
-            w = state.memo.get(self.name)
-            if w is None:
-                w = state.memo[self.name] = workload_of(((j, 1.0) for j in state.pending),
-                                                        memory=self.memory)
+        w = self.fixed or pending_workload(state, self.memory)
         c = self.cache
         if c is None or c.epoch != cluster.shapes.epoch or not (
                 c.workload is w or c.seen is w or c.workload.close_to(w)):
@@ -288,7 +299,13 @@ class Fgd:
         cache = self._cache(state, cluster)
         if len(cache.workload.weight) == 0:
             return np.full(len(ids), 100.0)
-        return self._entry(cache, job, cluster, ids).score[ids]
+        scores = self._entry(cache, job, cluster, ids).score[ids]
+        if job.gpus <= 0 and self.gpu_free_ties:
+            # A task that asks for no GPU changes the fragmentation only where it makes some
+            # kind stop fitting, so most nodes tie; among them, the least free GPU share.
+            free = cluster.shapes.eff[ids].sum(axis=1) / FULL
+            scores = scores + GPU_FREE_TIE / (1.0 + free)
+        return scores
 
     def shape_version(self, state: CycleState, cluster: Cluster) -> int:
         """Scores change only when the cache starts over (a new workload or shape ids)."""
@@ -389,6 +406,6 @@ def paper_factory(args: PluginArgs) -> Fgd:
     """FGD as the paper's simulator has it: memory not looked at, and a share on the first GPU
     with the best whole-number score."""
     fgd = Fgd(workload_of(args.workload, memory=False) if args.workload else None,
-              first_gpu=True, memory=False)
+              first_gpu=True, memory=False, gpu_free_ties=False)
     fgd.name = PAPER
     return fgd

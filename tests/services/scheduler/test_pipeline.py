@@ -198,11 +198,14 @@ def _placements(shaped: bool, scores: tuple[str, ...], seed: int) -> list[tuple[
     rng = np.random.default_rng(seed)
     b = make_cluster()
     for i in range(30):
-        b = b.node(make_node(f"n{i}").gpus(8 if i % 3 else 4).cpu(64_000 if i % 2 else 96_000))
+        b = b.node(make_node(f"n{i}").gpus(8 if i % 3 else 4).cpu(64_000 if i % 2 else 96_000)
+                   .model("A" if i % 5 else "B"))
     c = b.build()
     workload = ((make_job("w1").share(300).build(), 2.0), (make_job("w2").gpus(1).build(), 1.0),
-                (make_job("w3").gpus(2).cpu(16_000).build(), 1.0))
-    profile = Profile.build(REGISTRY, ["health", "fits", *scores], PluginArgs(workload=workload))
+                (make_job("w3").gpus(2).cpu(16_000).build(), 1.0),
+                (make_job("w4").gpus(1).models("B").build(), 1.0))
+    profile = Profile.build(REGISTRY, ["health", "gpumodel", "fits", *scores],
+                            PluginArgs(workload=workload))
     profile.shaped = shaped
     state = cycle_state()
     state.rng = np.random.default_rng(seed)
@@ -211,6 +214,8 @@ def _placements(shaped: bool, scores: tuple[str, ...], seed: int) -> list[tuple[
         kind = int(rng.integers(3))
         job = (make_job(f"j{i}").share(int(rng.choice([200, 300, 500, 650]))) if kind == 0 else
                make_job(f"j{i}").gpus(int(rng.choice([1, 2, 4]))))
+        if rng.random() < 0.1:
+            job = job.models("B")
         attempt = profile.place(state, job.cpu(int(rng.integers(0, 9)) * 2000).build(), c)
         out += [(s.node, *s.gpus, s.milli) for s in attempt.slots] or [(-1,)]
     v = c.view()

@@ -36,6 +36,8 @@ PARTLY = (make_cluster().node(make_node("idle").gpus(8)).node(make_node("busy").
     ("fgd: keep whole GPUs whole", "fgd", make_job("j").share(500),
      make_cluster().node(make_node("a").gpus(2)).node(make_node("b").gpus(2))
      .use("b", (0,), 500), "b"),
+    ("fgd: a task with no GPU goes where the least GPU share is free", "fgd",
+     make_job("j").gpus(0).cpu(4000), PARTLY, "busy"),
 ])
 def test_score_picks(name: str, plugin: str, job: JobBuilder, cluster: ClusterBuilder,
                      winner: str) -> None:
@@ -88,6 +90,7 @@ def _busy_cluster(seed: int) -> Cluster:
 
 
 SHAPE_JOBS = [make_job("share").share(300), make_job("share-cpu").share(650).cpu(24_000),
+              make_job("cpu-only").gpus(0).cpu(8_000),
               make_job("one").gpus(1), make_job("two").gpus(2).memory(1 << 18),
               make_job("four").gpus(4).cpu(8_000), make_job("model").gpus(1).models("A")]
 
@@ -115,3 +118,18 @@ def test_shape_scores_are_the_node_scores(plugin: str, seed: int) -> None:
 def test_node_dependent_scores_are_not_shape_scores() -> None:
     assert not isinstance(REGISTRY["random"](PluginArgs()), ShapeScore)
     assert not isinstance(REGISTRY["loadaware"](PluginArgs()), ShapeScore)
+
+
+def test_fgd_paper_leaves_ties_of_tasks_without_gpus_to_chance() -> None:
+    c = PARTLY.build()
+    workload = ((make_job("w1").share(500).build(), 1.0), (make_job("w2").gpus(1).build(), 1.0))
+    state = cycle_state()
+    state.candidates = np.arange(c.n_nodes)
+    job = make_job("j").gpus(0).cpu(4000).build()
+    paper = REGISTRY["fgd-paper"](PluginArgs(workload=workload)).score(  # type: ignore[attr-defined]
+        state, job, c)
+    ours = REGISTRY["fgd"](PluginArgs(workload=workload)).score(  # type: ignore[attr-defined]
+        state, job, c)
+    assert paper[0] == paper[1]  # the fragmentation does not change on either node
+    assert np.floor(ours).tolist() == paper.tolist() and ours[1] > ours[0]
+    assert (ours - paper).max() < 1  # under one point: it only breaks ties
