@@ -177,3 +177,20 @@ def test_the_loop_plugins_are_enabled_by_settings() -> None:
                           scheduler_scores="bestfit,loadaware:2")
     assert {"drained", "loadaware"} <= {n.split(":")[0] for n in plugin_names(s)}
     build_profile(s)  # builds: both are in the registry
+
+
+def test_measured_loads_of_gpus_that_stopped_reporting_are_dropped() -> None:
+    m = MeasuredLoad(max_age_s=300)
+
+    def window(node: str, start: float) -> GpuUtilWindow:
+        return GpuUtilWindow(cluster="c", node=node, gpu=0, window_start=start, samples=60,
+                             util_mean=5, util_min=0, util_max=5, util_p95=5)
+
+    for i in range(5000):  # a node name per window, each reporting once, a minute apart
+        m.observe(window(f"n{i}", NOW + 60 * i))
+        assert len(m.gpus) <= 2 * 1024 + 10
+    last = NOW + 60 * 4999 + 60
+    assert m.load("n4999", 0, last) is not None
+    assert all(last - load.at <= 300 + 60 * 2048 for load in m.gpus.values())
+    m.observe(window("steady", NOW + 60 * 4999))  # a fresh window is kept as before
+    assert m.load("steady", 0, last) is not None
