@@ -195,6 +195,12 @@ Factory = Callable[[PluginArgs], object]
 Registry = Mapping[str, Factory]
 
 
+def fit_score(left: FloatArray) -> FloatArray:
+    """0..100, higher for less left over (in GPUs; never negative where the member fits): a
+    node's score that does not depend on the other candidates."""
+    return MAX_SCORE / (1.0 + np.maximum(left, 0.0))
+
+
 def normalize(raw: FloatArray, higher_is_better: bool = True) -> FloatArray:
     """Map raw values onto 0..100 (all equal -> all 100)."""
     if raw.size == 0:

@@ -131,11 +131,11 @@ class ClosedLoop:
         return cls(plugins=loop, lenders=[p for p in plugins if isinstance(p, Lender)],
                    draining=any(isinstance(p, DrainFilter) for p in plugins))
 
-    def observe(self, msg: object) -> str | None:
+    def observe(self, msg: object, now: float | None = None) -> str | None:
         """Keep what ``msg`` says; the node whose drained GPUs changed, if any."""
         match msg:
             case GpuUtilWindow():
-                self.measured.observe(msg)
+                self.measured.observe(msg, now)
             case NodeInventory():
                 self.measured.observe_inventory(msg)
             case GpuDrain() | GpuUndrain() if self.draining:
@@ -166,7 +166,7 @@ def act(core: SchedulerCore, msg: object) -> list[Message]:
     ``StopJob`` (reason ``preempted``, the job requeued when it ends) or, for a job that is
     not to be requeued, as a cancel's (it ends for good); a note changes the job's reason."""
     loop = core.loop
-    node = loop.observe(msg)
+    node = loop.observe(msg, core.clock())
     if node is not None and node in core.specs:
         core._apply(node)
     if not core.dirty and isinstance(msg, GpuUtilWindow) and core.pending and any(

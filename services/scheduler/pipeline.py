@@ -230,20 +230,21 @@ class Profile:
                 total = row[ids]
             best = np.flatnonzero((total >= total.max() - 1e-9)[index])
         else:
-            total = np.zeros(len(cands))
-            for plugin, weight in self.scores:
-                total += weight * np.minimum(np.maximum(plugin.score(state, job, cluster), 0.0),
-                                             100.0)
+            total = self._weighted([p.score(state, job, cluster) for p, _ in self.scores])
             best = np.flatnonzero(total >= total.max() - 1e-9)
         # Like the Kubernetes scheduler: one of the best-scoring nodes, chosen at random.
         return int(best[0] if len(best) == 1 else state.rng.choice(best))
 
     def _total(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
                ) -> FloatArray:
-        """The weighted sum of the shape scores of ``ids``, each clipped to 0..100."""
-        total = np.zeros(len(ids))
-        for plugin, weight in self.scores:
-            raw = plugin.score_shapes(state, job, cluster, ids)  # type: ignore[attr-defined]
+        """The weighted sum of the shape scores of ``ids``."""
+        return self._weighted([p.score_shapes(state, job, cluster, ids)  # type: ignore[attr-defined]
+                               for p, _ in self.scores])
+
+    def _weighted(self, scores: list[FloatArray]) -> FloatArray:
+        """Each plugin's scores clipped to 0..100, times its weight, summed."""
+        total = np.zeros(len(scores[0]))
+        for raw, (_, weight) in zip(scores, self.scores, strict=True):
             # np.clip without its Python wrapper (the same values, NaN included)
             total += weight * np.minimum(np.maximum(raw, 0.0), 100.0)
         return total

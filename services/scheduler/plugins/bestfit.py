@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.scheduler.cluster import Cluster, IntArray
-from services.scheduler.framework import MAX_SCORE, CycleState, FloatArray, PluginArgs
+from services.scheduler.framework import CycleState, FloatArray, PluginArgs, fit_score
 from services.scheduler.jobs import FULL, Job
 
 NAME = "bestfit"
@@ -31,11 +31,6 @@ def leftover_shapes(job: Job, cluster: Cluster, ids: IntArray) -> FloatArray:
         tight = np.where(eff >= job.milli, eff, FULL + 1).min(axis=1) - job.milli
         left = left + tight / FULL
     return np.asarray(left, np.float64)
-
-
-def fit_score(left: FloatArray) -> FloatArray:
-    """0..100, higher for less left (in GPUs, never negative where the member fits)."""
-    return MAX_SCORE / (1.0 + np.maximum(left, 0.0))
 
 
 class BestFit:

@@ -46,6 +46,7 @@ from services.scheduler.framework import (
     CycleState,
     FloatArray,
     PluginArgs,
+    fit_score,
 )
 from services.scheduler.jobs import FULL, Job
 
@@ -304,7 +305,7 @@ class Fgd:
             # A task that asks for no GPU changes the fragmentation only where it makes some
             # kind stop fitting, so most nodes tie; among them, the least free GPU share.
             free = cluster.shapes.eff[ids].sum(axis=1) / FULL
-            scores = scores + GPU_FREE_TIE / (1.0 + free)
+            scores = scores + GPU_FREE_TIE / MAX_SCORE * fit_score(free)
         return scores
 
     def shape_version(self, state: CycleState, cluster: Cluster) -> int:

@@ -10,17 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from services.scheduler.cluster import Cluster, IntArray
-from services.scheduler.framework import CycleState, FloatArray, PluginArgs
+from services.scheduler.framework import CycleState, FloatArray, PluginArgs, fit_score
 from services.scheduler.jobs import FULL, Job
-from services.scheduler.plugins.bestfit import fit_score
 
 NAME = "topology"
 TIE_BREAK = 0.009  # of a 0..100 score: under one point
-
-
-def largest_domain_block(cluster: Cluster, nodes: IntArray) -> IntArray:
-    """Per node: the most fully free GPUs inside one NVLink domain (kept by the cluster)."""
-    return cluster.block[nodes]
 
 
 class Topology:
@@ -28,21 +22,17 @@ class Topology:
 
     def score(self, state: CycleState, job: Job, cluster: Cluster) -> FloatArray:
         nodes = state.candidates
-        if job.milli < FULL and job.gang == 1:
-            return np.full(len(nodes), 100.0)
-        raw = np.zeros(len(nodes))
-        if state.members:
-            holding = np.isin(nodes, [s.node for s in state.members])
-            raw += np.where(holding, 50.0, 0.0)
-        if job.gpus > 1:
-            raw += np.where(largest_domain_block(cluster, nodes) >= job.gpus, 30.0, 0.0)
-        raw += TIE_BREAK * fit_score((cluster.whole[nodes] - job.gpus).astype(np.float64))
+        ids, index = cluster.by_shape(nodes)
+        raw = self.score_shapes(state, job, cluster, ids)[index]
+        if state.members and not (job.milli < FULL and job.gang == 1):
+            raw = raw + np.where(np.isin(nodes, [s.node for s in state.members]), 50.0, 0.0)
         return raw
 
     def score_shapes(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
                      ) -> FloatArray:
-        """``score`` for a member whose job holds no node yet (each shape's block and whole
-        free GPUs are the node's ``Cluster.block`` and ``Cluster.whole``)."""
+        """The score but for nodes already holding a member (``score`` adds that): each
+        shape's block and whole free GPUs are its nodes' ``Cluster.block`` and
+        ``Cluster.whole``."""
         if job.milli < FULL and job.gang == 1:
             return np.full(len(ids), 100.0)
         raw = np.zeros(len(ids))

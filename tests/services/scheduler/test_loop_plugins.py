@@ -194,3 +194,15 @@ def test_measured_loads_of_gpus_that_stopped_reporting_are_dropped() -> None:
     assert all(last - load.at <= 300 + 60 * 2048 for load in m.gpus.values())
     m.observe(window("steady", NOW + 60 * 4999))  # a fresh window is kept as before
     assert m.load("steady", 0, last) is not None
+
+
+def test_a_window_dated_far_ahead_does_not_age_the_others() -> None:
+    m = MeasuredLoad(max_age_s=300, sweep_above=10)
+    far = GpuUtilWindow(cluster="c", node="liar", gpu=0, window_start=NOW + 10**8, samples=60,
+                        util_mean=5, util_min=0, util_max=5, util_p95=5)
+    m.observe(far, now=NOW)
+    for i in range(20):  # enough to sweep
+        m.observe(GpuUtilWindow(cluster="c", node=f"n{i}", gpu=0, window_start=NOW - 120,
+                                samples=60, util_mean=5, util_min=0, util_max=5, util_p95=5),
+                  now=NOW)
+    assert all(m.load(f"n{i}", 0, NOW) is not None for i in range(20))
