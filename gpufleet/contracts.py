@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import time
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -98,13 +99,19 @@ def clip(text: str, limit: int = TEXT_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+# Event ids need to be unique, not secret: 122 random bits from a generator seeded from the
+# OS, seeded anew in every forked child (a system call per id costs more than the rest of an
+# event). A private generator, so code that seeds ``random`` cannot repeat ids.
+_IDS = random.Random()
+os.register_at_fork(after_in_child=_IDS.seed)
+_V4_CLEAR = ~(0xF000 << 64 | 0xC000 << 48)
+_V4_SET = 0x4000 << 64 | 0x8000 << 48  # version 4, RFC 4122 variant
+
+
 def new_event_id() -> str:
     """A random version-4 UUID as 32 hex digits (``uuid.uuid4().hex`` without building a UUID
     object: a scheduler makes one per event, thousands a second)."""
-    b = bytearray(os.urandom(16))
-    b[6] = b[6] & 0x0F | 0x40  # version 4
-    b[8] = b[8] & 0x3F | 0x80  # RFC 4122 variant
-    return b.hex()
+    return f"{_IDS.getrandbits(128) & _V4_CLEAR | _V4_SET:032x}"
 
 
 def now() -> float:

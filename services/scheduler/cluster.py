@@ -6,7 +6,8 @@ GPU). Per-node summaries (``whole``: fully free GPUs, ``best``: largest free sha
 ``free_total``) are refreshed row by row as jobs come and go.
 
 Nodes are also grouped by *free shape*: the free shares of their GPUs (as a sorted multiset),
-free CPU, free memory, GPU model and largest free NVLink block. ``shape[n]`` is the node's shape
+free CPU, free memory, GPU model, largest free NVLink block and whether the node is usable
+(online, with a healthy GPU). ``shape[n]`` is the node's shape
 id; ids are interned and never reused, so a plugin may cache any value that depends only on
 the shape (FGD's fragmentation) by id, and recompute only for shapes it has not seen. A
 cluster of 12,500 nodes has a few hundred distinct shapes at any time.
@@ -61,42 +62,48 @@ def _grow(a: npt.NDArray[np.generic], rows: int, cols: int | None, fill: object)
     return out
 
 
+# The columns of ``ShapeTable.host``: free CPU, free memory, model index, largest free NVLink
+# block (see Cluster.block), whole free GPUs (see Cluster.whole), usable (1: online with at
+# least one healthy GPU, see Cluster.usable_nodes).
+HOST = ("cpu", "mem", "model", "block", "whole", "usable")
+CPU, MEM, MODEL, BLOCK, WHOLE, USABLE = range(len(HOST))
+
+
 @dataclass
 class ShapeTable:
-    """Interned free shapes: row ``i`` is shape id ``i`` (GPU free shares sorted high to low,
-    free CPU, free memory, model index). ``epoch`` changes when ids are renumbered (the GPU
-    columns grew), so caches by id know to start over."""
+    """Interned free shapes: row ``i`` of ``eff`` is shape id ``i``'s GPU free shares sorted
+    high to low, of ``host`` the rest (``HOST``). ``epoch`` changes when ids are renumbered
+    (the GPU columns grew), so caches by id know to start over."""
 
     gpus: int
     ids: dict[tuple[int, ...], int] = field(default_factory=dict)
     eff: IntArray = field(default_factory=lambda: np.zeros((0, 1), np.int64))
-    # free CPU, free memory, model index, largest free NVLink block (see Cluster.block), whole
-    # free GPUs (see Cluster.whole)
-    host: IntArray = field(default_factory=lambda: np.zeros((0, 5), np.int64))
+    # one column each of ``HOST``
+    host: IntArray = field(default_factory=lambda: np.zeros((0, len(HOST)), np.int64))
     epoch: int = 0
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def intern(self, eff_sorted: list[int], cpu: int, mem: int, model: int, block: int = 0
-               ) -> int:
-        key = (*eff_sorted, cpu, mem, model, block)  # rows all have ``gpus`` columns
+    def intern(self, eff_sorted: list[int], cpu: int, mem: int, model: int, block: int = 0,
+               usable: bool = True) -> int:
+        key = (*eff_sorted, cpu, mem, model, block, usable)  # rows all have ``gpus`` columns
         sid = self.ids.get(key)
         if sid is None:
             sid = len(self.ids)
             if sid >= self.eff.shape[0]:
                 rows = max(64, 2 * sid)
                 self.eff = _grow(self.eff, rows, self.gpus, 0)  # type: ignore[assignment]
-                self.host = _grow(self.host, rows, 5, 0)  # type: ignore[assignment]
+                self.host = _grow(self.host, rows, len(HOST), 0)  # type: ignore[assignment]
             self.eff[sid] = eff_sorted
-            self.host[sid] = (cpu, mem, model, block, eff_sorted.count(FULL))
+            self.host[sid] = (cpu, mem, model, block, eff_sorted.count(FULL), usable)
             self.ids[key] = sid
         return sid
 
     def reset(self, gpus: int) -> None:
         self.gpus, self.ids, self.epoch = gpus, {}, self.epoch + 1
         self.eff = np.zeros((0, gpus), np.int64)
-        self.host = np.zeros((0, 5), np.int64)
+        self.host = np.zeros((0, len(HOST)), np.int64)
 
 
 @dataclass
@@ -109,6 +116,7 @@ class Cluster:
     healthy: BoolArray = field(default_factory=lambda: np.zeros((0, 1), bool))
     domain: IntArray = field(default_factory=lambda: np.zeros((0, 1), np.int64))
     online: BoolArray = field(default_factory=lambda: np.zeros(0, bool))
+    usable: BoolArray = field(default_factory=lambda: np.zeros(0, bool))  # see usable_nodes
     model: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     cpu_total: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     mem_total: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -166,11 +174,10 @@ class Cluster:
         if n >= self.used.shape[0]:
             cols = max(self.used.shape[1], gpus)
             for attr, fill in (("used", 0), ("exists", False), ("healthy", False), ("domain", 0),
-                               ("eff", 0), ("online", False), ("model", 0), ("cpu_total", 0),
-                               ("mem_total", 0), ("cpu_used", 0), ("mem_used", 0), ("cpu_free", 0),
-                               ("mem_free", 0), ("whole", 0),
-                               ("best", 0), ("free_total", 0), ("shape", 0),
-                              ("block", 0)):
+                               ("eff", 0), ("online", False), ("usable", False), ("model", 0),
+                               ("cpu_total", 0), ("mem_total", 0), ("cpu_used", 0),
+                               ("mem_used", 0), ("cpu_free", 0), ("mem_free", 0), ("whole", 0),
+                               ("best", 0), ("free_total", 0), ("shape", 0), ("block", 0)):
                 setattr(self, attr, _grow(getattr(self, attr), rows, cols, fill))
         self.names.append(name)
         self.index[name] = n
@@ -191,12 +198,15 @@ class Cluster:
     def refresh(self, n: int) -> None:
         self._by_shape = None
         # A row has a few GPUs: plain Python over them is faster than numpy calls.
-        if self.online[n]:
-            free = [FULL - u if e and h and u < FULL else 0 for u, e, h in zip(
-                self.used[n].tolist(), self.exists[n].tolist(), self.healthy[n].tolist(),
-                strict=True)]
+        good = [e and h for e, h in zip(self.exists[n].tolist(), self.healthy[n].tolist(),
+                                        strict=True)]
+        usable = bool(self.online[n]) and any(good)
+        if usable:
+            free = [FULL - u if g and u < FULL else 0 for u, g in zip(
+                self.used[n].tolist(), good, strict=True)]
         else:
             free = [0] * self.used.shape[1]
+        self.usable[n] = usable
         self.eff[n] = free
         whole = free.count(FULL)
         self.whole[n] = whole
@@ -245,7 +255,8 @@ class Cluster:
     def _intern(self, n: int) -> None:
         self.shape[n] = self.shapes.intern(sorted(self.eff[n].tolist(), reverse=True),
                                            int(self.cpu_free[n]), int(self.mem_free[n]),
-                                           int(self.model[n]), int(self.block[n]))
+                                           int(self.model[n]), int(self.block[n]),
+                                           bool(self.usable[n]))
 
     def allocate(self, slot: Slot) -> None:
         self._take(slot, 1)
@@ -277,17 +288,20 @@ class Cluster:
                 if milli <= free < tightest:
                     best, tightest = g, free
             return (best,)
-        size: dict[int, int] = {}
         doms = self.domain[n].tolist()
+        by_domain: dict[int, list[int]] = {}  # the free GPUs of each domain, in index order
         for g, free in enumerate(row):
             if free == FULL:
-                size[doms[g]] = size.get(doms[g], 0) + 1
-        groups = sorted((count, d) for d, count in size.items())
-        fitting = [d for count, d in groups if count >= gpus]
-        order = [fitting[0]] if fitting else [d for _, d in reversed(groups)]
-        picked: list[int] = []
-        for d in order:
-            picked.extend(g for g, free in enumerate(row) if free == FULL and doms[g] == d)
+                by_domain.setdefault(doms[g], []).append(g)
+        if len(by_domain) == 1:
+            return tuple(next(iter(by_domain.values()))[:gpus])
+        sizes = sorted((len(free), d) for d, free in by_domain.items())
+        fitting = [d for count, d in sizes if count >= gpus]
+        if fitting:  # the tightest domain that holds the member
+            return tuple(by_domain[fitting[0]][:gpus])
+        picked: list[int] = []  # else the largest domains first
+        for _, d in reversed(sizes):
+            picked.extend(by_domain[d])
         return tuple(sorted(picked[:gpus]))
 
     # -- questions ---------------------------------------------------------------------------
@@ -306,11 +320,7 @@ class Cluster:
         """Online nodes with at least one healthy GPU (read-only; cached until the inventory
         changes)."""
         mask = self._masks.get("usable")
-        if mask is None:
-            v = self.view()
-            mask = self._kept("usable", self.online[v] & (self.exists[v] & self.healthy[v]).any(
-                axis=1))
-        return mask
+        return mask if mask is not None else self._kept("usable", self.usable[self.view()].copy())
 
     def model_mask(self, models: tuple[str, ...]) -> BoolArray:
         """Nodes whose GPU model is one of ``models`` (all nodes when empty; read-only)."""

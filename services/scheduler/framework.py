@@ -126,6 +126,22 @@ class Filter(Protocol):
 
 
 @runtime_checkable
+class ShapeFilter(Protocol):
+    """A filter whose verdict on a node depends only on the node's free shape
+    (``Cluster.shape``) and the job's shape (``Job.shape``). ``fits_shapes`` answers for
+    distinct shape ids and must equal ``filter``'s mask on every node of each shape. With
+    shape scores, a decision then needs one value per shape (``pipeline.Totals``); ``filter``
+    still runs when no node is left, for its reason."""
+
+    name: str
+
+    def filter(self, state: CycleState, job: Job, cluster: Cluster) -> tuple[BoolArray, Status]:
+        ...
+
+    def fits_shapes(self, job: Job, cluster: Cluster, ids: IntArray) -> BoolArray: ...
+
+
+@runtime_checkable
 class Score(Protocol):
     name: str
 

@@ -28,16 +28,18 @@ class Job:
     submitted_at: float = 0.0
     seq: int = 0  # arrival order, for stable ordering
     spec: JobSpec | None = field(default=None, compare=False, repr=False)
+    # What placement depends on: jobs of one shape fit or fail alike (set from the fields).
+    shape: tuple[int, int, tuple[str, ...], int, int, int] = field(
+        init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", (self.gpus, self.milli, self.models, self.cpu_milli,
+                                           self.memory_mib, self.gang))
 
     @property
     def demand_milli(self) -> int:
         """GPU share of the whole job, in thousandths of a GPU."""
         return self.gang * self.gpus * self.milli
-
-    @property
-    def shape(self) -> tuple[int, int, tuple[str, ...], int, int, int]:
-        """What placement depends on: jobs of one shape fit or fail alike."""
-        return (self.gpus, self.milli, self.models, self.cpu_milli, self.memory_mib, self.gang)
 
     def describe(self) -> str:
         """``"8xH100"`` (with a multiplication sign), ``"0.5 of one GPU"``, ``"2 members of

@@ -1,13 +1,18 @@
 """A profile: the enabled plugins sorted into stages, and the placement of one job through them.
 
 1. pre-filters check the job as a whole (quota, gang capacity);
-2. for each member: filters narrow the nodes, scores rank them (when every score plugin is a
-   ``ShapeScore`` and the job holds no node yet, each distinct free shape is scored once and
-   its nodes share the total; the same choice, cheaper), the best node takes the member
+2. for each member: filters narrow the nodes, scores rank them, the best node takes the member
    and holds its GPUs while the next member is placed: the reserve plugins choose which GPUs
    when the node was chosen among several (a lone candidate is not weighed), else
    ``Cluster.pick_gpus`` does;
 3. permits have the last say; if anything fails, every member is given back (all or none).
+
+When every score plugin is a ``ShapeScore`` and the job holds no node yet, step 2 works by
+free shape: each shape's value (the weighted total of its scores, or minus infinity where a
+``ShapeFilter`` refuses it) is kept across decisions (``Totals``), every node takes its shape's
+value, and the other filters mask nodes out. Only shapes not met before are worked out: the
+same choice as filtering and scoring every node, for a few numpy calls. When no node is left,
+the filters run node by node for their reasons.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from services.scheduler.framework import (
     Registry,
     Reserve,
     Score,
+    ShapeFilter,
     ShapeScore,
     Status,
 )
@@ -57,9 +63,10 @@ class Attempt:
 
 @dataclass
 class Totals:
-    """A shape-scored profile's totals, kept across decisions: per job shape and the score
-    plugins' versions, each shape id's total (NaN: not yet worked out). Shape ids are never
-    reused (``Cluster.shape``), so a total stays right until the ids are renumbered."""
+    """A shape-scored profile's values, kept across decisions: per job shape and the score
+    plugins' versions, each shape id's total, or minus infinity where a shape filter refuses
+    it (NaN: not yet worked out). Shape ids are never reused (``Cluster.shape``), so a value
+    stays right until the ids are renumbered."""
 
     epoch: int = -1
     by_key: dict[Hashable, FloatArray] = field(default_factory=dict)
@@ -90,7 +97,12 @@ class Profile:
     post_filters: list[PostFilter] = field(default_factory=list)
     plugins: list[object] = field(default_factory=list)  # every plugin, in the order enabled
     shaped: bool = True  # every score plugin is a ShapeScore (decisions score shapes, not nodes)
+    shape_filters: list[ShapeFilter] = field(default_factory=list)  # filters by shape ...
+    node_filters: list[Filter] = field(default_factory=list)  # ... and the others
     totals: Totals = field(default_factory=Totals, repr=False, compare=False)
+    # The score plugins' shape versions, asked once per cycle state and shape numbering
+    _versions: tuple[object, int, tuple[Hashable, ...]] | None = field(
+        default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, registry: Registry, names: Iterable[str], args: PluginArgs) -> Profile:
@@ -120,6 +132,11 @@ class Profile:
         self.plugins.append(plugin)
         if isinstance(plugin, Score):
             self.shaped = self.shaped and isinstance(plugin, ShapeScore)
+        if isinstance(plugin, Filter):
+            if isinstance(plugin, ShapeFilter):
+                self.shape_filters.append(plugin)
+            else:
+                self.node_filters.append(plugin)
         for add in joined:
             add(plugin)
 
@@ -165,31 +182,85 @@ class Profile:
         return SUCCESS
 
     def _place_member(self, state: CycleState, job: Job, cluster: Cluster, member: int) -> Status:
-        every = state.feasible = cluster.every_node()  # masks are read-only, never changed
-        for f in self.filters:
-            mask, status = f.filter(state, job, cluster)
-            feasible = mask if state.feasible is every else state.feasible & mask
-            # A filter that passes has found a node (or kept every node); one that fails may not.
-            if not status.ok and not feasible.any():
-                return self._unplaced(job, member, status)
-            state.feasible = feasible
-        cands = np.flatnonzero(state.feasible)
-        if len(cands) == 0:
-            last = self.filters[-1].name if self.filters else ""
-            return self._unplaced(job, member, Status(Code.UNSCHEDULABLE, "no node fits", last))
-        shaped = self.shaped and not state.members
-        if len(cands) > GROUP_ABOVE and not shaped:
-            held = [s.node for s in state.members if state.feasible[s.node]]
-            cands = np.union1d(cluster.representatives(cands), np.array(held, np.int64))
-        state.candidates = cands
-        node = int(cands[self._best_index(state, job, cluster, shaped)])
-        gpus = self._reserve(state, job, cluster, node) if len(cands) > 1 else None
+        node, several = (self._by_shape(state, job, cluster)
+                         if self.shaped and self.scores and not state.members else (-1, False))
+        if node < 0:
+            cands = self._filter(state, job, cluster)
+            if isinstance(cands, Status):
+                return self._unplaced(job, member, cands)
+            if len(cands) > GROUP_ABOVE:
+                held = [s.node for s in state.members if state.feasible[s.node]]
+                cands = np.union1d(cluster.representatives(cands), np.array(held, np.int64))
+            state.candidates = cands
+            node, several = int(cands[self._best_index(state, job, cluster)]), len(cands) > 1
+        gpus = self._reserve(state, job, cluster, node) if several else None
         if gpus is None:
             gpus = cluster.pick_gpus(node, job.gpus, job.milli)
         slot = Slot(node, gpus, job.milli, job.cpu_milli, job.memory_mib)
         cluster.allocate(slot)
         state.members.append(slot)
         return SUCCESS
+
+    def _filter(self, state: CycleState, job: Job, cluster: Cluster) -> IntArray | Status:
+        """The nodes every filter keeps, or why there are none."""
+        every = state.feasible = cluster.every_node()  # masks are read-only, never changed
+        for f in self.filters:
+            mask, status = f.filter(state, job, cluster)
+            feasible = mask if state.feasible is every else state.feasible & mask
+            # A filter that passes has found a node (or kept every node); one that fails may not.
+            if not status.ok and not feasible.any():
+                return status
+            state.feasible = feasible
+        cands = np.flatnonzero(state.feasible)
+        if len(cands) == 0:
+            last = self.filters[-1].name if self.filters else ""
+            return Status(Code.UNSCHEDULABLE, "no node fits", last)
+        return cands
+
+    def _by_shape(self, state: CycleState, job: Job, cluster: Cluster) -> tuple[int, bool]:
+        """The node the first member takes, chosen by its free shape's value, and whether
+        another node was feasible; (-1, False) when none is (the filters then say why)."""
+        n = cluster.n_nodes
+        if n == 0:
+            return -1, False
+        sids = cluster.shape[:n]
+        row = self.totals.row((job.shape, *self._shape_versions(state, cluster)), cluster.shapes)
+        value = row[sids]
+        top = value.max()
+        if top != top:  # NaN: some shapes not met before
+            new = np.unique(sids[np.isnan(value)])
+            ok = np.ones(len(new), bool)
+            for shaped in self.shape_filters:
+                ok &= shaped.fits_shapes(job, cluster, new)
+            row[new] = -np.inf
+            if ok.any():
+                row[new[ok]] = self._total(state, job, cluster, new[ok])
+            value = row[sids]
+            top = value.max()
+        if self.node_filters:
+            every = state.feasible = cluster.every_node()
+            for f in self.node_filters:
+                mask, _ = f.filter(state, job, cluster)
+                if mask is not every:
+                    value = np.where(mask, value, -np.inf)
+                    top = value.max()
+        if top == -np.inf:
+            return -1, False
+        best = (value >= top - 1e-9).nonzero()[0]
+        if len(best) > 1:
+            return _one_of(best, state), True
+        return int(best[0]), bool(np.count_nonzero(value > -np.inf) > 1)
+
+    def _shape_versions(self, state: CycleState, cluster: Cluster) -> tuple[Hashable, ...]:
+        """The score plugins' ``shape_version``s: a plugin's state changes between cycles (or
+        when shape ids are renumbered), so they are asked once per cycle state."""
+        seen = self._versions
+        epoch = cluster.shapes.epoch
+        if seen is None or seen[0] is not state or seen[1] != epoch:
+            seen = self._versions = (state, epoch, tuple(
+                p.shape_version(state, cluster)  # type: ignore[attr-defined]
+                for p, _ in self.scores))
+        return seen[2]
 
     @staticmethod
     def _unplaced(job: Job, member: int, status: Status) -> Status:
@@ -209,31 +280,14 @@ class Profile:
                 return gpus
         return None
 
-    def _best_index(self, state: CycleState, job: Job, cluster: Cluster, shaped: bool) -> int:
-        """Index into ``state.candidates`` of the node the member takes. With ``shaped``, a
-        node has its free shape's total, looked up in ``totals`` and worked out (each score
-        plugin scoring the new shapes) only where missing: the same totals, so the same choice,
-        as scoring every node."""
+    def _best_index(self, state: CycleState, job: Job, cluster: Cluster) -> int:
+        """Index into ``state.candidates`` of the node the member takes."""
         cands = state.candidates
         if len(cands) == 1 or not self.scores:
             return 0
-        if shaped:
-            ids, index = cluster.by_shape(cands)
-            key = (job.shape, *(p.shape_version(state, cluster)  # type: ignore[attr-defined]
-                                for p, _ in self.scores))
-            row = self.totals.row(key, cluster.shapes)
-            total = row[ids]
-            todo = np.isnan(total)
-            if todo.any():
-                new = ids[todo]  # distinct: ``by_shape`` gives each shape once
-                row[new] = self._total(state, job, cluster, new)
-                total = row[ids]
-            best = np.flatnonzero((total >= total.max() - 1e-9)[index])
-        else:
-            total = self._weighted([p.score(state, job, cluster) for p, _ in self.scores])
-            best = np.flatnonzero(total >= total.max() - 1e-9)
-        # Like the Kubernetes scheduler: one of the best-scoring nodes, chosen at random.
-        return int(best[0] if len(best) == 1 else state.rng.choice(best))
+        total = self._weighted([p.score(state, job, cluster) for p, _ in self.scores])
+        best = (total >= total.max() - 1e-9).nonzero()[0]
+        return int(best[0]) if len(best) == 1 else _one_of(best, state)
 
     def _total(self, state: CycleState, job: Job, cluster: Cluster, ids: IntArray
                ) -> FloatArray:
@@ -248,3 +302,9 @@ class Profile:
             # np.clip without its Python wrapper (the same values, NaN included)
             total += weight * np.minimum(np.maximum(raw, 0.0), 100.0)
         return total
+
+
+def _one_of(best: IntArray, state: CycleState) -> int:
+    """Like the Kubernetes scheduler: one of the best-scoring nodes, chosen at random (what
+    ``rng.choice(best)`` draws, without its overhead)."""
+    return int(best[state.rng.integers(len(best))])

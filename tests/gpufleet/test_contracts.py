@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import random
 import uuid
 from typing import Any
 
@@ -83,6 +85,20 @@ def test_event_ids_are_random_version_4_uuids() -> None:
     for text in list(ids)[:50]:
         u = uuid.UUID(hex=text)
         assert (u.hex, u.version, u.variant) == (text, 4, uuid.RFC_4122)
+
+
+def test_event_ids_do_not_repeat_across_forks_or_seeds() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's generator is seeded anew, so its next id is not the parent's
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 32).decode() != new_event_id()
+    random.seed(1)  # seeding the random module does not touch the ids' generator
+    first = new_event_id()
+    random.seed(1)
+    assert new_event_id() != first
 
 
 def test_unsupported_fields_are_absent_not_zero() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.scheduler.cluster import BoolArray, Cluster
+from services.scheduler.cluster import CPU, MEM, WHOLE, BoolArray, Cluster, IntArray
 from services.scheduler.framework import SUCCESS, CycleState, PluginArgs, Status, unschedulable
 from services.scheduler.jobs import FULL, TIMES, Job
 
@@ -51,6 +51,13 @@ class Fits:
         if (mask & state.feasible).any():
             return mask, SUCCESS
         return mask, unschedulable(NAME, why_not(job, cluster, state.feasible, gpu_ok))
+
+    def fits_shapes(self, job: Job, cluster: Cluster, ids: IntArray) -> BoolArray:
+        host = cluster.shapes.host[ids]
+        # shares are sorted high to low: the first is the largest
+        gpu_ok = (cluster.shapes.eff[ids, 0] >= job.milli if job.milli < FULL
+                  else host[:, WHOLE] >= job.gpus)
+        return gpu_ok & (host[:, CPU] >= job.cpu_milli) & (host[:, MEM] >= job.memory_mib)
 
 
 def factory(args: PluginArgs) -> Fits:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.scheduler.cluster import BoolArray, Cluster
+import numpy as np
+
+from services.scheduler.cluster import MODEL, BoolArray, Cluster, IntArray
 from services.scheduler.framework import SUCCESS, CycleState, PluginArgs, Status, unschedulable
 from services.scheduler.jobs import Job
 
@@ -20,6 +22,12 @@ class GpuModel:
         return mask, unschedulable(NAME, (
             f"needs GPU model {' or '.join(job.models)}; no usable node has it "
             f"(models here: {have})"))
+
+    def fits_shapes(self, job: Job, cluster: Cluster, ids: IntArray) -> BoolArray:
+        if not job.models:
+            return np.ones(len(ids), bool)
+        allowed = [i for i, m in enumerate(cluster.models) if m in job.models]
+        return np.isin(cluster.shapes.host[ids, MODEL], allowed)
 
 
 def factory(args: PluginArgs) -> GpuModel:

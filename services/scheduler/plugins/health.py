@@ -3,7 +3,9 @@ placed on; ``Cluster.eff`` already gives them no free share)."""
 
 from __future__ import annotations
 
-from services.scheduler.cluster import BoolArray, Cluster
+import numpy as np
+
+from services.scheduler.cluster import USABLE, BoolArray, Cluster, IntArray
 from services.scheduler.framework import SUCCESS, CycleState, PluginArgs, Status, unschedulable
 from services.scheduler.jobs import Job
 
@@ -23,6 +25,9 @@ class Health:
         return mask, unschedulable(NAME, (
             f"all {int(state.feasible.sum())} candidate nodes are offline or have no healthy "
             "GPU; bring a node back or replace its GPUs"))
+
+    def fits_shapes(self, job: Job, cluster: Cluster, ids: IntArray) -> BoolArray:
+        return np.asarray(cluster.shapes.host[ids, USABLE] == 1)
 
 
 def factory(args: PluginArgs) -> Health:

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from sched_builders import ClusterBuilder, cycle_state, make_cluster, make_job, make_node
 
+from services.scheduler.cluster import Cluster, Slot
+from services.scheduler.framework import Filter, PluginArgs, ShapeFilter
 from services.scheduler.jobs import Job
-from services.scheduler.plugins import fits, gpumodel, health
+from services.scheduler.plugins import REGISTRY, fits, gpumodel, health
 
 TWO = make_cluster().node(make_node("a").gpus(8)).node(make_node("b").gpus(4).model("A100"))
 
@@ -43,6 +45,58 @@ def test_filter(name: str, plugin: fits.Fits, job: object, cluster: ClusterBuild
     assert mask.tolist() == passes, name
     assert status.ok == any(passes)
     assert reason in status.reason
+    by_shape = plugin.fits_shapes(the_job, c, c.shape[c.view()])  # each node's shape
+    assert by_shape.tolist() == passes, name
+
+
+def _mixed_cluster(seed: int) -> Cluster:
+    """Thirty nodes of two models and sizes, some offline or with lost GPUs, with random
+    shares, whole GPUs, CPU and memory taken."""
+    rng = np.random.default_rng(seed)
+    b = make_cluster()
+    for i in range(30):
+        node = make_node(f"n{i}").gpus(8 if i % 3 else 4).model("A" if i % 2 else "B")
+        if i % 7 == 0:
+            node = node.offline()
+        elif i % 5 == 0:
+            node = node.unhealthy(*range(4 if i % 10 else 1))
+        b = b.node(node)
+    c = b.build()
+    for n in range(c.n_nodes):
+        for g in range(int(rng.integers(0, 4))):
+            c.allocate(Slot(n, (g,), int(rng.choice([300, 500, 1000])),
+                            int(rng.integers(0, 8)) * 4000, int(rng.integers(0, 8)) << 14))
+    return c
+
+
+FILTER_JOBS = [make_job("share").share(300), make_job("big share").share(800).cpu(40_000),
+               make_job("cpu only").gpus(0).cpu(8_000), make_job("one").gpus(1),
+               make_job("two").gpus(2).memory(1 << 19), make_job("eight").gpus(8),
+               make_job("model").gpus(1).models("A"), make_job("none").models("C")]
+
+
+@pytest.mark.parametrize("name", ["fits", "health", "gpumodel"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shape_verdicts_are_the_node_verdicts(name: str, seed: int) -> None:
+    """A ShapeFilter answers for each free shape as it does for every node of that shape."""
+    c = _mixed_cluster(seed)
+    plugin = REGISTRY[name](PluginArgs())
+    assert isinstance(plugin, ShapeFilter)
+    state = cycle_state()
+    state.feasible = c.every_node()
+    verdicts = set()
+    for job in (j.build() for j in FILTER_JOBS):
+        mask, _ = plugin.filter(state, job, c)
+        ids, index = c.by_shape(np.arange(c.n_nodes))
+        assert plugin.fits_shapes(job, c, ids)[index].tolist() == mask.tolist(), job.job_id
+        verdicts |= set(mask.tolist())
+    assert verdicts == {True, False}
+
+
+def test_node_dependent_filters_are_not_shape_filters() -> None:
+    for name in ("drained", "backfill"):
+        plugin = REGISTRY[name](PluginArgs())
+        assert isinstance(plugin, Filter) and not isinstance(plugin, ShapeFilter)
 
 
 def test_an_unhealthy_gpu_is_never_free() -> None:

@@ -294,10 +294,15 @@ def test_shape_totals_are_kept_until_a_shape_or_a_version_is_new() -> None:
         assert set(counting.asked) == seen | before
         seen |= before
     assert len(seen) > 2  # placements made new shapes, and only those were scored
-    counting.version += 1  # the plugin's state changed: the shapes are scored again
+    counting.version += 1  # the plugin's state changed: versions are asked once a cycle ...
     counting.asked = []
     before = set(c.shape[c.view()].tolist())
     assert profile.place(state, make_job("k").share(100).build(), c).status.ok
+    assert set(counting.asked) == before - seen  # only the shape the last placement made
+    counting.asked = []
+    before = set(c.shape[c.view()].tolist())
+    state = cycle_state()  # ... so from the next cycle on, every shape is scored again
+    assert profile.place(state, make_job("m").share(100).build(), c).status.ok
     assert sorted(counting.asked) == sorted(before)
 
 
