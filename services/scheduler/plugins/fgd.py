@@ -40,7 +40,7 @@ from functools import cached_property
 
 import numpy as np
 
-from services.scheduler.cluster import BoolArray, Cluster, IntArray, ShapeTable
+from services.scheduler.cluster import MODEL, BoolArray, Cluster, IntArray, ShapeTable
 from services.scheduler.framework import (
     MAX_SCORE,
     CycleState,
@@ -93,6 +93,25 @@ class Workload:
     cpu_cum: FloatArray  # their weights summed in that order (a leading 0)
     class_start: IntArray  # where each class begins in that order
     memory_max: int  # the most memory any kind needs
+
+    @cached_property
+    def class_base(self) -> IntArray:
+        """Each class's first key (``cpu_keys``): the class times ``CPU_SPAN``."""
+        return np.arange(len(self.class_gpus), dtype=np.int64) * CPU_SPAN
+
+    @cached_property
+    def class_cum(self) -> FloatArray:
+        """``cpu_cum`` where each class begins."""
+        return self.cpu_cum[self.class_start]
+
+    @cached_property
+    def model_tables(self) -> dict[tuple[str, ...], BoolArray]:
+        """By the cluster's GPU models (``_model_ok``): which model sets allow each."""
+        return {}
+
+    @cached_property
+    def total_weight(self) -> float:
+        return float(self.weight.sum())
 
     @cached_property
     def mix(self) -> dict[Kind, tuple[float, int]]:
@@ -197,7 +216,7 @@ def fragmentation(w: Workload, eff: IntArray, host: IntArray, model_ok: BoolArra
     weight = _weight_with_room(w, host)
     fits = (count[:, w.class_level] >= w.class_gpus[None, :]) & model_ok[:, w.class_set]
     usable = np.where(fits, total[:, None] - small[:, w.class_level], 0)
-    return np.asarray(total * w.weight.sum() - (usable * weight).sum(axis=1), np.float64)
+    return np.asarray(total * w.total_weight - (usable * weight).sum(axis=1), np.float64)
 
 
 def _weight_with_room(w: Workload, host: IntArray) -> FloatArray:
@@ -207,9 +226,8 @@ def _weight_with_room(w: Workload, host: IntArray) -> FloatArray:
     out = np.empty((len(host), len(w.class_gpus)))
     roomy = host[:, 1] >= w.memory_max
     if roomy.any():
-        starts = np.arange(len(w.class_gpus), dtype=np.int64) * CPU_SPAN
-        end = np.searchsorted(w.cpu_keys, starts[None, :] + host[roomy, :1], side="right")
-        out[roomy] = w.cpu_cum[end] - w.cpu_cum[w.class_start][None, :]
+        end = np.searchsorted(w.cpu_keys, w.class_base[None, :] + host[roomy, :1], side="right")
+        out[roomy] = w.cpu_cum[end] - w.class_cum[None, :]
     tight = ~roomy
     if tight.any():
         room = ((host[tight, :1] >= w.cpu_milli[None, :])
@@ -226,9 +244,14 @@ def whole_score(delta: FloatArray) -> FloatArray:
 
 
 def _model_ok(w: Workload, cluster: Cluster, host: IntArray) -> BoolArray:
-    table = np.array([[not s or name in s for s in w.sets] for name in cluster.models] or [[]],
-                     bool).reshape(max(len(cluster.models), 1), len(w.sets))
-    return table[host[:, 2]]
+    """Per row: which of the workload's model sets allow the row's GPU model."""
+    models = tuple(cluster.models)
+    table = w.model_tables.get(models)
+    if table is None:
+        table = w.model_tables[models] = np.array(
+            [[not s or name in s for s in w.sets] for name in models] or [[]],
+            bool).reshape(max(len(models), 1), len(w.sets))
+    return table[host[:, MODEL]]
 
 
 @dataclass
@@ -372,14 +395,11 @@ class Fgd:
         w = cache.workload
         eff, host = shapes.eff[todo], shapes.host[todo]
         ok = _model_ok(w, cluster, host)
-        fresh = np.isnan(cache.before[todo])
-        if fresh.any():
-            cache.before[todo[fresh]] = fragmentation(w, eff[fresh], host[fresh], ok[fresh])
         moved = host.copy()
         moved[:, 0] -= job.cpu_milli
         moved[:, 1] -= job.memory_mib
         if job.milli >= FULL:
-            after = fragmentation(w, _after_whole(job, eff), moved, ok)
+            after = _after(cache, todo, eff, host, ok, _after_whole(job, eff), moved, ok)
             entry.delta[todo] = after - cache.before[todo]
             return
         # A share: try each distinct free value it fits on (rows are sorted high to low).
@@ -389,7 +409,7 @@ class Fgd:
         row, col = np.nonzero((eff >= job.milli) & distinct)
         tried = eff[row].copy()
         tried[np.arange(len(row)), col] -= job.milli
-        frag = fragmentation(w, tried, moved[row], ok[row])
+        frag = _after(cache, todo, eff, host, ok, tried, moved[row], ok[row])
         # Least fragmentation per shape; on a tie the tightest GPU (the later column).
         order = np.lexsort((-col, frag, row))
         first = np.ones(len(order), bool)
@@ -397,6 +417,21 @@ class Fgd:
         best = order[first]
         entry.delta[todo[row[best]]] = frag[best] - cache.before[todo[row[best]]]
         entry.share[todo[row[best]]] = eff[row[best], col[best]]
+
+
+def _after(cache: _Cache, todo: IntArray, eff: IntArray, host: IntArray, ok: BoolArray,
+           tried: IntArray, tried_host: IntArray, tried_ok: BoolArray) -> FloatArray:
+    """The fragmentation of the ``tried`` rows; first, in the same call, that of the shapes
+    ``todo`` (rows ``eff``, ``host``, ``ok``) not yet known, kept in ``cache.before``."""
+    fresh = np.isnan(cache.before[todo])
+    k = int(np.count_nonzero(fresh))
+    if k == 0:
+        return fragmentation(cache.workload, tried, tried_host, tried_ok)
+    frag = fragmentation(cache.workload, np.concatenate((eff[fresh], tried)),
+                         np.concatenate((host[fresh], tried_host)),
+                         np.concatenate((ok[fresh], tried_ok)))
+    cache.before[todo[fresh]] = frag[:k]
+    return frag[k:]
 
 
 def factory(args: PluginArgs) -> Fgd:
