@@ -32,7 +32,7 @@ from gpufleet.contracts import (
     SubmitJob,
 )
 from services.scheduler.cluster import Cluster, NodeSpec, Slot
-from services.scheduler.framework import Code, CycleState, Running
+from services.scheduler.framework import Census, Code, CycleState, Running
 from services.scheduler.jobs import FULL, Job, from_spec, problems
 from services.scheduler.loop import ClosedLoop, act, lend
 from services.scheduler.pipeline import Profile
@@ -106,6 +106,7 @@ class SchedulerCore:
         self.cluster = cluster or Cluster()
         self.pending: dict[str, Job] = {}
         self.running: dict[str, Running] = {}
+        self.census = Census()  # of ``running``: kept with it
         self.records: dict[str, Record] = {}
         self.nominations: dict[str, list[str]] = {}
         self.rng = np.random.default_rng(seed)
@@ -271,6 +272,7 @@ class SchedulerCore:
 
     def free(self, job_id: str) -> None:
         run = self.running.pop(job_id)
+        self.census.remove(run)
         self.started.pop(job_id, None)
         ended = self.ended.pop(job_id, set())
         self.touched.add(job_id)
@@ -285,8 +287,12 @@ class SchedulerCore:
         for slot in slots:
             self.cluster.allocate(slot)
         at = self.clock() if since is None else since
-        self.running[job.job_id] = Running(job, slots, at, attempt, borrowed)
+        self._run(Running(job, slots, at, attempt, borrowed))
         self.touched.add(job.job_id)
+
+    def _run(self, run: Running) -> None:
+        self.running[run.job.job_id] = run
+        self.census.add(run)
 
     def take_touched(self) -> list[str]:
         """The jobs whose record changed since the last call (for the state topic)."""
@@ -416,8 +422,8 @@ class SchedulerCore:
         state = CycleState(now=self.clock(), rng=self.rng, running=self.running,
                            pending=list(self.pending.values()),
                            capacity_milli=self.cluster.capacity_milli(),
-                           tenant_used=self._tenant_used(), nominations=self.nominations,
-                           memo=self.loop.memo())
+                           tenant_used=dict(self.census.held), nominations=self.nominations,
+                           memo=self.loop.memo(), census=self.census)
         out: list[Message] = []
         stats = CycleStats()
         failed: dict[object, str] = {}
@@ -447,12 +453,6 @@ class SchedulerCore:
         return (r is not None and job.est_runtime_s is not None
                 and state.now + job.est_runtime_s <= r.start)
 
-    def _tenant_used(self) -> dict[str, int]:
-        used: dict[str, int] = {}
-        for run in self.running.values():
-            used[run.job.tenant] = used.get(run.job.tenant, 0) + run.job.demand_milli
-        return used
-
     def _try(self, state: CycleState, job: Job, out: list[Message]) -> tuple[str | None, bool]:
         """Place one job; else (the reason it waits, whether its shape may be skipped)."""
         attempt = self.profile.place(state, job, self.cluster)
@@ -475,7 +475,7 @@ class SchedulerCore:
 
     def _commit(self, state: CycleState, job: Job, slots: list[Slot], out: list[Message]) -> None:
         rec = self.records[job.job_id]
-        self.running[job.job_id] = Running(job, slots, state.now, rec.attempt, state.borrowing)
+        self._run(Running(job, slots, state.now, rec.attempt, state.borrowing))
         del self.pending[job.job_id]
         self.nominations.pop(job.job_id, None)
         state.tenant_used[job.tenant] = state.tenant_used.get(job.tenant, 0) + job.demand_milli

@@ -17,7 +17,7 @@ Outcomes are values, never exceptions. What one cycle learns travels in ``CycleS
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol, runtime_checkable
@@ -70,6 +70,52 @@ class Running:
 
 
 @dataclass
+class Census:
+    """The running jobs counted as they come and go (the core keeps it with ``running``): by
+    priority, by tenant borrowing quota, and the GPU share each tenant holds. It answers in a
+    few steps what a cycle asks often: may any job be preempted, what does a tenant hold."""
+
+    priorities: dict[int, int] = field(default_factory=dict)  # priority -> running jobs
+    borrowing: dict[str, int] = field(default_factory=dict)  # tenant -> jobs borrowing quota
+    held: dict[str, int] = field(default_factory=dict)  # tenant -> GPU share, thousandths
+
+    @classmethod
+    def of(cls, runs: Iterable[Running]) -> Census:
+        census = cls()
+        for run in runs:
+            census.add(run)
+        return census
+
+    def add(self, run: Running) -> None:
+        self._count(run, 1)
+
+    def remove(self, run: Running) -> None:
+        self._count(run, -1)
+
+    def _count(self, run: Running, sign: int) -> None:
+        job = run.job
+        _bump(self.priorities, job.priority, sign)
+        if run.borrowed:
+            _bump(self.borrowing, job.tenant, sign)
+        _bump(self.held, job.tenant, sign * job.demand_milli)
+
+    def may_preempt(self, job: Job, borrowing: bool) -> bool:
+        """Whether some running job could be a victim of ``job`` (``evictable``'s test on
+        the counts): one of lower priority, or, when ``job`` does not borrow, one of another
+        tenant borrowing quota."""
+        return (bool(self.priorities) and min(self.priorities) < job.priority) or (
+            not borrowing and any(t != job.tenant for t in self.borrowing))
+
+
+def _bump(counts: dict[Any, int], key: object, by: int) -> None:
+    left = counts.get(key, 0) + by
+    if left:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
+@dataclass
 class Reservation:
     """A blocked job's claim: nodes it will get at ``start``; backfill must not delay it."""
 
@@ -92,11 +138,16 @@ class CycleState:
     victims: list[str] = field(default_factory=list)  # chosen by preemption this cycle
     nominations: Mapping[str, list[str]] = field(default_factory=dict)  # job -> its victims
     memo: dict[str, Any] = field(default_factory=dict)  # cycle-wide, per plugin name
+    census: Census = field(default_factory=Census)  # of ``running`` (counted when not given)
     # The attempt at hand: candidate nodes, members placed so far, scratch per plugin.
     feasible: BoolArray = field(default_factory=lambda: np.zeros(0, bool))
     candidates: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     members: list[Slot] = field(default_factory=list)
     borrowing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.running and not self.census.priorities:
+            self.census = Census.of(self.running.values())
 
     def start_attempt(self) -> None:
         self.members = []

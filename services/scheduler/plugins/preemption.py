@@ -119,8 +119,8 @@ class Preemption:
             return Status(Code.WAIT, f"waiting for preempted job(s) {', '.join(waiting)} to stop",
                           NAME)
         plans = state.memo.get(NAME, 0)
-        if plans >= MAX_PLANS_PER_CYCLE:
-            return unschedulable(NAME, "")
+        if plans >= MAX_PLANS_PER_CYCLE or not state.census.may_preempt(job, state.borrowing):
+            return unschedulable(NAME, "")  # no plan left this cycle, or no job to evict
         state.memo[NAME] = plans + 1
         pool = [r for r in state.running.values() if evictable(state, job, r)]
         victims = plan(job, cluster, pool) if pool else None
