@@ -133,6 +133,10 @@ class Cluster:
     block: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # see refresh
     shapes: ShapeTable = field(default_factory=lambda: ShapeTable(1))
     _masks: dict[object, BoolArray] = field(default_factory=dict)  # by models; "usable"; "every"
+    # Per node, as plain lists (refresh reads them on every allocation): whether each GPU
+    # slot holds a healthy GPU, and its NVLink domain; set by upsert.
+    _good: list[list[bool]] = field(default_factory=list)
+    _domains: list[list[int]] = field(default_factory=list)
     # The last ``by_shape`` answer and the nodes array it was for (every score plugin of one
     # decision asks about the same candidates); dropped whenever a node's shape may change.
     _by_shape: tuple[IntArray, tuple[IntArray, IntArray]] | None = None
@@ -163,6 +167,10 @@ class Cluster:
         self.model[n] = self.models.index(spec.model)
         self.cpu_total[n] = spec.cpu_milli
         self.mem_total[n] = spec.memory_mib
+        self._good[n] = [bool(e and h) for e, h in zip(self.exists[n].tolist(),
+                                                        self.healthy[n].tolist(), strict=True)]
+        self._domains[n] = self.domain[n].tolist()
+        self.usable[n] = spec.online and any(self._good[n])
         self.version += 1
         self._masks.clear()
         self.refresh(n)
@@ -181,6 +189,8 @@ class Cluster:
                 setattr(self, attr, _grow(getattr(self, attr), rows, cols, fill))
         self.names.append(name)
         self.index[name] = n
+        self._good.append([False] * self.used.shape[1])
+        self._domains.append([0] * self.used.shape[1])
         return n
 
     def _widen(self, cols: int) -> None:
@@ -188,6 +198,9 @@ class Cluster:
         for attr, fill in (("used", 0), ("exists", False), ("healthy", False), ("domain", 0),
                            ("eff", 0)):
             setattr(self, attr, _grow(getattr(self, attr), rows, cols, fill))
+        for m in range(self.n_nodes):
+            self._good[m] += [False] * (cols - len(self._good[m]))
+            self._domains[m] += [0] * (cols - len(self._domains[m]))
 
     def view(self) -> slice:
         """The rows that are real nodes (arrays have spare rows to grow into)."""
@@ -198,15 +211,11 @@ class Cluster:
     def refresh(self, n: int) -> None:
         self._by_shape = None
         # A row has a few GPUs: plain Python over them is faster than numpy calls.
-        good = [e and h for e, h in zip(self.exists[n].tolist(), self.healthy[n].tolist(),
-                                        strict=True)]
-        usable = bool(self.online[n]) and any(good)
-        if usable:
+        if self.usable[n]:
             free = [FULL - u if g and u < FULL else 0 for u, g in zip(
-                self.used[n].tolist(), good, strict=True)]
+                self.used[n].tolist(), self._good[n], strict=True)]
         else:
             free = [0] * self.used.shape[1]
-        self.usable[n] = usable
         self.eff[n] = free
         whole = free.count(FULL)
         self.whole[n] = whole
@@ -214,7 +223,7 @@ class Cluster:
         self.free_total[n] = sum(free)
         block = 0
         if whole:
-            doms = self.domain[n].tolist()
+            doms = self._domains[n]
             block = max(map([doms[g] for g, f in enumerate(free) if f == FULL].count,
                             set(doms)))
         self.block[n] = block
@@ -288,7 +297,7 @@ class Cluster:
                 if milli <= free < tightest:
                     best, tightest = g, free
             return (best,)
-        doms = self.domain[n].tolist()
+        doms = self._domains[n]
         by_domain: dict[int, list[int]] = {}  # the free GPUs of each domain, in index order
         for g, free in enumerate(row):
             if free == FULL:

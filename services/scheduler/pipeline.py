@@ -144,9 +144,11 @@ class Profile:
 
     def order(self, state: CycleState, jobs: list[Job], cluster: Cluster) -> list[Job]:
         """Jobs in the order the queue plugins give, arrival order last."""
-        keys = [p.key for p in self.queue_order]
-        # a list compares like a tuple, and a list comprehension is cheaper than a generator
-        return sorted(jobs, key=lambda j: [key(state, j, cluster) for key in keys] + [j.seq])
+        # Each plugin's keys in one pass, then one sort of (keys..., seq, index) tuples: fewer
+        # Python calls than a key function per job.
+        columns = [[p.key(state, j, cluster) for j in jobs] for p in self.queue_order]
+        rows = sorted(zip(*columns, [j.seq for j in jobs], range(len(jobs)), strict=True))
+        return [jobs[row[-1]] for row in rows]
 
     # -- placement ---------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ tenants in one sort: the tenant furthest below its fair share goes next.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 
 from services.scheduler.cluster import Cluster
@@ -14,6 +15,7 @@ from services.scheduler.framework import CycleState, PluginArgs
 from services.scheduler.jobs import Job
 
 NAME = "fairshare"
+SEQ = operator.attrgetter("seq")
 
 
 def projected_shares(state: CycleState, weights: Mapping[str, float]) -> dict[str, float]:
@@ -21,7 +23,7 @@ def projected_shares(state: CycleState, weights: Mapping[str, float]) -> dict[st
     capacity = max(state.capacity_milli, 1)
     cumulative = dict(state.tenant_used)
     out: dict[str, float] = {}
-    for job in sorted(state.pending, key=lambda j: j.seq):
+    for job in sorted(state.pending, key=SEQ):
         held = cumulative.get(job.tenant, 0) + job.demand_milli
         cumulative[job.tenant] = held
         out[job.job_id] = held / capacity / max(weights.get(job.tenant, 1.0), 1e-9)

@@ -37,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -196,7 +197,16 @@ def pending_workload(state: CycleState, memory: bool = True) -> Workload:
     key = NAME if memory else PAPER
     w = state.memo.get(key)
     if w is None:
-        w = state.memo[key] = workload_of(((j, 1.0) for j in state.pending), memory=memory)
+        # Jobs of one shape count once, weighted by their number (the same sums: whole
+        # numbers), so a queue of thousands of jobs of few shapes is read in one quick pass.
+        alike: dict[tuple[object, ...], list[Any]] = {}
+        for job in state.pending:
+            seen = alike.get(job.shape)
+            if seen is None:
+                alike[job.shape] = [job, 1.0]
+            else:
+                seen[1] += 1.0
+        w = state.memo[key] = workload_of(((j, n) for j, n in alike.values()), memory=memory)
     return w
 
 

@@ -13,6 +13,7 @@ from services.scheduler.plugins.fgd import (
     Fgd,
     Workload,
     fragmentation,
+    pending_workload,
     whole_score,
     workload_of,
 )
@@ -197,3 +198,21 @@ def _mix(n_big: int, memory: int = 1000) -> Workload:
 def test_a_pending_mix_that_moved_little_keeps_the_cache(name: str, other: Workload,
                                                          close: bool) -> None:
     assert _mix(50).close_to(other) == close, name
+
+
+@pytest.mark.parametrize("memory", [True, False])
+def test_the_pending_workload_counts_jobs_of_one_shape_once(memory: bool) -> None:
+    """Read by shape, the queue gives the very workload its jobs give one by one."""
+    rng = np.random.default_rng(3)
+    jobs = [make_job(f"j{i}").share(int(rng.choice([250, 500]))).cpu(int(rng.integers(0, 4))
+                                                                      * 1000)
+            .memory(int(rng.choice([0, 1000, 3000]))).build() if i % 3 else
+            make_job(f"j{i}").gpus(int(rng.choice([0, 1, 2]))).models(
+                *(("A",) if i % 2 else ())).build() for i in range(300)]
+    by_shape = pending_workload(cycle_state(pending=jobs), memory)
+    one_by_one = workload_of([(j, 1.0) for j in jobs], memory=memory)
+    assert len({j.shape for j in jobs}) < len(jobs) / 5  # many jobs share a shape
+    for name in Workload.__dataclass_fields__:
+        mine, theirs = getattr(by_shape, name), getattr(one_by_one, name)
+        assert np.array_equal(mine, theirs) if isinstance(mine, np.ndarray) else mine == theirs, \
+            name
