@@ -133,9 +133,9 @@ class Cluster:
     block: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # see refresh
     shapes: ShapeTable = field(default_factory=lambda: ShapeTable(1))
     _masks: dict[object, BoolArray] = field(default_factory=dict)  # by models; "usable"; "every"
-    # Per node, as plain lists (refresh reads them on every allocation): whether each GPU
-    # slot holds a healthy GPU, and its NVLink domain; set by upsert.
-    _good: list[list[bool]] = field(default_factory=list)
+    # Per node, as plain lists (read on every allocation): whether each GPU slot holds a
+    # healthy GPU, and its NVLink domain; set by upsert.
+    good: list[list[bool]] = field(default_factory=list)
     _domains: list[list[int]] = field(default_factory=list)
     # The last ``by_shape`` answer and the nodes array it was for (every score plugin of one
     # decision asks about the same candidates); dropped whenever a node's shape may change.
@@ -167,10 +167,10 @@ class Cluster:
         self.model[n] = self.models.index(spec.model)
         self.cpu_total[n] = spec.cpu_milli
         self.mem_total[n] = spec.memory_mib
-        self._good[n] = [bool(e and h) for e, h in zip(self.exists[n].tolist(),
+        self.good[n] = [bool(e and h) for e, h in zip(self.exists[n].tolist(),
                                                         self.healthy[n].tolist(), strict=True)]
         self._domains[n] = self.domain[n].tolist()
-        self.usable[n] = spec.online and any(self._good[n])
+        self.usable[n] = spec.online and any(self.good[n])
         self.version += 1
         self._masks.clear()
         self.refresh(n)
@@ -189,7 +189,7 @@ class Cluster:
                 setattr(self, attr, _grow(getattr(self, attr), rows, cols, fill))
         self.names.append(name)
         self.index[name] = n
-        self._good.append([False] * self.used.shape[1])
+        self.good.append([False] * self.used.shape[1])
         self._domains.append([0] * self.used.shape[1])
         return n
 
@@ -199,7 +199,7 @@ class Cluster:
                            ("eff", 0)):
             setattr(self, attr, _grow(getattr(self, attr), rows, cols, fill))
         for m in range(self.n_nodes):
-            self._good[m] += [False] * (cols - len(self._good[m]))
+            self.good[m] += [False] * (cols - len(self.good[m]))
             self._domains[m] += [0] * (cols - len(self._domains[m]))
 
     def view(self) -> slice:
@@ -213,7 +213,7 @@ class Cluster:
         # A row has a few GPUs: plain Python over them is faster than numpy calls.
         if self.usable[n]:
             free = [FULL - u if g and u < FULL else 0 for u, g in zip(
-                self.used[n].tolist(), self._good[n], strict=True)]
+                self.used[n].tolist(), self.good[n], strict=True)]
         else:
             free = [0] * self.used.shape[1]
         self.eff[n] = free

@@ -427,22 +427,24 @@ class SchedulerCore:
         out: list[Message] = []
         stats = CycleStats()
         failed: dict[object, str] = {}
+        timer, records = self.timer, self.records
         for job in self.profile.order(state, state.pending, self.cluster):
-            key = (job.shape, job.priority, job.tenant, self._ends_before_reservation(state, job))
+            key = (job.shape, job.priority, job.tenant, state.reservation is not None
+                   and self._ends_before_reservation(state, job))
             reason = failed.get(key)
             if reason is None:
-                started = self.timer() if self.timer else 0.0
+                started = timer() if timer else 0.0
                 reason, cacheable = self._try(state, job, out)
-                if self.timer:
-                    stats.latencies.append(self.timer() - started)
+                if timer:
+                    stats.latencies.append(timer() - started)
                 if reason is not None and cacheable:
                     failed[key] = reason
-            stats.decisions += 1
-            if reason is None:
-                stats.placed += 1
-            elif (rec := self.records[job.job_id]).reason != reason:
+                elif reason is None:
+                    stats.placed += 1
+            if reason is not None and (rec := records[job.job_id]).reason != reason:
                 self._move(job, JobState.QUEUED, reason)
                 out.append(self._job_event(job, JobState.QUEUED, reason, attempt=rec.attempt))
+        stats.decisions = len(state.pending)
         out += lend(self, state)  # opportunistic jobs still waiting, on lent share
         self.last = stats
         return out

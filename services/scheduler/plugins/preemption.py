@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from services.scheduler.cluster import Cluster, Slot
 from services.scheduler.framework import (
     Code,
@@ -30,26 +28,46 @@ MAX_PLANS_PER_CYCLE = 8  # preemptors planned per cycle (each plan walks the run
 MAX_NODES_TRIED = 64  # nodes weighed per member, those with the fewest evictable slots first
 
 
-def evictable(state: CycleState, job: Job, run: Running) -> bool:
-    if run.stopping or run.job.job_id in state.victims:
-        return False
-    if run.job.priority < job.priority:
-        return True
-    return run.borrowed and not state.borrowing and run.job.tenant != job.tenant
+def evictable(state: CycleState, job: Job) -> list[Running]:
+    """The running jobs ``job`` may evict: not stopping nor chosen already, and of lower
+    priority, or borrowing another tenant's quota while ``job`` does not borrow."""
+    chosen, priority, tenant = set(state.victims), job.priority, job.tenant
+    takes_back = not state.borrowing
+    # one pass over every running job, the tests inline: a plan walks thousands of them
+    return [r for r in state.running.values() if not r.stopping and (
+        r.job.priority < priority or (takes_back and r.borrowed and r.job.tenant != tenant))
+        and r.job.job_id not in chosen]
 
 
 def fits_after(job: Job, cluster: Cluster, n: int, freed: Sequence[Slot]) -> bool:
     """Would one member fit on node ``n`` once the ``freed`` slots there are given back?"""
-    used = cluster.used[n].copy()
-    cpu, mem = int(cluster.cpu_used[n]), int(cluster.mem_used[n])
+    room = Room(cluster, n)
     for s in freed:
-        used[list(s.gpus)] -= s.milli
-        cpu, mem = cpu - s.cpu_milli, mem - s.memory_mib
-    usable = cluster.exists[n] & cluster.healthy[n] & cluster.online[n]
-    eff = np.where(usable, FULL - used, 0)
-    gpu_ok = eff.max() >= job.milli if job.milli < FULL else (eff == FULL).sum() >= job.gpus
-    return bool(gpu_ok) and cluster.cpu_total[n] - cpu >= job.cpu_milli and (
-        cluster.mem_total[n] - mem >= job.memory_mib)
+        room.free(s)
+    return room.fits(job)
+
+
+class Room:
+    """What node ``n`` holds, as plain numbers (a node has a few GPUs: faster than numpy), to
+    try evictions one at a time."""
+
+    def __init__(self, cluster: Cluster, n: int) -> None:
+        self.used = cluster.used[n].tolist()
+        self.good = cluster.good[n] if cluster.usable[n] else [False] * len(self.used)
+        self.cpu = int(cluster.cpu_total[n] - cluster.cpu_used[n])
+        self.mem = int(cluster.mem_total[n] - cluster.mem_used[n])
+
+    def free(self, slot: Slot) -> None:
+        for g in slot.gpus:
+            self.used[g] -= slot.milli
+        self.cpu += slot.cpu_milli
+        self.mem += slot.memory_mib
+
+    def fits(self, job: Job) -> bool:
+        eff = [FULL - u if g else 0 for u, g in zip(self.used, self.good, strict=True)]
+        gpu_ok = (max(eff, default=0) >= job.milli if job.milli < FULL
+                  else eff.count(FULL) >= job.gpus)
+        return gpu_ok and self.cpu >= job.cpu_milli and self.mem >= job.memory_mib
 
 
 def cheapest_node(job: Job, cluster: Cluster, pool: list[Running]
@@ -59,20 +77,22 @@ def cheapest_node(job: Job, cluster: Cluster, pool: list[Running]
     for run in pool:
         for slot in run.slots:
             by_node.setdefault(slot.node, []).append((run, slot))
+    allowed = cluster.model_mask(job.models)
     best: tuple[tuple[int, int], int, list[Running]] | None = None
     tried = 0
     for n, items in sorted(by_node.items(), key=lambda kv: len(kv[1])):
         if tried >= MAX_NODES_TRIED:
             break
-        if not cluster.model_mask(job.models)[n] or not fits_after(
-                job, cluster, n, [s for _, s in items]):
+        if not allowed[n] or not fits_after(job, cluster, n, [s for _, s in items]):
             continue
         tried += 1
         items.sort(key=lambda rs: (rs[0].job.priority, -rs[1].milli * len(rs[1].gpus)))
         chosen: list[tuple[Running, Slot]] = []
+        room = Room(cluster, n)
         for item in items:
             chosen.append(item)
-            if fits_after(job, cluster, n, [s for _, s in chosen]):
+            room.free(item[1])
+            if room.fits(job):
                 break
         cost = (len(chosen), max(r.job.priority for r, _ in chosen))
         if best is None or cost < best[0]:
@@ -122,7 +142,7 @@ class Preemption:
         if plans >= MAX_PLANS_PER_CYCLE or not state.census.may_preempt(job, state.borrowing):
             return unschedulable(NAME, "")  # no plan left this cycle, or no job to evict
         state.memo[NAME] = plans + 1
-        pool = [r for r in state.running.values() if evictable(state, job, r)]
+        pool = evictable(state, job)
         victims = plan(job, cluster, pool) if pool else None
         if not victims:
             return unschedulable(NAME, "")

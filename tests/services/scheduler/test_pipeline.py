@@ -20,10 +20,10 @@ from services.scheduler import pipeline
 from services.scheduler.cluster import Cluster, ShapeTable
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.core import SchedulerCore
-from services.scheduler.framework import SUCCESS, Code, CycleState, PluginArgs, Status
+from services.scheduler.framework import SUCCESS, Code, CycleState, PluginArgs, Running, Status
 from services.scheduler.jobs import Job
 from services.scheduler.pipeline import Profile
-from services.scheduler.plugins import REGISTRY
+from services.scheduler.plugins import REGISTRY, preemption
 from services.scheduler.profile import build_profile
 
 
@@ -148,6 +148,40 @@ def test_preemption_smallest_set(name: str, running: list[JobBuilder], vip: JobB
     out = list(core.cycle())
     assert ("vip" in placed(out)) is bool(victims)
     assert all(v in core.pending for v in victims)
+
+
+@pytest.mark.parametrize(("name", "quotas", "tenant", "stopped"), [
+    ("a tenant within its quota takes back what another borrows", "a=8,b=0", "a", ["x"]),
+    ("a tenant that borrows too takes nothing back", "a=0,b=0", "a", []),
+    ("a tenant's own borrowing job is not its victim", "b=0", "b", []),
+])
+def test_preemption_takes_back_borrowed_quota(name: str, quotas: str, tenant: str,
+                                              stopped: list[str]) -> None:
+    core = SchedulerCore(build_profile(SchedulerSettings(tenant_quotas=quotas)),
+                         clock=lambda: 0.0, cluster=make_cluster().node(make_node("a")).build())
+    assert "x" in placed(submit(core, make_job("x").gpus(8).tenant("b")))
+    assert core.running["x"].borrowed
+    out = submit(core, make_job("vip").gpus(8).tenant(tenant))
+    assert sorted(m.job_id for m in out if isinstance(m, StopJob)) == stopped, name
+
+
+@pytest.mark.parametrize(("name", "borrowing", "victims", "expected"), [
+    ("lower priority, or another tenant's borrowing", False, [], ["low", "theirs"]),
+    ("a borrowing job evicts no borrower", True, [], ["low"]),
+    ("not a job chosen already", False, ["low"], ["theirs"]),
+])
+def test_evictable(name: str, borrowing: bool, victims: list[str], expected: list[str]) -> None:
+    def run(job: JobBuilder, borrowed: bool = False, stopping: bool = False) -> Running:
+        return Running(job.build(), [], 0.0, borrowed=borrowed, stopping=stopping)
+
+    runs = {"low": run(make_job("low").priority(1)), "same": run(make_job("same").priority(5)),
+            "theirs": run(make_job("theirs").priority(5).tenant("b"), borrowed=True),
+            "ours": run(make_job("ours").priority(5).tenant("a"), borrowed=True),
+            "going": run(make_job("going"), stopping=True)}
+    state = cycle_state(running=runs)
+    state.borrowing, state.victims = borrowing, victims
+    vip = make_job("vip").priority(5).tenant("a").build()
+    assert sorted(r.job.job_id for r in preemption.evictable(state, vip)) == expected, name
 
 
 def test_preemptor_waits_and_preempts_no_more() -> None:
