@@ -144,11 +144,13 @@ class Profile:
 
     def order(self, state: CycleState, jobs: list[Job], cluster: Cluster) -> list[Job]:
         """Jobs in the order the queue plugins give, arrival order last."""
-        # Each plugin's keys in one pass, then one sort of (keys..., seq, index) tuples: fewer
-        # Python calls than a key function per job.
-        columns = [[p.key(state, j, cluster) for j in jobs] for p in self.queue_order]
-        rows = sorted(zip(*columns, [j.seq for j in jobs], range(len(jobs)), strict=True))
-        return [jobs[row[-1]] for row in rows]
+        # Each plugin's keys in one pass, then one stable numpy sort by them all: far fewer
+        # Python steps than a key function per job.
+        n = len(jobs)
+        columns = [np.fromiter([p.key(state, j, cluster) for j in jobs], np.float64, n)
+                   for p in self.queue_order]
+        seqs = np.fromiter([j.seq for j in jobs], np.int64, n)
+        return [jobs[i] for i in np.lexsort((seqs, *reversed(columns))).tolist()]
 
     # -- placement ---------------------------------------------------------------------------
 

@@ -22,11 +22,13 @@ def projected_shares(state: CycleState, weights: Mapping[str, float]) -> dict[st
     """job id -> (tenant's held share + its queued demand up to and including the job) / weight."""
     capacity = max(state.capacity_milli, 1)
     cumulative = dict(state.tenant_used)
+    weight = {t: max(weights.get(t, 1.0), 1e-9) for t in {j.tenant for j in state.pending}}
     out: dict[str, float] = {}
     for job in sorted(state.pending, key=SEQ):
-        held = cumulative.get(job.tenant, 0) + job.demand_milli
-        cumulative[job.tenant] = held
-        out[job.job_id] = held / capacity / max(weights.get(job.tenant, 1.0), 1e-9)
+        tenant = job.tenant
+        held = cumulative.get(tenant, 0) + job.gang * job.gpus * job.milli  # demand_milli
+        cumulative[tenant] = held
+        out[job.job_id] = held / capacity / weight[tenant]
     return out
 
 
