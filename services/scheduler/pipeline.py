@@ -100,6 +100,8 @@ class Profile:
     shape_filters: list[ShapeFilter] = field(default_factory=list)  # filters by shape ...
     node_filters: list[Filter] = field(default_factory=list)  # ... and the others
     totals: Totals = field(default_factory=Totals, repr=False, compare=False)
+    _weights: FloatArray = field(default_factory=lambda: np.zeros((0, 1)), repr=False,
+                                 compare=False)  # the score plugins' weights, a column
     # The score plugins' shape versions, asked once per cycle state and shape numbering
     _versions: tuple[object, int, tuple[Hashable, ...]] | None = field(
         default=None, repr=False, compare=False)
@@ -139,6 +141,7 @@ class Profile:
                 self.node_filters.append(plugin)
         for add in joined:
             add(plugin)
+        self._weights = np.array([[w] for _, w in self.scores], np.float64)
 
     # -- queue -------------------------------------------------------------------------------
 
@@ -301,11 +304,10 @@ class Profile:
 
     def _weighted(self, scores: list[FloatArray]) -> FloatArray:
         """Each plugin's scores clipped to 0..100, times its weight, summed."""
-        total = np.zeros(len(scores[0]))
-        for raw, (_, weight) in zip(scores, self.scores, strict=True):
-            # np.clip without its Python wrapper (the same values, NaN included)
-            total += weight * np.minimum(np.maximum(raw, 0.0), 100.0)
-        return total
+        # np.clip without its Python wrapper (the same values, NaN included); the rows summed
+        # in order, as a running sum would
+        clipped = np.minimum(np.maximum(np.array(scores, np.float64), 0.0), 100.0)
+        return np.asarray((clipped * self._weights).sum(axis=0), np.float64)
 
 
 def _one_of(best: IntArray, state: CycleState) -> int:

@@ -392,9 +392,8 @@ class Fgd:
             entry.share = _grown(entry.share, size, -1)  # type: ignore[assignment]
         if cache.before.shape[0] < size:
             cache.before = _grown(cache.before, size, np.nan)  # type: ignore[assignment]
-        todo = ids[np.isnan(entry.score[ids])]
+        todo = ids[np.isnan(entry.score[ids])]  # distinct: callers ask distinct shape ids
         if len(todo):
-            todo = np.unique(todo)
             self._compute(cache, entry, job, cluster.shapes, cluster, todo)
             entry.score[todo] = whole_score(entry.delta[todo])
         return entry
