@@ -118,7 +118,11 @@ def now() -> float:
     return time.time()
 
 
-class Message(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=False):
+# Contract structs are plain values (numbers, text, lists of them, other contract structs):
+# they can hold no reference cycle, so the cyclic garbage collector does not track them
+# (msgspec's ``gc=False``). A scheduler keeps thousands alive, and each full collection
+# would walk them all.
+class Message(Struct, gc=False, kw_only=True, omit_defaults=True, forbid_unknown_fields=False):
     """Fields that every message has."""
 
     schema: Annotated[int, Meta(ge=0, le=INT32_MAX)] = field(default_factory=schema_version)
@@ -131,12 +135,12 @@ class Message(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=Fa
 # --------------------------------------------------------------------------------------------
 
 
-class GpuProcess(Struct, omit_defaults=True):
+class GpuProcess(Struct, gc=False, omit_defaults=True):
     pid: Annotated[int, Meta(ge=0, le=INT32_MAX)]
     used_memory_bytes: Counter | None = None
 
 
-class GpuSample(Struct, kw_only=True, omit_defaults=True):
+class GpuSample(Struct, gc=False, kw_only=True, omit_defaults=True):
     """One GPU at one tick. Units are NVML's own: bytes, milliwatts, millijoules, MHz."""
 
     index: GpuIndex
@@ -179,7 +183,7 @@ class GpuHealth(StrEnum):
     LOST = "lost"
 
 
-class GpuInfo(Struct, kw_only=True, omit_defaults=True):
+class GpuInfo(Struct, gc=False, kw_only=True, omit_defaults=True):
     index: GpuIndex
     uuid: ShortText
     model: ShortText
@@ -209,7 +213,7 @@ class NodeInventory(Message, kw_only=True):
 # --------------------------------------------------------------------------------------------
 
 
-class JobSpec(Struct, kw_only=True, omit_defaults=True):
+class JobSpec(Struct, gc=False, kw_only=True, omit_defaults=True):
     """What a job asks for.
 
     ``gpus`` whole GPUs, or (with ``gpus=1``) ``gpu_milli`` thousandths of one GPU so that
@@ -394,7 +398,7 @@ class Alert(Message, kw_only=True):
             self.message = clip(self.message)
 
 
-class NodeState(Struct, kw_only=True, omit_defaults=True):
+class NodeState(Struct, gc=False, kw_only=True, omit_defaults=True):
     node: ShortText
     gpus: Annotated[int, Meta(ge=0, le=MAX_GPUS_PER_NODE)]
     model: ShortText
@@ -410,7 +414,7 @@ class NodeState(Struct, kw_only=True, omit_defaults=True):
                              f"{len(self.healthy)}")
 
 
-class JobSummary(Struct, kw_only=True, omit_defaults=True):
+class JobSummary(Struct, gc=False, kw_only=True, omit_defaults=True):
     job_id: ShortText
     tenant: ShortText
     state: JobState
@@ -434,7 +438,7 @@ class SchedulerState(Message, kw_only=True):
     decisions_per_s: Annotated[float, Meta(ge=0, le=1e9)] = 0.0
 
 
-class JobSlot(Struct, kw_only=True, omit_defaults=True):
+class JobSlot(Struct, gc=False, kw_only=True, omit_defaults=True):
     """One member of a running job: its node, GPUs and share of each."""
 
     node: Name

@@ -227,15 +227,19 @@ class Cluster:
             block = max(map([doms[g] for g, f in enumerate(free) if f == FULL].count,
                             set(doms)))
         self.block[n] = block
-        self.cpu_free[n] = self.cpu_total[n] - self.cpu_used[n]
-        self.mem_free[n] = self.mem_total[n] - self.mem_used[n]
+        cpu = int(self.cpu_total[n] - self.cpu_used[n])
+        mem = int(self.mem_total[n] - self.mem_used[n])
+        self.cpu_free[n] = cpu
+        self.mem_free[n] = mem
         if self.shapes.gpus != len(free) or len(self.shapes) > 8 * self.n_nodes + 4096:
             # GPU columns grew, or many shapes are gone: number the shapes in use anew.
             self.shapes.reset(len(free))
             for m in range(self.n_nodes):
                 self._intern(m)
         else:
-            self._intern(n)
+            free.sort(reverse=True)
+            self.shape[n] = self.shapes.intern(free, cpu, mem, int(self.model[n]), block,
+                                               bool(self.usable[n]))
 
     def by_shape(self, nodes: IntArray) -> tuple[IntArray, IntArray]:
         """The distinct shape ids among ``nodes`` and, per node, its index into them (one pass

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 import random
 import uuid
@@ -99,6 +100,13 @@ def test_event_ids_do_not_repeat_across_forks_or_seeds() -> None:
     first = new_event_id()
     random.seed(1)
     assert new_event_id() != first
+
+
+def test_contract_values_are_not_tracked_by_the_cyclic_collector() -> None:
+    spec = JobSpec(job_id="a", gpus=1)
+    for value in (spec, SubmitJob(job=spec), GpuSample(index=0, uuid="GPU-0", util_gpu=1.0),
+                  JobEvent(job_id="a", state=JobState.QUEUED)):
+        assert not gc.is_tracked(value), type(value).__name__
 
 
 def test_unsupported_fields_are_absent_not_zero() -> None:
