@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from services.scheduler.cluster import Cluster, IntArray, ShapeTable, Slot
+from services.scheduler.cluster import BoolArray, Cluster, IntArray, ShapeTable, Slot
 from services.scheduler.framework import (
     SUCCESS,
     Code,
@@ -100,6 +100,9 @@ class Profile:
     shape_filters: list[ShapeFilter] = field(default_factory=list)  # filters by shape ...
     node_filters: list[Filter] = field(default_factory=list)  # ... and the others
     totals: Totals = field(default_factory=Totals, repr=False, compare=False)
+    _value: FloatArray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
+    _best: BoolArray = field(default_factory=lambda: np.empty(0, bool), repr=False,
+                             compare=False)
     _weights: FloatArray = field(default_factory=lambda: np.zeros((0, 1)), repr=False,
                                  compare=False)  # the score plugins' weights, a column
     # The score plugins' shape versions, asked once per cycle state and shape numbering
@@ -232,8 +235,10 @@ class Profile:
             return -1, False
         sids = cluster.shape[:n]
         row = self.totals.row((job.shape, *self._shape_versions(state, cluster)), cluster.shapes)
-        value = row[sids]
-        top = value.max()
+        if self._value.shape[0] != n:  # scratch, reused so that it stays in the cache
+            self._value, self._best = np.empty(n), np.empty(n, bool)
+        value = row.take(sids, out=self._value)
+        top = value[value.argmax()]  # argmax finds a NaN first: then NaN
         if top != top:  # NaN: some shapes not met before
             new = np.unique(sids[np.isnan(value)])
             ok = np.ones(len(new), bool)
@@ -242,18 +247,18 @@ class Profile:
             row[new] = -np.inf
             if ok.any():
                 row[new[ok]] = self._total(state, job, cluster, new[ok])
-            value = row[sids]
-            top = value.max()
+            value = row.take(sids, out=self._value)
+            top = value[value.argmax()]
         if self.node_filters:
             every = state.feasible = cluster.every_node()
             for f in self.node_filters:
                 mask, _ = f.filter(state, job, cluster)
                 if mask is not every:
                     value = np.where(mask, value, -np.inf)
-                    top = value.max()
+                    top = value[value.argmax()]
         if top == -np.inf:
             return -1, False
-        best = (value >= top - 1e-9).nonzero()[0]
+        best = np.greater_equal(value, top - 1e-9, out=self._best).nonzero()[0]
         if len(best) > 1:
             return _one_of(best, state), True
         return int(best[0]), bool(np.count_nonzero(value > -np.inf) > 1)
