@@ -10,6 +10,7 @@ lowest priorities). Members are planned one after another against the room alrea
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 from services.scheduler.cluster import Cluster, Slot
@@ -73,10 +74,10 @@ class Room:
 def cheapest_node(job: Job, cluster: Cluster, pool: list[Running]
                   ) -> tuple[int, list[Running]] | None:
     """The node where one member fits after the fewest evictions, and whom to evict."""
-    by_node: dict[int, list[tuple[Running, Slot]]] = {}
-    for run in pool:
+    by_node: defaultdict[int, list[tuple[Running, Slot]]] = defaultdict(list)
+    for run in pool:  # thousands of jobs: the plainest loop
         for slot in run.slots:
-            by_node.setdefault(slot.node, []).append((run, slot))
+            by_node[slot.node].append((run, slot))
     allowed = cluster.model_mask(job.models)
     best: tuple[tuple[int, int], int, list[Running]] | None = None
     tried = 0
@@ -106,7 +107,9 @@ def plan(job: Job, cluster: Cluster, pool: list[Running]) -> list[Running] | Non
     taken: list[Slot] = []
     try:
         for _ in range(job.gang):
-            found = cheapest_node(job, cluster, [r for r in pool if r not in victims])
+            chosen = {id(r) for r in victims}
+            found = cheapest_node(job, cluster, [r for r in pool if id(r) not in chosen]
+                                  if chosen else pool)
             if found is None:
                 return None
             n, runs = found

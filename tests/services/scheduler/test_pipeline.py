@@ -150,6 +150,14 @@ def test_preemption_smallest_set(name: str, running: list[JobBuilder], vip: JobB
     assert all(v in core.pending for v in victims)
 
 
+def test_preemption_plans_every_gang_member() -> None:
+    core, _ = core_on(make_cluster().node(make_node("a")).node(make_node("b")).node(
+        make_node("c")))
+    submit(core, make_job("x").gpus(8), make_job("y").gpus(8), make_job("z").gpus(8).priority(9))
+    out = submit(core, make_job("vip").gpus(8).gang(2).priority(5))
+    assert sorted(m.job_id for m in out if isinstance(m, StopJob)) == ["x", "y"]
+
+
 @pytest.mark.parametrize(("name", "quotas", "tenant", "stopped"), [
     ("a tenant within its quota takes back what another borrows", "a=8,b=0", "a", ["x"]),
     ("a tenant that borrows too takes nothing back", "a=0,b=0", "a", []),
