@@ -250,7 +250,7 @@ def whole_score(delta: FloatArray) -> FloatArray:
     """The paper's score of a change in fragmentation (thousandths): 100 times the sigmoid of
     its drop in GPUs, rounded down (near no change, nodes within about 0.04 GPU tie)."""
     # Rounded first to a millionth of a GPU: sums in another order must not cross a whole point.
-    return np.floor(MAX_SCORE / (1.0 + np.exp(np.round(delta, 3) / FULL)))
+    return np.floor(MAX_SCORE / (1.0 + np.exp(delta.round(3) / FULL)))  # the method: no wrapper
 
 
 def _model_ok(w: Workload, cluster: Cluster, host: IntArray) -> BoolArray:
