@@ -15,6 +15,7 @@ cluster of 12,500 nodes has a few hundred distinct shapes at any time.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,20 +68,23 @@ def _grow(a: npt.NDArray[np.generic], rows: int, cols: int | None, fill: object)
 # least one healthy GPU, see Cluster.usable_nodes).
 HOST = ("cpu", "mem", "model", "block", "whole", "usable")
 CPU, MEM, MODEL, BLOCK, WHOLE, USABLE = range(len(HOST))
+_EPOCHS = itertools.count()  # ShapeTable.epoch: unique in the process
 
 
 @dataclass
 class ShapeTable:
     """Interned free shapes: row ``i`` of ``eff`` is shape id ``i``'s GPU free shares sorted
-    high to low, of ``host`` the rest (``HOST``). ``epoch`` changes when ids are renumbered
-    (the GPU columns grew), so caches by id know to start over."""
+    high to low, of ``host`` the rest (``HOST``). ``epoch`` names one numbering of the ids: no
+    two tables, and no two numberings of one table (the GPU columns grew), share it, so a
+    cache by id kept across clusters (a profile used for one simulation after another) or
+    across a renumbering knows to start over."""
 
     gpus: int
     ids: dict[tuple[int, ...], int] = field(default_factory=dict)
     eff: IntArray = field(default_factory=lambda: np.zeros((0, 1), np.int64))
     # one column each of ``HOST``
     host: IntArray = field(default_factory=lambda: np.zeros((0, len(HOST)), np.int64))
-    epoch: int = 0
+    epoch: int = field(default_factory=lambda: next(_EPOCHS))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,7 +105,7 @@ class ShapeTable:
         return sid
 
     def reset(self, gpus: int) -> None:
-        self.gpus, self.ids, self.epoch = gpus, {}, self.epoch + 1
+        self.gpus, self.ids, self.epoch = gpus, {}, next(_EPOCHS)
         self.eff = np.zeros((0, gpus), np.int64)
         self.host = np.zeros((0, len(HOST)), np.int64)
 

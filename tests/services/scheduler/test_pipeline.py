@@ -235,19 +235,25 @@ def test_a_reservation_holds_only_the_nodes_it_needs() -> None:
     assert "s" in placed(out)  # no estimate, yet two of the three nodes are not reserved
 
 
-def _placements(shaped: bool, scores: tuple[str, ...], seed: int) -> list[tuple[int, ...]]:
-    """Place 400 random jobs one by one on 30 nodes, scoring shapes or scoring every node."""
+def _profile(scores: tuple[str, ...]) -> Profile:
+    workload = ((make_job("w1").share(300).build(), 2.0), (make_job("w2").gpus(1).build(), 1.0),
+                (make_job("w3").gpus(2).cpu(16_000).build(), 1.0),
+                (make_job("w4").gpus(1).models("B").build(), 1.0))
+    return Profile.build(REGISTRY, ["health", "gpumodel", "fits", *scores],
+                         PluginArgs(workload=workload))
+
+
+def _placements(shaped: bool, scores: tuple[str, ...], seed: int,
+                profile: Profile | None = None) -> list[tuple[int, ...]]:
+    """Place 400 random jobs one by one on 30 nodes, scoring shapes or scoring every node
+    (with ``profile`` when given, else a new one)."""
     rng = np.random.default_rng(seed)
     b = make_cluster()
     for i in range(30):
         b = b.node(make_node(f"n{i}").gpus(8 if i % 3 else 4).cpu(64_000 if i % 2 else 96_000)
                    .model("A" if i % 5 else "B"))
     c = b.build()
-    workload = ((make_job("w1").share(300).build(), 2.0), (make_job("w2").gpus(1).build(), 1.0),
-                (make_job("w3").gpus(2).cpu(16_000).build(), 1.0),
-                (make_job("w4").gpus(1).models("B").build(), 1.0))
-    profile = Profile.build(REGISTRY, ["health", "gpumodel", "fits", *scores],
-                            PluginArgs(workload=workload))
+    profile = profile or _profile(scores)
     profile.shaped = shaped
     state = cycle_state()
     state.rng = np.random.default_rng(seed)
@@ -272,6 +278,15 @@ def test_scoring_shapes_places_as_scoring_nodes(scores: tuple[str, ...], seed: i
     by_shape = _placements(True, scores, seed)
     assert by_shape == _placements(False, scores, seed)
     assert (-1,) in by_shape and len(set(by_shape)) > 100  # the cluster filled; choices varied
+
+
+@pytest.mark.parametrize("scores", [("fgd", "bestfit:0.009", "topology"), ("bestfit",)])
+def test_a_profile_used_on_another_cluster_places_as_a_new_one(scores: tuple[str, ...]) -> None:
+    """What a profile keeps by shape id (values, FGD's fragmentation) belongs to one cluster's
+    shape table: on the next cluster (the simulator runs seed after seed) it starts over."""
+    profile = _profile(scores)
+    _placements(True, scores, 0, profile)
+    assert _placements(True, scores, 1, profile) == _placements(True, scores, 1)
 
 
 def test_a_profile_scores_shapes_only_when_every_score_can() -> None:
