@@ -44,10 +44,10 @@ class Status:
     code: Code = Code.SUCCESS
     reason: str = ""
     plugin: str = ""
+    ok: bool = field(init=False, compare=False, repr=False)  # code is SUCCESS (asked often)
 
-    @property
-    def ok(self) -> bool:
-        return self.code == Code.SUCCESS
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ok", self.code == Code.SUCCESS)
 
 
 SUCCESS = Status()

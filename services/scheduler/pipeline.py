@@ -261,7 +261,7 @@ class Profile:
         best = np.greater_equal(value, top - 1e-9, out=self._best).nonzero()[0]
         if len(best) > 1:
             return _one_of(best, state), True
-        return int(best[0]), bool(np.count_nonzero(value > -np.inf) > 1)
+        return int(best[0]), int(np.count_nonzero(np.greater(value, -np.inf, out=self._best))) > 1
 
     def _shape_versions(self, state: CycleState, cluster: Cluster) -> tuple[Hashable, ...]:
         """The score plugins' ``shape_version``s: a plugin's state changes between cycles (or
