@@ -8,6 +8,8 @@ reserved start, so small jobs run ahead without delaying the blocked one.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from services.scheduler.cluster import BoolArray, Cluster, Slot
@@ -45,12 +47,14 @@ def room_for(job: Job, cluster: Cluster) -> BoolArray | None:
 
 def reserve(state: CycleState, job: Job, cluster: Cluster) -> Reservation | None:
     """When and where the job could start once running jobs end as estimated."""
-    ends = sorted(
-        (state.now if r.stopping else r.started_at + (r.job.est_runtime_s or 0.0), r.job.job_id)
-        for r in state.running.values() if r.stopping or r.job.est_runtime_s is not None)
+    now = state.now
+    ends = [(now if r.stopping else r.started_at + (r.job.est_runtime_s or 0.0), r.job.job_id)
+            for r in state.running.values() if r.stopping or r.job.est_runtime_s is not None]
+    heapq.heapify(ends)  # the soonest first, without sorting thousands when a few make room
     freed: list[Slot] = []
     try:
-        for end, job_id in ends:
+        while ends:
+            end, job_id = heapq.heappop(ends)
             for slot in state.running[job_id].slots:
                 cluster.release(slot)
                 freed.append(slot)
