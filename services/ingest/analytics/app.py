@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, MutableMapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -49,6 +51,9 @@ TABLES: dict[str, type[msgspec.Struct]] = {
 }
 
 V = TypeVar("V", bound=msgspec.Struct)
+# How long a table keeps this process's own last write of a key in front of the changelog's
+# echo (see StructTable): far longer than an echo takes, even across a broker restart.
+KEEP_WRITTEN_S = 600.0
 
 
 class StructTable(MutableMapping[str, V], Generic[V]):
@@ -57,38 +62,50 @@ class StructTable(MutableMapping[str, V], Generic[V]):
     What this process wrote is also kept here, and read first: a global table consumes its own
     changelog as a standby, so an older record read back late could otherwise stand in, for a
     moment, for a newer value (the one worker is the only writer, so its writes are the truth).
-    The table itself is what recovery rebuilds; this copy only shields reads from the echo.
+    The table itself is what recovery rebuilds; this copy only shields reads from the echo, so
+    it keeps each key's last write (or delete) for ``keep_s`` only: the echo of a write comes
+    back within moments, and a copy of every key ever written would grow without end (job ids
+    do). An echo later still shows an older value only until the echo of the newest write.
     """
 
-    def __init__(self, table: Any, kind: type[V]) -> None:
+    def __init__(self, table: Any, kind: type[V], keep_s: float = KEEP_WRITTEN_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._table = table
         self._decoder = msgspec.json.Decoder(kind)
-        self._written: dict[bytes, bytes | None] = {}  # None: deleted here
+        # key -> (when, raw value or None: deleted here), oldest write first
+        self._written: OrderedDict[bytes, tuple[float, bytes | None]] = OrderedDict()
+        self._keep_s, self._clock = keep_s, clock
+
+    def _remember(self, k: bytes, raw: bytes | None) -> None:
+        now = self._clock()
+        written = self._written
+        written.pop(k, None)
+        written[k] = (now, raw)
+        while next(iter(written.values()))[0] < now - self._keep_s:
+            written.popitem(last=False)
 
     def __getitem__(self, key: str) -> V:
         k = key.encode()
-        raw = self._written[k] if k in self._written else self._table.get(k)
+        mine = self._written.get(k)
+        raw = mine[1] if mine is not None else self._table.get(k)
         if raw is None:
             raise KeyError(key)
         return self._decoder.decode(raw)
 
     def __setitem__(self, key: str, value: V) -> None:
         raw = msgspec.json.encode(value)
-        self._written[key.encode()] = raw
+        self._remember(key.encode(), raw)
         self._table[key.encode()] = raw
 
     def __delitem__(self, key: str) -> None:
         k = key.encode()
         if key not in self:
             raise KeyError(key)
-        self._written[k] = None
+        self._remember(k, None)
         self._table.pop(k, None)
 
     def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        k = key.encode()
-        return self._written[k] is not None if k in self._written else k in self._table
+        return isinstance(key, str) and self._present(key.encode())
 
     def __iter__(self) -> Iterator[str]:
         keys = {k if isinstance(k, bytes) else str(k).encode() for k in list(self._table.keys())}
@@ -99,7 +116,8 @@ class StructTable(MutableMapping[str, V], Generic[V]):
         return sum(1 for _ in self)
 
     def _present(self, k: bytes) -> bool:
-        return self._written[k] is not None if k in self._written else k in self._table
+        mine = self._written.get(k)
+        return mine[1] is not None if mine is not None else k in self._table
 
 
 @dataclass
