@@ -239,11 +239,10 @@ class Cluster:
             # GPU columns grew, or many shapes are gone: number the shapes in use anew.
             self.shapes.reset(len(free))
             for m in range(self.n_nodes):
-                self._intern(m)
+                self._intern(m, self.eff[m].tolist(), int(self.cpu_free[m]),
+                             int(self.mem_free[m]), int(self.block[m]))
         else:
-            free.sort(reverse=True)
-            self.shape[n] = self.shapes.intern(free, cpu, mem, int(self.model[n]), block,
-                                               bool(self.usable[n]))
+            self._intern(n, free, cpu, mem, block)
 
     def by_shape(self, nodes: IntArray) -> tuple[IntArray, IntArray]:
         """The distinct shape ids among ``nodes`` and, per node, its index into them (one pass
@@ -269,10 +268,10 @@ class Cluster:
         first[ids[::-1]] = nodes[::-1]
         return np.sort(first[first >= 0])
 
-    def _intern(self, n: int) -> None:
-        self.shape[n] = self.shapes.intern(sorted(self.eff[n].tolist(), reverse=True),
-                                           int(self.cpu_free[n]), int(self.mem_free[n]),
-                                           int(self.model[n]), int(self.block[n]),
+    def _intern(self, n: int, free: list[int], cpu: int, mem: int, block: int) -> None:
+        """Node ``n`` takes the id of its free shape (``free`` is sorted here, in place)."""
+        free.sort(reverse=True)
+        self.shape[n] = self.shapes.intern(free, cpu, mem, int(self.model[n]), block,
                                            bool(self.usable[n]))
 
     def allocate(self, slot: Slot) -> None:

@@ -135,7 +135,7 @@ class SchedulerCore:
             case JobEvent():
                 return self._on_event(msg)
             case NodeInventory():
-                self.loop.observe(msg)
+                self.loop.observe(msg, self.clock())
                 self._inventory(node_spec(msg))
             case GpuUtilWindow():
                 return act(self, msg)

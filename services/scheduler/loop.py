@@ -131,8 +131,9 @@ class ClosedLoop:
         return cls(plugins=loop, lenders=[p for p in plugins if isinstance(p, Lender)],
                    draining=any(isinstance(p, DrainFilter) for p in plugins))
 
-    def observe(self, msg: object, now: float | None = None) -> str | None:
-        """Keep what ``msg`` says; the node whose drained GPUs changed, if any."""
+    def observe(self, msg: object, now: float) -> str | None:
+        """Keep what ``msg`` says (``now``: the scheduler's clock); the node whose drained GPUs
+        changed, if any."""
         match msg:
             case GpuUtilWindow():
                 self.measured.observe(msg, now)

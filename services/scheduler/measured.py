@@ -32,16 +32,15 @@ SWEEP_ABOVE = 1024  # loads kept before the first sweep of stale ones
 class MeasuredLoad:
     """Latest measured load per (node, GPU); older than ``max_age_s`` counts as unknown, and is
     dropped once the loads kept have doubled since the last sweep (a GPU, or a node name,
-    that stops reporting is not kept for ever). The sweep measures age from ``now`` when the
-    caller gives it (the scheduler's clock), so a window dated far ahead cannot age the rest."""
+    that stops reporting is not kept for ever). The sweep measures age from ``now``, the
+    scheduler's clock, so a window dated far ahead cannot age the rest."""
 
     max_age_s: float = 300.0
     gpus: dict[tuple[str, int], GpuLoad] = field(default_factory=dict)
     memory_total: dict[tuple[str, int], int] = field(default_factory=dict)
-    latest: float = 0.0  # the newest window's end seen (the sweep's clock when none is given)
     sweep_above: int = SWEEP_ABOVE
 
-    def observe(self, w: GpuUtilWindow, now: float | None = None) -> None:
+    def observe(self, w: GpuUtilWindow, now: float) -> None:
         at = w.window_start + w.window_s
         key = (w.node, w.gpu)
         have = self.gpus.get(key)
@@ -50,10 +49,8 @@ class MeasuredLoad:
         total = self.memory_total.get(key, 0)
         frac = min(1.0, w.mem_used_bytes_mean / total) if total else 0.0
         self.gpus[key] = GpuLoad(util_p95=w.util_p95, mem_frac=frac, at=at)
-        self.latest = max(self.latest, at)
         if len(self.gpus) > self.sweep_above:
-            clock = self.latest if now is None else now
-            self.gpus = {k: v for k, v in self.gpus.items() if clock - v.at <= self.max_age_s}
+            self.gpus = {k: v for k, v in self.gpus.items() if now - v.at <= self.max_age_s}
             self.sweep_above = max(2 * len(self.gpus), SWEEP_ABOVE)
 
     def observe_inventory(self, inv: NodeInventory) -> None:

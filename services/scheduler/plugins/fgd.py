@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from services.scheduler.cluster import MODEL, BoolArray, Cluster, IntArray, ShapeTable
+from services.scheduler.cluster import CPU, MEM, MODEL, BoolArray, Cluster, IntArray, ShapeTable
 from services.scheduler.framework import (
     MAX_SCORE,
     CycleState,
@@ -234,7 +234,7 @@ def _weight_with_room(w: Workload, host: IntArray) -> FloatArray:
     need free. Where memory holds every kind, only CPU decides: the kinds of a class with
     at most the row's CPU are a prefix of the class sorted by CPU, summed by one search."""
     out = np.empty((len(host), len(w.class_gpus)))
-    roomy = host[:, 1] >= w.memory_max
+    roomy = host[:, MEM] >= w.memory_max
     if roomy.any():
         end = np.searchsorted(w.cpu_keys, w.class_base[None, :] + host[roomy, :1], side="right")
         out[roomy] = w.cpu_cum[end] - w.class_cum[None, :]
@@ -368,8 +368,8 @@ class Fgd:
         values = sorted({f for f in row if f >= job.milli})
         eff = cluster.shapes.eff[[sid]]
         host = cluster.shapes.host[[sid]].copy()
-        host[:, 0] -= job.cpu_milli
-        host[:, 1] -= job.memory_mib
+        host[:, CPU] -= job.cpu_milli
+        host[:, MEM] -= job.memory_mib
         tried = np.repeat(eff, len(values), axis=0)
         for k, v in enumerate(values):
             tried[k, int(np.flatnonzero(eff[0] == v)[0])] -= job.milli
@@ -405,8 +405,8 @@ class Fgd:
         eff, host = shapes.eff[todo], shapes.host[todo]
         ok = _model_ok(w, cluster, host)
         moved = host.copy()
-        moved[:, 0] -= job.cpu_milli
-        moved[:, 1] -= job.memory_mib
+        moved[:, CPU] -= job.cpu_milli
+        moved[:, MEM] -= job.memory_mib
         if job.milli >= FULL:
             after = _after(cache, todo, eff, host, ok, _after_whole(job, eff), moved, ok)
             entry.delta[todo] = after - cache.before[todo]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.scheduler.cluster import Cluster, IntArray
+from services.scheduler.cluster import BLOCK, WHOLE, Cluster, IntArray
 from services.scheduler.framework import CycleState, FloatArray, PluginArgs, fit_score
 from services.scheduler.jobs import FULL, Job
 
@@ -36,9 +36,10 @@ class Topology:
         if job.milli < FULL and job.gang == 1:
             return np.full(len(ids), 100.0)
         raw = np.zeros(len(ids))
+        host = cluster.shapes.host[ids]
         if job.gpus > 1:
-            raw += np.where(cluster.shapes.host[ids, 3] >= job.gpus, 30.0, 0.0)
-        raw += TIE_BREAK * fit_score((cluster.shapes.host[ids, 4] - job.gpus).astype(np.float64))
+            raw += np.where(host[:, BLOCK] >= job.gpus, 30.0, 0.0)
+        raw += TIE_BREAK * fit_score((host[:, WHOLE] - job.gpus).astype(np.float64))
         return raw
 
     def shape_version(self, state: CycleState, cluster: Cluster) -> None:

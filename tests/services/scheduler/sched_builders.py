@@ -131,3 +131,14 @@ def cycle_state(running: dict[str, Running] | None = None, pending: list[Job] | 
     state = CycleState(now=0.0, rng=np.random.default_rng(0), running=running or {},
                        pending=pending or [], capacity_milli=capacity, **kw)  # type: ignore[arg-type]
     return state
+
+
+def use_at_random(cluster: Cluster, seed: int) -> Cluster:
+    """Up to three GPUs of each node taken, each by a share or a whole GPU with some CPU and
+    memory, drawn from ``seed``: a busy cluster with many free shapes."""
+    rng = np.random.default_rng(seed)
+    for n in range(cluster.n_nodes):
+        for g in range(int(rng.integers(0, 4))):
+            cluster.allocate(Slot(n, (g,), int(rng.choice([300, 500, 1000])),
+                                  int(rng.integers(0, 8)) * 4000, int(rng.integers(0, 8)) << 14))
+    return cluster

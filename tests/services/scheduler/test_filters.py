@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sched_builders import ClusterBuilder, cycle_state, make_cluster, make_job, make_node
+from sched_builders import (
+    ClusterBuilder,
+    cycle_state,
+    make_cluster,
+    make_job,
+    make_node,
+    use_at_random,
+)
 
-from services.scheduler.cluster import Cluster, Slot
+from services.scheduler.cluster import Cluster
 from services.scheduler.framework import Filter, PluginArgs, ShapeFilter
 from services.scheduler.jobs import Job
 from services.scheduler.plugins import REGISTRY, fits, gpumodel, health
@@ -52,7 +59,6 @@ def test_filter(name: str, plugin: fits.Fits, job: object, cluster: ClusterBuild
 def _mixed_cluster(seed: int) -> Cluster:
     """Thirty nodes of two models and sizes, some offline or with lost GPUs, with random
     shares, whole GPUs, CPU and memory taken."""
-    rng = np.random.default_rng(seed)
     b = make_cluster()
     for i in range(30):
         node = make_node(f"n{i}").gpus(8 if i % 3 else 4).model("A" if i % 2 else "B")
@@ -61,12 +67,7 @@ def _mixed_cluster(seed: int) -> Cluster:
         elif i % 5 == 0:
             node = node.unhealthy(*range(4 if i % 10 else 1))
         b = b.node(node)
-    c = b.build()
-    for n in range(c.n_nodes):
-        for g in range(int(rng.integers(0, 4))):
-            c.allocate(Slot(n, (g,), int(rng.choice([300, 500, 1000])),
-                            int(rng.integers(0, 8)) * 4000, int(rng.integers(0, 8)) << 14))
-    return c
+    return use_at_random(b.build(), seed)
 
 
 FILTER_JOBS = [make_job("share").share(300), make_job("big share").share(800).cpu(40_000),

@@ -32,7 +32,7 @@ def measured(**p95_by_node: float) -> MeasuredLoad:
     for node, p95 in p95_by_node.items():
         m.observe(GpuUtilWindow(cluster="c", node=node, gpu=0, window_start=NOW - 120,
                                 samples=60, util_mean=p95, util_min=0, util_max=p95,
-                                util_p95=p95))
+                                util_p95=p95), now=NOW)
     return m
 
 
@@ -70,7 +70,7 @@ def test_memory_in_use_lowers_the_headroom() -> None:
     m.memory_total[("a", 0)] = 100
     m.observe(GpuUtilWindow(cluster="c", node="a", gpu=0, window_start=NOW - 60, samples=60,
                             util_mean=5, util_min=0, util_max=5, util_p95=5,
-                            mem_used_bytes_mean=80.0))
+                            mem_used_bytes_mean=80.0), now=NOW)
     load = m.load("a", 0, NOW)
     assert load is not None and load.mem_frac == pytest.approx(0.8)
     c = HALF.build()
@@ -187,12 +187,12 @@ def test_measured_loads_of_gpus_that_stopped_reporting_are_dropped() -> None:
                              util_mean=5, util_min=0, util_max=5, util_p95=5)
 
     for i in range(5000):  # a node name per window, each reporting once, a minute apart
-        m.observe(window(f"n{i}", NOW + 60 * i))
+        m.observe(window(f"n{i}", NOW + 60 * i), now=NOW + 60 * i + 60)  # as it closes
         assert len(m.gpus) <= 2 * 1024 + 10
     last = NOW + 60 * 4999 + 60
     assert m.load("n4999", 0, last) is not None
     assert all(last - load.at <= 300 + 60 * 2048 for load in m.gpus.values())
-    m.observe(window("steady", NOW + 60 * 4999))  # a fresh window is kept as before
+    m.observe(window("steady", NOW + 60 * 4999), now=last)  # a fresh window is kept as before
     assert m.load("steady", 0, last) is not None
 
 

@@ -11,6 +11,7 @@ from sched_builders import (
     make_cluster,
     make_job,
     make_node,
+    use_at_random,
 )
 
 from services.scheduler.cluster import Cluster, Slot
@@ -76,17 +77,11 @@ def test_random_scores_are_bounded_and_repeatable() -> None:
 
 def _busy_cluster(seed: int) -> Cluster:
     """Forty nodes of two models and sizes, with random shares, whole GPUs and CPU taken."""
-    rng = np.random.default_rng(seed)
     b = make_cluster()
     for i in range(40):
         b = b.node(make_node(f"n{i}").gpus(8 if i % 3 else 4).model("A" if i % 2 else "B")
                    .domains(*((0, 0, 1, 1) if i % 3 == 0 else (0, 0, 0, 0, 1, 1, 1, 1))))
-    c = b.build()
-    for n in range(c.n_nodes):
-        for g in range(int(rng.integers(0, 4))):
-            c.allocate(Slot(n, (g,), int(rng.choice([300, 500, 1000])),
-                            int(rng.integers(0, 8)) * 4000, int(rng.integers(0, 8)) << 14))
-    return c
+    return use_at_random(b.build(), seed)
 
 
 SHAPE_JOBS = [make_job("share").share(300), make_job("share-cpu").share(650).cpu(24_000),
