@@ -429,8 +429,9 @@ class SchedulerCore:
         failed: dict[object, str] = {}
         timer, records = self.timer, self.records
         for job in self.profile.order(state, state.pending, self.cluster):
-            key = (job.shape, job.priority, job.tenant, state.reservation is not None
-                   and self._ends_before_reservation(state, job))
+            # A job that ends before the reservation starts may backfill where one alike failed.
+            key = (job.alike if state.reservation is None
+                   or not self._ends_before_reservation(state, job) else (job.alike, True))
             reason = failed.get(key)
             if reason is None:
                 started = timer() if timer else 0.0

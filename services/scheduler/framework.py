@@ -1,9 +1,11 @@
 """The plugin framework: Status values, the per-cycle state, the plugin stages and the registry.
 
 Shaped like the Kubernetes scheduler framework. Every plugin method takes the same three
-arguments ``(state, job, cluster)``; a plugin implements one or more stages:
+arguments ``(state, job, cluster)`` (``keys`` takes the queue's jobs in place of one job);
+a plugin implements one or more stages:
 
-* ``key``        queue order: a number, lower goes first (keys of the enabled plugins form a tuple)
+* ``keys``       queue order: a number per job, lower goes first (the enabled plugins' columns
+                 sort the queue, the first plugin's first)
 * ``pre_filter`` a check of the job as a whole -> ``Status``
 * ``filter``     which nodes may take the next member -> ``(mask over nodes, Status)``
 * ``score``      how good each candidate node is -> floats in 0..100, one per ``state.candidates``
@@ -158,7 +160,9 @@ class CycleState:
 class QueueOrder(Protocol):
     name: str
 
-    def key(self, state: CycleState, job: Job, cluster: Cluster) -> float: ...
+    def keys(self, state: CycleState, jobs: list[Job], cluster: Cluster) -> FloatArray:
+        """One number per job of ``jobs``, lower first (one call per cycle: a column, not a
+        call per job)."""
 
 
 @runtime_checkable

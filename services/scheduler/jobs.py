@@ -31,10 +31,13 @@ class Job:
     # What placement depends on: jobs of one shape fit or fail alike (set from the fields).
     shape: tuple[int, int, tuple[str, ...], int, int, int] = field(
         init=False, compare=False, repr=False)
+    # Jobs that fail alike in one cycle: the shape, the priority class, the tenant (its quota).
+    alike: tuple[object, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", (self.gpus, self.milli, self.models, self.cpu_milli,
-                                           self.memory_mib, self.gang))
+        shape = (self.gpus, self.milli, self.models, self.cpu_milli, self.memory_mib, self.gang)
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "alike", (shape, self.priority, self.tenant))
 
     @property
     def demand_milli(self) -> int:

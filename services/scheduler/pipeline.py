@@ -153,8 +153,7 @@ class Profile:
         # Each plugin's keys in one pass, then one stable numpy sort by them all: far fewer
         # Python steps than a key function per job.
         n = len(jobs)
-        columns = [np.fromiter([p.key(state, j, cluster) for j in jobs], np.float64, n)
-                   for p in self.queue_order]
+        columns = [p.keys(state, jobs, cluster) for p in self.queue_order]
         seqs = np.fromiter([j.seq for j in jobs], np.int64, n)
         return [jobs[i] for i in np.lexsort((seqs, *reversed(columns))).tolist()]
 

@@ -7,28 +7,39 @@ tenants in one sort: the tenant furthest below its fair share goes next.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 
+import numpy as np
+
 from services.scheduler.cluster import Cluster
-from services.scheduler.framework import CycleState, PluginArgs
+from services.scheduler.framework import CycleState, FloatArray, PluginArgs
 from services.scheduler.jobs import Job
 
 NAME = "fairshare"
-SEQ = operator.attrgetter("seq")
 
 
-def projected_shares(state: CycleState, weights: Mapping[str, float]) -> dict[str, float]:
-    """job id -> (tenant's held share + its queued demand up to and including the job) / weight."""
-    capacity = max(state.capacity_milli, 1)
-    cumulative = dict(state.tenant_used)
-    weight = {t: max(weights.get(t, 1.0), 1e-9) for t in {j.tenant for j in state.pending}}
-    out: dict[str, float] = {}
-    for job in sorted(state.pending, key=SEQ):
-        tenant = job.tenant
-        held = cumulative.get(tenant, 0) + job.gang * job.gpus * job.milli  # demand_milli
-        cumulative[tenant] = held
-        out[job.job_id] = held / capacity / weight[tenant]
+def projected_shares(state: CycleState, jobs: list[Job], weights: Mapping[str, float]
+                     ) -> FloatArray:
+    """Per job of ``jobs``: (its tenant's held share + the tenant's demand among ``jobs`` up to
+    and including this job, in arrival order) / the tenant's weight."""
+    n = len(jobs)
+    if n == 0:
+        return np.zeros(0)
+    tenants: dict[str, int] = {}
+    code = np.fromiter([tenants.setdefault(j.tenant, len(tenants)) for j in jobs], np.int64, n)
+    demand = np.fromiter([j.gang * j.gpus * j.milli for j in jobs], np.int64, n)
+    seq = np.fromiter([j.seq for j in jobs], np.int64, n)
+    names = list(tenants)
+    held = np.array([state.tenant_used.get(t, 0) for t in names], np.int64)
+    weight = np.array([max(weights.get(t, 1.0), 1e-9) for t in names])
+    # A running sum per tenant in arrival order: sorted by tenant, then by arrival.
+    order = np.lexsort((seq, code))
+    total = np.cumsum(demand[order])
+    starts = np.flatnonzero(np.r_[True, code[order][1:] != code[order][:-1]])
+    before = np.repeat(total[starts] - demand[order][starts], np.diff(np.r_[starts, n]))
+    out = np.empty(n)
+    out[order] = ((held[code[order]] + total - before) / max(state.capacity_milli, 1)
+                  / weight[code[order]])
     return out
 
 
@@ -38,11 +49,8 @@ class FairShare:
     def __init__(self, weights: Mapping[str, float]) -> None:
         self.weights = dict(weights)
 
-    def key(self, state: CycleState, job: Job, cluster: Cluster) -> float:
-        shares = state.memo.get(NAME)
-        if shares is None:
-            shares = state.memo[NAME] = projected_shares(state, self.weights)
-        return float(shares.get(job.job_id, 0.0))
+    def keys(self, state: CycleState, jobs: list[Job], cluster: Cluster) -> FloatArray:
+        return projected_shares(state, jobs, self.weights)
 
 
 def factory(args: PluginArgs) -> FairShare:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from services.scheduler.cluster import Cluster
-from services.scheduler.framework import CycleState, PluginArgs
+from services.scheduler.framework import CycleState, FloatArray, PluginArgs
 from services.scheduler.jobs import Job
 
 NAME = "priority"
@@ -12,8 +14,8 @@ NAME = "priority"
 class Priority:
     name = NAME
 
-    def key(self, state: CycleState, job: Job, cluster: Cluster) -> float:
-        return float(-job.priority)
+    def keys(self, state: CycleState, jobs: list[Job], cluster: Cluster) -> FloatArray:
+        return -np.fromiter([j.priority for j in jobs], np.float64, len(jobs))
 
 
 def factory(args: PluginArgs) -> Priority:

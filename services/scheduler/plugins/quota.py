@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from services.scheduler.cluster import Cluster
-from services.scheduler.framework import SUCCESS, CycleState, PluginArgs, Status, unschedulable
+from services.scheduler.framework import (
+    SUCCESS,
+    CycleState,
+    FloatArray,
+    PluginArgs,
+    Status,
+    unschedulable,
+)
 from services.scheduler.jobs import FULL, Job
 
 NAME = "quota"
@@ -27,9 +36,13 @@ class Quota:
         self.quotas = dict(quotas)
         self.borrowing = borrowing
 
-    def key(self, state: CycleState, job: Job, cluster: Cluster) -> float:
-        used = state.tenant_used.get(job.tenant, 0)
-        return 1.0 if over_quota(job, used, self.quotas.get(job.tenant)) else 0.0
+    def keys(self, state: CycleState, jobs: list[Job], cluster: Cluster) -> FloatArray:
+        """1 for a job over its tenant's quota (it would borrow), else 0."""
+        if not self.quotas:
+            return np.zeros(len(jobs))
+        used, quotas = state.tenant_used, self.quotas
+        return np.fromiter([over_quota(j, used.get(j.tenant, 0), quotas.get(j.tenant))
+                            for j in jobs], np.float64, len(jobs))
 
     def pre_filter(self, state: CycleState, job: Job, cluster: Cluster) -> Status:
         quota = self.quotas.get(job.tenant)
