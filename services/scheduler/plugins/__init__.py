@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.scheduler.framework import Factory
 from services.scheduler.plugins import (
     backfill,
+    balance,
     bestfit,
     fairshare,
     fgd,
@@ -24,7 +25,7 @@ from services.scheduler.plugins import (
 REGISTRY: dict[str, Factory] = {
     m.NAME: m.factory
     for m in (priority, fairshare, quota, health, gpumodel, fits, gang, backfill, bestfit,
-              packing, spread, topology, fgd, random, preemption)
+              packing, spread, topology, fgd, balance, random, preemption)
 }
 REGISTRY[fgd.PAPER] = fgd.paper_factory
 

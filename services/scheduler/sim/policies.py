@@ -12,7 +12,8 @@ from services.scheduler.sim.trace import Task
 
 FILTERS = ("health", "gpumodel", "fits", "gang")
 # name -> score plugins ("name:weight"); in "fgd+bestfit", best fit (under one point)
-# breaks FGD's ties.
+# breaks FGD's ties; in "fgd+balance", FGD chooses among the nodes that keep CPU for their
+# free GPUs (balance weighs four times FGD).
 POLICIES: dict[str, tuple[str, ...]] = {
     "random": ("random",),
     "spread": ("spread",),
@@ -21,8 +22,9 @@ POLICIES: dict[str, tuple[str, ...]] = {
     "fgd": ("fgd",),
     "fgd-paper": ("fgd-paper",),
     "fgd+bestfit": ("fgd", "bestfit:0.009"),
+    "fgd+balance": ("fgd", "balance:4"),
 }
-DEFAULT = ("random", "packing", "bestfit", "fgd", "fgd+bestfit")
+DEFAULT = ("random", "packing", "bestfit", "fgd", "fgd+bestfit", "fgd+balance")
 PAPER_NAME = {"random": "Random", "packing": "GpuPacking", "bestfit": "BestFit", "fgd": "FGD",
               "fgd-paper": "FGD"}
 

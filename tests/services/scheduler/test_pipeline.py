@@ -272,7 +272,7 @@ def _placements(shaped: bool, scores: tuple[str, ...], seed: int,
 
 
 @pytest.mark.parametrize("scores", [("fgd",), ("fgd", "bestfit:0.009", "topology"),
-                                    ("bestfit",), ("fgd-paper",)])
+                                    ("bestfit",), ("fgd-paper",), ("fgd", "balance:4")])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_scoring_shapes_places_as_scoring_nodes(scores: tuple[str, ...], seed: int) -> None:
     by_shape = _placements(True, scores, seed)

@@ -39,6 +39,14 @@ PARTLY = (make_cluster().node(make_node("idle").gpus(8)).node(make_node("busy").
      .use("b", (0,), 500), "b"),
     ("fgd: a task with no GPU goes where the least GPU share is free", "fgd",
      make_job("j").gpus(0).cpu(4000), PARTLY, "busy"),
+    ("balance: the node that keeps CPU for its free GPUs", "balance",
+     make_job("j").gpus(1).cpu(8000),
+     make_cluster().node(make_node("short").cpu(16_000)).node(make_node("long").cpu(96_000)),
+     "long"),
+    ("balance: a node left with no GPU free strands none", "balance",
+     make_job("j").gpus(1).cpu(8000),
+     make_cluster().node(make_node("last").cpu(8000)).use("last", (0, 1, 2, 3, 4, 5, 6))
+     .node(make_node("roomy").cpu(64_000)), "last"),
 ])
 def test_score_picks(name: str, plugin: str, job: JobBuilder, cluster: ClusterBuilder,
                      winner: str) -> None:
@@ -90,7 +98,7 @@ SHAPE_JOBS = [make_job("share").share(300), make_job("share-cpu").share(650).cpu
               make_job("four").gpus(4).cpu(8_000), make_job("model").gpus(1).models("A")]
 
 
-@pytest.mark.parametrize("plugin", ["fgd", "fgd-paper", "bestfit", "topology"])
+@pytest.mark.parametrize("plugin", ["fgd", "fgd-paper", "bestfit", "topology", "balance"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_shape_scores_are_the_node_scores(plugin: str, seed: int) -> None:
     """A ShapeScore scores each distinct free shape as its nodes: the pipeline may score
@@ -108,6 +116,26 @@ def test_shape_scores_are_the_node_scores(plugin: str, seed: int) -> None:
         assert len(ids) < len(state.candidates)  # some nodes share a shape
         by_shape = p.score_shapes(state, job.build(), c, ids)
         assert by_shape[index].tolist() == by_node.tolist(), job.build().job_id
+
+
+@pytest.mark.parametrize(("name", "gpus_free", "cpu_free", "job", "score"), [
+    ("keeps 9 cores for each of 7 free GPUs", 8, 72_000, make_job("j").gpus(1), 100.0),
+    ("keeps more than that", 8, 96_000, make_job("j").gpus(1).cpu(8000), 100.0),
+    ("keeps half of it", 8, 40_000, make_job("j").gpus(1).cpu(8500), 50.0),
+    ("a share counts what it leaves of its GPU", 1, 900, make_job("j").share(900), 100.0),
+    ("no CPU left beside free GPUs", 4, 8000, make_job("j").gpus(1).cpu(8000), 0.0),
+    ("no GPU left free", 2, 2000, make_job("j").gpus(2).cpu(2000), 100.0),
+    ("a task with no GPU spends the CPU of free GPUs", 2, 27_000,
+     make_job("j").gpus(0).cpu(18_000), 50.0),
+])
+def test_balance_scores(name: str, gpus_free: int, cpu_free: int, job: JobBuilder,
+                        score: float) -> None:
+    node = make_node("n").gpus(8).cpu(cpu_free)
+    c = make_cluster().node(node).use("n", tuple(range(8 - gpus_free))).build()
+    state = cycle_state()
+    state.candidates = np.arange(1)
+    got = REGISTRY["balance"](PluginArgs()).score(state, job.build(), c)  # type: ignore[attr-defined]
+    assert got.tolist() == pytest.approx([score]), name
 
 
 def test_node_dependent_scores_are_not_shape_scores() -> None:
