@@ -1,7 +1,8 @@
 """Score: keep CPU for the free GPUs. A GPU whose node has no CPU left is lost to every job
 that needs one, however well its share would fit. A node scores 100 when, once the member
-lands, it keeps at least ``CORES_PER_FREE_GPU`` cores for each GPU it still has free (or has
-no GPU free), and less in proportion to how short of that it falls.
+lands, it keeps at least ``CORES_PER_FREE_GPU`` cores for each GPU that can still take a task
+(one with at least ``ROOM`` of its share free: a task on a part of a GPU asks for CPU as one on
+a whole GPU does), or has no such GPU; less in proportion to how short of that it falls.
 
 With a weight above FGD's (``fgd,balance:4``), FGD chooses among the nodes that keep CPU for
 their GPUs, and a node that would strand its GPUs is taken only when no other fits. The
@@ -9,7 +10,7 @@ Kubernetes scheduler's ``NodeResourcesBalancedAllocation`` plays the same part b
 and memory.
 
 ``CORES_PER_FREE_GPU`` was chosen by measurement on the Alibaba 2023 trace (its GPU tasks ask
-for 10.9 cores per GPU on average; 8 or 9 kept here placed most, 10 or more, or 6 or fewer,
+for 10.9 cores per GPU on average; 8 to 9 kept here placed most, 10 or more, or 6 or fewer,
 less: ``docs/scheduler.md``). Where CPU is what runs short (twice the CPU-only tasks), keeping
 it for GPUs costs more than it saves.
 """
@@ -23,18 +24,25 @@ from services.scheduler.framework import MAX_SCORE, CycleState, FloatArray, Plug
 from services.scheduler.jobs import FULL, Job
 
 NAME = "balance"
-CORES_PER_FREE_GPU = 9.0
+CORES_PER_FREE_GPU = 8.5
+ROOM = 200  # a GPU with this much share free (thousandths) can still take a task
 
 
 def balance_shapes(job: Job, cluster: Cluster, ids: IntArray,
                    cores: float = CORES_PER_FREE_GPU) -> FloatArray:
-    """0..100 for a node of each shape in ``ids``: the cores it keeps per free GPU once the
-    member lands, over ``cores`` (at most 1), times 100; 100 when no GPU is left free."""
-    shapes = cluster.shapes
-    gpus_left = (shapes.eff[ids].sum(axis=1) - job.gpus * job.milli) / FULL
-    cpu_left = np.maximum(shapes.host[ids, CPU] - job.cpu_milli, 0) / 1000
-    kept = np.minimum(cpu_left / np.maximum(cores * gpus_left, 1e-9), 1.0)
-    return np.asarray(MAX_SCORE * np.where(gpus_left > 0, kept, 1.0), np.float64)
+    """0..100 for a node of each shape in ``ids``: the cores it keeps per GPU with room left
+    once the member lands, over ``cores`` (at most 1), times 100; 100 when no GPU has room.
+    A share is taken to land on the tightest GPU it fits (as best fit has it)."""
+    eff = cluster.shapes.eff[ids]
+    room = (eff >= ROOM).sum(axis=1)
+    if job.milli >= FULL:
+        room = room - job.gpus
+    elif job.gpus:
+        tight = np.where(eff >= job.milli, eff, FULL + 1).min(axis=1)
+        room = room - ((tight >= ROOM) & (tight - job.milli < ROOM))
+    cpu_left = np.maximum(cluster.shapes.host[ids, CPU] - job.cpu_milli, 0) / 1000
+    kept = np.minimum(cpu_left / np.maximum(cores * room, 1e-9), 1.0)
+    return np.asarray(MAX_SCORE * np.where(room > 0, kept, 1.0), np.float64)
 
 
 class Balance:

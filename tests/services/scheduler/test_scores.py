@@ -119,14 +119,15 @@ def test_shape_scores_are_the_node_scores(plugin: str, seed: int) -> None:
 
 
 @pytest.mark.parametrize(("name", "gpus_free", "cpu_free", "job", "score"), [
-    ("keeps 9 cores for each of 7 free GPUs", 8, 72_000, make_job("j").gpus(1), 100.0),
+    ("keeps 8.5 cores for each of 7 free GPUs", 8, 59_500, make_job("j").gpus(1), 100.0),
     ("keeps more than that", 8, 96_000, make_job("j").gpus(1).cpu(8000), 100.0),
-    ("keeps half of it", 8, 40_000, make_job("j").gpus(1).cpu(8500), 50.0),
-    ("a share counts what it leaves of its GPU", 1, 900, make_job("j").share(900), 100.0),
+    ("keeps half of it", 8, 38_250, make_job("j").gpus(1).cpu(8500), 50.0),
+    ("a share leaves its GPU room for a task", 1, 4250, make_job("j").share(500), 50.0),
+    ("a share leaves its GPU too little room", 1, 0, make_job("j").share(900), 100.0),
     ("no CPU left beside free GPUs", 4, 8000, make_job("j").gpus(1).cpu(8000), 0.0),
     ("no GPU left free", 2, 2000, make_job("j").gpus(2).cpu(2000), 100.0),
-    ("a task with no GPU spends the CPU of free GPUs", 2, 27_000,
-     make_job("j").gpus(0).cpu(18_000), 50.0),
+    ("a task with no GPU spends the CPU of free GPUs", 2, 25_500,
+     make_job("j").gpus(0).cpu(17_000), 50.0),
 ])
 def test_balance_scores(name: str, gpus_free: int, cpu_free: int, job: JobBuilder,
                         score: float) -> None:
