@@ -32,14 +32,15 @@ def projected_shares(state: CycleState, jobs: list[Job], weights: Mapping[str, f
     names = list(tenants)
     held = np.array([state.tenant_used.get(t, 0) for t in names], np.int64)
     weight = np.array([max(weights.get(t, 1.0), 1e-9) for t in names])
-    # A running sum per tenant in arrival order: sorted by tenant, then by arrival.
+    # A running sum per tenant in arrival order: sorted by tenant, then by arrival, each
+    # tenant's run less the sum before its first job.
     order = np.lexsort((seq, code))
-    total = np.cumsum(demand[order])
-    starts = np.flatnonzero(np.r_[True, code[order][1:] != code[order][:-1]])
-    before = np.repeat(total[starts] - demand[order][starts], np.diff(np.r_[starts, n]))
+    tenant, asked = code[order], demand[order]
+    total = np.cumsum(asked)
+    starts = np.flatnonzero(np.r_[True, tenant[1:] != tenant[:-1]])
+    before = np.repeat(total[starts] - asked[starts], np.diff(np.r_[starts, n]))
     out = np.empty(n)
-    out[order] = ((held[code[order]] + total - before) / max(state.capacity_milli, 1)
-                  / weight[code[order]])
+    out[order] = (held[tenant] + total - before) / max(state.capacity_milli, 1) / weight[tenant]
     return out
 
 
