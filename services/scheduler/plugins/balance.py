@@ -22,26 +22,26 @@ import numpy as np
 from services.scheduler.cluster import CPU, Cluster, IntArray
 from services.scheduler.framework import MAX_SCORE, CycleState, FloatArray, PluginArgs
 from services.scheduler.jobs import FULL, Job
+from services.scheduler.plugins.bestfit import tightest
 
 NAME = "balance"
 CORES_PER_FREE_GPU = 8.5
 ROOM = 200  # a GPU with this much share free (thousandths) can still take a task
 
 
-def balance_shapes(job: Job, cluster: Cluster, ids: IntArray,
-                   cores: float = CORES_PER_FREE_GPU) -> FloatArray:
+def balance_shapes(job: Job, cluster: Cluster, ids: IntArray) -> FloatArray:
     """0..100 for a node of each shape in ``ids``: the cores it keeps per GPU with room left
-    once the member lands, over ``cores`` (at most 1), times 100; 100 when no GPU has room.
-    A share is taken to land on the tightest GPU it fits (as best fit has it)."""
+    once the member lands, over ``CORES_PER_FREE_GPU`` (at most 1), times 100; 100 when no GPU
+    has room. A share is taken to land on the tightest GPU it fits (as best fit has it)."""
     eff = cluster.shapes.eff[ids]
     room = (eff >= ROOM).sum(axis=1)
     if job.milli >= FULL:
         room = room - job.gpus
     elif job.gpus:
-        tight = np.where(eff >= job.milli, eff, FULL + 1).min(axis=1)
+        tight = tightest(eff, job.milli)
         room = room - ((tight >= ROOM) & (tight - job.milli < ROOM))
     cpu_left = np.maximum(cluster.shapes.host[ids, CPU] - job.cpu_milli, 0) / 1000
-    kept = np.minimum(cpu_left / np.maximum(cores * room, 1e-9), 1.0)
+    kept = np.minimum(cpu_left / np.maximum(CORES_PER_FREE_GPU * room, 1e-9), 1.0)
     return np.asarray(MAX_SCORE * np.where(room > 0, kept, 1.0), np.float64)
 
 

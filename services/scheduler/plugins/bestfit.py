@@ -23,13 +23,18 @@ def leftover(job: Job, cluster: Cluster, nodes: IntArray) -> FloatArray:
     return leftover_shapes(job, cluster, distinct)[index]
 
 
+def tightest(eff: IntArray, milli: int) -> IntArray:
+    """Per row of free shares ``eff``: the least free share of ``milli`` or more (the GPU a
+    share of ``milli`` fits most tightly), or more than a whole GPU where none has room."""
+    return np.asarray(np.where(eff >= milli, eff, FULL + 1).min(axis=1), np.int64)
+
+
 def leftover_shapes(job: Job, cluster: Cluster, ids: IntArray) -> FloatArray:
     """``leftover`` of a node of each shape in ``ids``."""
     eff = cluster.shapes.eff[ids]
     left = (eff.sum(axis=1) - job.gpus * job.milli) / FULL
     if job.milli < FULL:
-        tight = np.where(eff >= job.milli, eff, FULL + 1).min(axis=1) - job.milli
-        left = left + tight / FULL
+        left = left + (tightest(eff, job.milli) - job.milli) / FULL
     return np.asarray(left, np.float64)
 
 

@@ -55,8 +55,8 @@ class Room:
     def __init__(self, cluster: Cluster, n: int) -> None:
         self.used = cluster.used[n].tolist()
         self.good = cluster.good[n] if cluster.usable[n] else [False] * len(self.used)
-        self.cpu = int(cluster.cpu_total[n] - cluster.cpu_used[n])
-        self.mem = int(cluster.mem_total[n] - cluster.mem_used[n])
+        self.cpu = int(cluster.cpu_free[n])
+        self.mem = int(cluster.mem_free[n])
 
     def free(self, slot: Slot) -> None:
         for g in slot.gpus:
